@@ -1,0 +1,49 @@
+// Generation parameters. Names follow DESIGN section 1 exactly, as in Python, the CLI and JSON.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace stars {
+
+enum class Mode { kPlain, kBestOfN, kStars };
+enum class Acceptance { kSoft, kHard };
+
+// Parse and print the names used in Python ("plain", "best_of_n", "stars"; "soft", "hard").
+// Parse* throws ParameterError naming the parameter and the value.
+Mode ParseMode(const std::string& name);
+Acceptance ParseAcceptance(const std::string& name);
+const char* ModeName(Mode mode);
+const char* AcceptanceName(Acceptance acceptance);
+
+// Proposal sampling, as in llama.cpp: temperature 0 is greedy; top_k <= 0, top_p == 1 and
+// min_p == 0 each switch that filter off.
+struct SamplingParams {
+  float temperature = 0.8f;
+  int32_t top_k = 40;
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+};
+
+struct GenerationParams {
+  Mode mode = Mode::kStars;
+  int32_t segment_tokens = 16;  // K
+  int32_t candidates = 4;       // N
+  int32_t max_attempts = 16;    // M
+  std::optional<double> threshold;  // tau*; empty means "auto"
+  double alpha = 0.5;
+  double beta = 0.7;
+  Acceptance acceptance = Acceptance::kSoft;
+  int32_t max_tokens = 256;  // T
+  SamplingParams sampling;
+  uint64_t seed = 0;
+  std::vector<std::string> stop;
+
+  // Throws ParameterError naming the first parameter that is out of range. `has_reward` says
+  // whether the engine has a reward; best_of_n and stars need one.
+  void Validate(bool has_reward) const;
+};
+
+}  // namespace stars

@@ -1,0 +1,48 @@
+// What a generation returns, per prompt.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace stars {
+
+enum class FinishReason { kStop, kLength };
+const char* FinishReasonName(FinishReason reason);
+
+struct Segment {
+  std::string text;
+  std::vector<int32_t> tokens;
+  int32_t attempts = 0;
+  std::vector<double> rewards;       // of the candidates considered, in order
+  std::optional<double> threshold;   // the tau the chosen candidate was held to (stars only)
+  bool fallback = false;
+};
+
+// Token counts are this prompt's own; the seconds are the wall time of the whole call, which
+// prompts of one batch share.
+struct Stats {
+  int64_t policy_tokens_sampled = 0;
+  int64_t tokens_accepted = 0;
+  int64_t tokens_wasted = 0;
+  int64_t prompt_tokens = 0;
+  int64_t policy_tokens_decoded = 0;
+  int64_t reward_calls = 0;
+  int64_t reward_rows = 0;
+  int64_t reward_tokens_decoded = 0;
+  double seconds_policy = 0.0;
+  double seconds_reward = 0.0;
+  double seconds_total = 0.0;
+};
+
+struct Result {
+  std::string text;
+  std::vector<int32_t> tokens;
+  FinishReason finish_reason = FinishReason::kLength;
+  std::optional<double> reward;  // of the final text, when the engine has a reward
+  std::vector<Segment> segments;
+  Stats stats;
+};
+
+}  // namespace stars

@@ -1,0 +1,56 @@
+// The batched reward interface of DESIGN section 2: rows of (prompt, response) in, floats out.
+// The engine calls it once per round with every candidate of every active prompt, and tells it
+// when a prompt's accepted response (its trunk) grows, so that a reward which caches KV can
+// score each candidate from the cached trunk.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace stars {
+
+// One row to score: the response is trunk + segment, in text and in policy token ids.
+// The views stay valid for the duration of the Score call only.
+struct RewardRow {
+  int32_t prompt = 0;              // index of the prompt in the current generation call
+  std::string_view trunk_text;     // the accepted response y
+  std::string_view segment_text;   // the candidate segment s (empty for r(x, empty))
+  const int32_t* trunk_tokens = nullptr;
+  int32_t n_trunk_tokens = 0;
+  const int32_t* segment_tokens = nullptr;
+  int32_t n_segment_tokens = 0;
+
+  std::string ResponseText() const;
+};
+
+class Reward {
+ public:
+  virtual ~Reward() = default;
+
+  // Starts a generation call. `prompts[i]` is the text of prompt i as the user wrote it (for
+  // chat messages: the last user message). Rows of later calls index into it.
+  virtual void Begin(const std::vector<std::string>& prompts) = 0;
+
+  // Writes one score per row into `scores` (resized by the callee). Higher is better. The
+  // engine rejects a wrong count or a non-finite value with RewardError.
+  virtual void Score(const std::vector<RewardRow>& rows, std::vector<double>* scores) = 0;
+
+  // Prompt `prompt`'s trunk grew by `n_tokens` accepted tokens (policy ids) and `text`.
+  virtual void Commit(int32_t prompt, const int32_t* tokens, int32_t n_tokens,
+                      std::string_view text) {
+    (void)prompt, (void)tokens, (void)n_tokens, (void)text;
+  }
+
+  // Prompt `prompt` is done; a caching reward frees what it holds for it.
+  virtual void Finish(int32_t prompt) { (void)prompt; }
+
+  // Tokens the reward model decoded for `prompt` in this call (0 for rewards without a model).
+  virtual int64_t TokensDecoded(int32_t prompt) const {
+    (void)prompt;
+    return 0;
+  }
+};
+
+}  // namespace stars

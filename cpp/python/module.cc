@@ -1,0 +1,393 @@
+// The nanobind module stars_cpp._core: translation between Python and the C++ core only.
+// Exception types are created and mapped in one place (RegisterExceptions); heavy calls run
+// with the GIL released.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "llama/batch.h"
+#include "llama/context.h"
+#include "llama/model.h"
+#include "llama/sequence_pool.h"
+#include "llama/tokenizer.h"
+#include "stars/engine.h"
+#include "stars/errors.h"
+#include "stars/params.h"
+#include "stars/result.h"
+#include "stars/reward.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace {
+
+// Model text may end inside a UTF-8 character (a segment boundary); never fail on it.
+nb::str Utf8(std::string_view text) {
+  PyObject* str = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "replace");
+  if (str == nullptr) throw nb::python_error();
+  return nb::steal<nb::str>(str);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exceptions: every C++ error type maps to one Python class, created here.
+
+struct PythonExceptions {
+  PyObject* error = nullptr;
+  PyObject* model_load = nullptr;
+  PyObject* model_not_found = nullptr;
+  PyObject* context_length = nullptr;
+  PyObject* decode = nullptr;
+  PyObject* parameter = nullptr;
+  PyObject* chat_template = nullptr;
+  PyObject* reward = nullptr;
+};
+PythonExceptions exceptions;
+
+PyObject* NewException(nb::module_& m, const char* name, std::vector<PyObject*> bases,
+                       const char* doc) {
+  nb::tuple base_tuple = nb::steal<nb::tuple>(PyTuple_New(static_cast<Py_ssize_t>(bases.size())));
+  for (size_t i = 0; i < bases.size(); ++i) {
+    Py_INCREF(bases[i]);
+    PyTuple_SET_ITEM(base_tuple.ptr(), static_cast<Py_ssize_t>(i), bases[i]);
+  }
+  const std::string qualified = std::string("stars_cpp.") + name;
+  PyObject* type = PyErr_NewExceptionWithDoc(qualified.c_str(), doc, base_tuple.ptr(), nullptr);
+  if (type == nullptr) throw nb::python_error();
+  m.attr(name) = nb::handle(type);
+  return type;
+}
+
+void RegisterExceptions(nb::module_& m) {
+  exceptions.error = NewException(m, "StarsError", {PyExc_Exception}, "Base of stars_cpp errors.");
+  exceptions.model_load = NewException(m, "ModelLoadError", {exceptions.error},
+                                       "A model file is empty, not a GGUF, or rejected.");
+  exceptions.model_not_found =
+      NewException(m, "ModelNotFoundError", {exceptions.model_load, PyExc_FileNotFoundError},
+                   "A model path does not exist.");
+  exceptions.context_length =
+      NewException(m, "ContextLengthError", {exceptions.error, PyExc_ValueError},
+                   "A prompt does not fit the context.");
+  exceptions.decode = NewException(m, "DecodeError", {exceptions.error}, "llama_decode failed.");
+  exceptions.parameter = NewException(m, "ParameterError", {exceptions.error, PyExc_ValueError},
+                                      "A parameter is out of range or unknown.");
+  exceptions.chat_template =
+      NewException(m, "ChatTemplateError", {exceptions.error, PyExc_ValueError},
+                   "The model's chat template is missing or unsupported.");
+  exceptions.reward = NewException(m, "RewardError", {exceptions.error},
+                                   "A reward returned a wrong count or a non-finite value.");
+
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const stars::ModelNotFoundError& e) {
+      PyErr_SetString(exceptions.model_not_found, e.what());
+    } catch (const stars::ModelLoadError& e) {
+      PyErr_SetString(exceptions.model_load, e.what());
+    } catch (const stars::ContextLengthError& e) {
+      PyErr_SetString(exceptions.context_length, e.what());
+    } catch (const stars::DecodeError& e) {
+      PyErr_SetString(exceptions.decode, e.what());
+    } catch (const stars::ParameterError& e) {
+      PyErr_SetString(exceptions.parameter, e.what());
+    } catch (const stars::ChatTemplateError& e) {
+      PyErr_SetString(exceptions.chat_template, e.what());
+    } catch (const stars::RewardError& e) {
+      PyErr_SetString(exceptions.reward, e.what());
+    } catch (const stars::Error& e) {
+      PyErr_SetString(exceptions.error, e.what());
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// A Python callable fn(prompts, responses) -> sequence of floats, as a batched reward.
+
+class CallableReward : public stars::Reward {
+ public:
+  explicit CallableReward(nb::object fn) : fn_(std::move(fn)) {}
+
+  ~CallableReward() override {
+    nb::gil_scoped_acquire gil;
+    fn_.reset();
+    prompts_.reset();
+  }
+
+  void Begin(const std::vector<std::string>& prompts) override {
+    nb::gil_scoped_acquire gil;
+    nb::list texts;
+    for (const std::string& prompt : prompts) texts.append(Utf8(prompt));
+    prompts_ = std::move(texts);
+  }
+
+  void Score(const std::vector<stars::RewardRow>& rows, std::vector<double>* scores) override {
+    nb::gil_scoped_acquire gil;
+    nb::list prompts;
+    nb::list responses;
+    for (const stars::RewardRow& row : rows) {
+      prompts.append(prompts_[row.prompt]);
+      responses.append(Utf8(row.ResponseText()));
+    }
+    nb::object values = fn_(prompts, responses);
+    scores->clear();
+    try {
+      for (nb::handle value : values) scores->push_back(nb::cast<double>(value));
+    } catch (const nb::cast_error&) {
+      throw stars::RewardError("the reward callable must return a sequence of floats, got " +
+                               std::string(nb::str(nb::handle(values.type())).c_str()));
+    }
+  }
+
+ private:
+  nb::object fn_;
+  nb::list prompts_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// A low-level KV session over the llama layer: forks, rewinds and batched decodes. It backs
+// tests and tools that check the KV bookkeeping against from-scratch decoding.
+
+class KvSession {
+ public:
+  KvSession(std::shared_ptr<stars::Model> model, int32_t n_ctx, int32_t n_seq_max,
+            int32_t n_threads)
+      : context_(std::move(model), {n_ctx, n_seq_max, n_threads}),
+        pool_(context_),
+        batch_(context_.n_batch()) {}
+
+  int32_t Acquire() { return pool_.Acquire(); }
+  int32_t Fork(int32_t source) { return pool_.Fork(source); }
+  void Rewind(int32_t seq, int32_t pos) { pool_.Rewind(seq, pos); }
+  void Release(int32_t seq) { pool_.Release(seq); }
+  void Clear() { pool_.Clear(); }
+
+  // Decodes rows (token, pos, seq, output) as one batch; returns each output's batch index.
+  std::vector<int32_t> Decode(const std::vector<int32_t>& tokens, const std::vector<int32_t>& pos,
+                              const std::vector<int32_t>& seqs, const std::vector<bool>& outputs) {
+    if (tokens.size() != pos.size() || tokens.size() != seqs.size() ||
+        tokens.size() != outputs.size()) {
+      throw stars::ParameterError("tokens, positions, seq_ids and outputs must have one length");
+    }
+    batch_.Clear();
+    std::vector<int32_t> indices;
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      const int32_t index = batch_.Add(tokens[i], pos[i], seqs[i], outputs[i]);
+      if (outputs[i]) indices.push_back(index);
+    }
+    context_.Decode(batch_);
+    return indices;
+  }
+
+  nb::ndarray<nb::numpy, float, nb::ndim<1>> Logits(int32_t batch_index) const {
+    const float* row = context_.Logits(batch_index);
+    const size_t n = static_cast<size_t>(llama_vocab_n_tokens(context_.model().vocab()));
+    float* copy = new float[n];
+    std::memcpy(copy, row, n * sizeof(float));
+    nb::capsule owner(copy, [](void* p) noexcept { delete[] static_cast<float*>(p); });
+    return nb::ndarray<nb::numpy, float, nb::ndim<1>>(copy, {n}, owner);
+  }
+
+  int32_t n_ctx() const { return context_.n_ctx(); }
+  int32_t n_seq_max() const { return context_.n_seq_max(); }
+
+ private:
+  stars::Context context_;
+  stars::SequencePool pool_;
+  stars::Batch batch_;
+};
+
+std::shared_ptr<stars::Model> BorrowModel(uintptr_t address, nb::object owner,
+                                          std::string description) {
+  auto* keep = new nb::object(std::move(owner));
+  // The owner is a Python object: drop it under the GIL, whichever thread frees the model.
+  std::shared_ptr<void> keep_alive(keep, [](void* p) {
+    nb::gil_scoped_acquire gil;
+    delete static_cast<nb::object*>(p);
+  });
+  return stars::Model::Borrow(reinterpret_cast<llama_model*>(address), std::move(keep_alive),
+                              std::move(description));
+}
+
+std::vector<stars::Prompt> ToPrompts(const nb::list& items) {
+  std::vector<stars::Prompt> prompts;
+  prompts.reserve(items.size());
+  for (nb::handle item : items) {
+    stars::Prompt prompt;
+    if (nb::isinstance<nb::str>(item)) {
+      prompt.text = nb::cast<std::string>(item);
+    } else {
+      for (nb::handle message : item) {
+        auto [role, content] = nb::cast<std::pair<std::string, std::string>>(message);
+        prompt.roles.push_back(std::move(role));
+        prompt.contents.push_back(std::move(content));
+      }
+    }
+    prompts.push_back(std::move(prompt));
+  }
+  return prompts;
+}
+
+}  // namespace
+
+NB_MODULE(_core, m) {
+  m.doc() = "stars_cpp native core: STARS decoding over llama.cpp.";
+  RegisterExceptions(m);
+  m.attr("max_parallel_sequences") = llama_max_parallel_sequences();
+
+  nb::class_<stars::Model>(m, "Model", "A llama.cpp model, loaded from a GGUF or borrowed.")
+      .def_static(
+          "load",
+          [](const std::string& path, int32_t n_gpu_layers) {
+            nb::gil_scoped_release release;
+            return stars::Model::Load(path, n_gpu_layers);
+          },
+          "path"_a, "n_gpu_layers"_a = 0)
+      .def_static("borrow", &BorrowModel, "address"_a, "owner"_a, "description"_a)
+      .def_prop_ro("description", &stars::Model::description)
+      .def_prop_ro("owned", &stars::Model::owned)
+      .def_prop_ro("n_vocab", [](const stars::Model& model) {
+        return llama_vocab_n_tokens(model.vocab());
+      })
+      .def(
+          "tokenize",
+          [](const stars::Model& model, const std::string& text, bool add_special,
+             bool parse_special) {
+            return stars::Tokenizer(model).Tokenize(text, add_special, parse_special);
+          },
+          "text"_a, "add_special"_a = true, "parse_special"_a = false)
+      .def("detokenize",
+           [](const stars::Model& model, const std::vector<int32_t>& tokens) {
+             return Utf8(stars::Tokenizer(model).Detokenize(tokens));
+           },
+           "tokens"_a)
+      .def(
+          "apply_chat_template",
+          [](const stars::Model& model, const std::vector<std::pair<std::string, std::string>>& messages) {
+            std::vector<stars::ChatMessage> chat;
+            for (const auto& [role, content] : messages) chat.push_back({role, content});
+            return Utf8(stars::Tokenizer(model).ApplyChatTemplate(chat));
+          },
+          "messages"_a);
+
+  nb::class_<KvSession>(m, "KvSession", "Forks, rewinds and batched decodes over one context.")
+      .def(nb::init<std::shared_ptr<stars::Model>, int32_t, int32_t, int32_t>(), "model"_a,
+           "n_ctx"_a = 512, "n_seq_max"_a = 1, "n_threads"_a = 0)
+      .def("acquire", &KvSession::Acquire)
+      .def("fork", &KvSession::Fork, "source"_a)
+      .def("rewind", &KvSession::Rewind, "seq_id"_a, "pos"_a)
+      .def("release", &KvSession::Release, "seq_id"_a)
+      .def("clear", &KvSession::Clear)
+      .def("decode", &KvSession::Decode, "tokens"_a, "positions"_a, "seq_ids"_a, "outputs"_a,
+           nb::call_guard<nb::gil_scoped_release>())
+      .def("logits", &KvSession::Logits, "batch_index"_a)
+      .def_prop_ro("n_ctx", &KvSession::n_ctx)
+      .def_prop_ro("n_seq_max", &KvSession::n_seq_max);
+
+  nb::class_<stars::GenerationParams>(m, "GenerationParams")
+      .def(nb::init<>())
+      .def_prop_rw(
+          "mode", [](const stars::GenerationParams& p) { return std::string(stars::ModeName(p.mode)); },
+          [](stars::GenerationParams& p, const std::string& v) { p.mode = stars::ParseMode(v); })
+      .def_rw("segment_tokens", &stars::GenerationParams::segment_tokens)
+      .def_rw("candidates", &stars::GenerationParams::candidates)
+      .def_rw("max_attempts", &stars::GenerationParams::max_attempts)
+      .def_rw("threshold", &stars::GenerationParams::threshold, nb::arg().none())
+      .def_rw("alpha", &stars::GenerationParams::alpha)
+      .def_rw("beta", &stars::GenerationParams::beta)
+      .def_prop_rw(
+          "acceptance",
+          [](const stars::GenerationParams& p) { return std::string(stars::AcceptanceName(p.acceptance)); },
+          [](stars::GenerationParams& p, const std::string& v) {
+            p.acceptance = stars::ParseAcceptance(v);
+          })
+      .def_rw("max_tokens", &stars::GenerationParams::max_tokens)
+      .def_prop_rw(
+          "temperature", [](const stars::GenerationParams& p) { return p.sampling.temperature; },
+          [](stars::GenerationParams& p, float v) { p.sampling.temperature = v; })
+      .def_prop_rw(
+          "top_k", [](const stars::GenerationParams& p) { return p.sampling.top_k; },
+          [](stars::GenerationParams& p, int32_t v) { p.sampling.top_k = v; })
+      .def_prop_rw(
+          "top_p", [](const stars::GenerationParams& p) { return p.sampling.top_p; },
+          [](stars::GenerationParams& p, float v) { p.sampling.top_p = v; })
+      .def_prop_rw(
+          "min_p", [](const stars::GenerationParams& p) { return p.sampling.min_p; },
+          [](stars::GenerationParams& p, float v) { p.sampling.min_p = v; })
+      .def_rw("seed", &stars::GenerationParams::seed)
+      .def_rw("stop", &stars::GenerationParams::stop);
+
+  nb::class_<stars::Segment>(m, "Segment")
+      .def_prop_ro("text", [](const stars::Segment& s) { return Utf8(s.text); })
+      .def_ro("tokens", &stars::Segment::tokens)
+      .def_ro("attempts", &stars::Segment::attempts)
+      .def_ro("rewards", &stars::Segment::rewards)
+      .def_ro("threshold", &stars::Segment::threshold)
+      .def_ro("fallback", &stars::Segment::fallback);
+
+  nb::class_<stars::Stats>(m, "Stats")
+      .def_ro("policy_tokens_sampled", &stars::Stats::policy_tokens_sampled)
+      .def_ro("tokens_accepted", &stars::Stats::tokens_accepted)
+      .def_ro("tokens_wasted", &stars::Stats::tokens_wasted)
+      .def_ro("prompt_tokens", &stars::Stats::prompt_tokens)
+      .def_ro("policy_tokens_decoded", &stars::Stats::policy_tokens_decoded)
+      .def_ro("reward_calls", &stars::Stats::reward_calls)
+      .def_ro("reward_rows", &stars::Stats::reward_rows)
+      .def_ro("reward_tokens_decoded", &stars::Stats::reward_tokens_decoded)
+      .def_ro("seconds_policy", &stars::Stats::seconds_policy)
+      .def_ro("seconds_reward", &stars::Stats::seconds_reward)
+      .def_ro("seconds_total", &stars::Stats::seconds_total);
+
+  nb::class_<stars::Result>(m, "Result")
+      .def_prop_ro("text", [](const stars::Result& r) { return Utf8(r.text); })
+      .def_ro("tokens", &stars::Result::tokens)
+      .def_prop_ro("finish_reason",
+                   [](const stars::Result& r) { return stars::FinishReasonName(r.finish_reason); })
+      .def_ro("reward", &stars::Result::reward)
+      .def_ro("segments", &stars::Result::segments)
+      .def_ro("stats", &stars::Result::stats);
+
+  nb::class_<stars::Engine>(m, "Engine", "Plain, best-of-N and STARS decoding on one model.")
+      .def(
+          "__init__",
+          [](stars::Engine* self, std::shared_ptr<stars::Model> model, nb::object reward,
+             int32_t n_ctx, int32_t n_threads) {
+            std::shared_ptr<stars::Reward> native;
+            if (!reward.is_none()) native = std::make_shared<CallableReward>(reward);
+            new (self) stars::Engine(std::move(model), std::move(native), {n_ctx, n_threads});
+          },
+          "model"_a, "reward"_a.none(), "n_ctx"_a = 4096, "n_threads"_a = 0)
+      .def_prop_ro("has_reward", &stars::Engine::has_reward)
+      .def_prop_ro("n_ctx", &stars::Engine::n_ctx)
+      .def(
+          "generate",
+          [](stars::Engine& engine, const nb::list& items, const stars::GenerationParams& params,
+             nb::object on_segment) {
+            const std::vector<stars::Prompt> prompts = ToPrompts(items);
+            stars::GenerateHooks hooks;
+            // KeyboardInterrupt: Python's signal handler only runs when asked, under the GIL.
+            hooks.check_interrupt = [] {
+              nb::gil_scoped_acquire gil;
+              if (PyErr_CheckSignals() != 0) throw nb::python_error();
+            };
+            if (!on_segment.is_none()) {
+              hooks.on_segment = [&on_segment](int32_t prompt, const stars::Segment& segment) {
+                nb::gil_scoped_acquire gil;
+                on_segment(prompt, nb::cast(segment, nb::rv_policy::copy));
+              };
+            }
+            nb::gil_scoped_release release;
+            return engine.Generate(prompts, params, hooks);
+          },
+          "prompts"_a, "params"_a, "on_segment"_a.none() = nb::none());
+}

@@ -1,0 +1,411 @@
+#include "engine/generation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "engine/text.h"
+#include "llama/sampler.h"
+#include "stars/errors.h"
+
+namespace stars {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+RewardRow MakeRow(const PromptRun& run, const Candidate* candidate) {
+  RewardRow row;
+  row.prompt = run.index;
+  row.trunk_text = run.response_text;
+  row.trunk_tokens = run.response_tokens.data();
+  row.n_trunk_tokens = run.response_length();
+  if (candidate != nullptr) {
+    row.segment_text = candidate->text;
+    row.segment_tokens = candidate->tokens.data();
+    row.n_segment_tokens = static_cast<int32_t>(candidate->tokens.size());
+  }
+  return row;
+}
+
+}  // namespace
+
+Generation::Generation(Context& context, const Tokenizer& tokenizer, Reward* reward,
+                       const GenerationParams& params, const GenerateHooks& hooks)
+    : context_(context),
+      tokenizer_(tokenizer),
+      reward_(reward),
+      params_(params),
+      hooks_(hooks),
+      pool_(context),
+      batch_(context.n_batch()) {}
+
+int32_t Generation::SequencesPerPrompt(const GenerationParams& params) {
+  switch (params.mode) {
+    case Mode::kPlain:
+      return 2;
+    case Mode::kBestOfN:
+      return params.candidates + 1;
+    case Mode::kStars:
+      // The trunk, this round's candidates and the best of earlier rounds for the fallback.
+      return params.candidates + 2;
+  }
+  return 0;
+}
+
+int64_t Generation::CellsPerPrompt(const GenerationParams& params, int64_t n_prompt) {
+  const int64_t t = params.max_tokens;
+  switch (params.mode) {
+    case Mode::kPlain:
+      return n_prompt + t;
+    case Mode::kBestOfN:
+      return n_prompt + static_cast<int64_t>(params.candidates) * t;
+    case Mode::kStars:
+      return n_prompt + t + static_cast<int64_t>(params.candidates + 1) * params.segment_tokens;
+  }
+  return 0;
+}
+
+std::vector<Result> Generation::Run(std::vector<PromptRun> runs) {
+  const auto start = Clock::now();
+  for (PromptRun& run : runs) queue_.push_back(&run);
+  while (!queue_.empty() || !active_.empty()) {
+    Admit();
+    DecodePending();
+    SampleFirstTokens();
+    DecodeCandidates();
+    ScoreRound();
+  }
+  std::vector<Result> results;
+  results.reserve(runs.size());
+  const double total = SecondsSince(start);
+  for (PromptRun& run : runs) {
+    run.result.stats.seconds_policy = seconds_policy_;
+    run.result.stats.seconds_reward = seconds_reward_;
+    run.result.stats.seconds_total = total;
+    results.push_back(std::move(run.result));
+  }
+  return results;
+}
+
+void Generation::Admit() {
+  while (!queue_.empty()) {
+    PromptRun& run = *queue_.front();
+    if (run.reserved_seqs > pool_.n_free() ||
+        cells_reserved_ + run.reserved_cells > context_.n_ctx()) {
+      break;
+    }
+    queue_.pop_front();
+    cells_reserved_ += run.reserved_cells;
+    run.trunk = pool_.Acquire();
+    run.pending = run.prompt_tokens;
+    run.result.stats.prompt_tokens = static_cast<int64_t>(run.prompt_tokens.size());
+    if (params_.mode == Mode::kStars) {
+      run.search.emplace(params_.candidates, params_.max_attempts);
+      run.rule.emplace(params_.acceptance, params_.beta,
+                       DeriveSeed(params_.seed, static_cast<uint64_t>(run.index), ~0ULL, 0));
+    }
+    active_.push_back(&run);
+  }
+}
+
+void Generation::Decode() {
+  const auto start = Clock::now();
+  context_.Decode(batch_);
+  seconds_policy_ += SecondsSince(start);
+  if (hooks_.check_interrupt) hooks_.check_interrupt();
+}
+
+// Step 0 of a round: the trunk's undecoded tokens (a new prompt, or the last token of the
+// segment accepted last round), so that the round's first tokens come from its logits.
+void Generation::DecodePending() {
+  batch_.Clear();
+  std::vector<std::pair<PromptRun*, int32_t>> outputs;
+  for (PromptRun* run : active_) {
+    if (run->pending.empty()) continue;
+    const int32_t last = static_cast<int32_t>(run->pending.size()) - 1;
+    for (int32_t i = 0; i <= last; ++i) {
+      const int32_t index = batch_.Add(run->pending[i], run->n_past + i, run->trunk, i == last);
+      if (i == last) outputs.emplace_back(run, index);
+    }
+  }
+  if (batch_.empty()) return;
+  Decode();
+  const int32_t n_vocab = tokenizer_.n_vocab();
+  for (auto& [run, index] : outputs) {
+    const float* row = context_.Logits(index);
+    run->logits.assign(row, row + n_vocab);
+    run->n_past += static_cast<llama_pos>(run->pending.size());
+    run->result.stats.policy_tokens_decoded += static_cast<int64_t>(run->pending.size());
+    run->pending.clear();
+  }
+}
+
+int32_t Generation::RoundSize(const PromptRun& run) const {
+  switch (params_.mode) {
+    case Mode::kPlain:
+      return 1;
+    case Mode::kBestOfN:
+      return params_.candidates;
+    case Mode::kStars:
+      return run.search->NextRoundSize();
+  }
+  return 0;
+}
+
+int32_t Generation::Cap(const PromptRun& run) const {
+  const int32_t left = params_.max_tokens - run.response_length();
+  return params_.mode == Mode::kBestOfN ? left : std::min(params_.segment_tokens, left);
+}
+
+void Generation::SampleFirstTokens() {
+  const auto start = Clock::now();
+  const int32_t n_vocab = tokenizer_.n_vocab();
+  for (PromptRun* run : active_) {
+    const int32_t n = RoundSize(*run);
+    run->candidates.clear();
+    run->candidates.reserve(static_cast<size_t>(n));
+    for (int32_t slot = 0; slot < n; ++slot) {
+      const uint32_t seed = DeriveSeed(params_.seed, static_cast<uint64_t>(run->index),
+                                       static_cast<uint64_t>(run->round),
+                                       static_cast<uint64_t>(slot));
+      Candidate& candidate = run->candidates.emplace_back(
+          pool_.Fork(run->trunk), Sampler(params_.sampling, seed), run->n_past, Cap(*run));
+      const llama_token token =
+          candidate.sampler.SampleFromLogits(run->logits.data(), n_vocab, &scratch_);
+      ++run->result.stats.policy_tokens_sampled;
+      PushToken(tokenizer_, params_.stop, token, &candidate);
+    }
+  }
+  seconds_policy_ += SecondsSince(start);
+}
+
+// Steps 1..K-1: one llama_decode per step for every live candidate of every prompt. A
+// candidate's last token is only decoded if it is accepted (next round's step 0).
+void Generation::DecodeCandidates() {
+  for (;;) {
+    batch_.Clear();
+    for (PromptRun* run : active_) {
+      for (Candidate& candidate : run->candidates) {
+        if (candidate.done) continue;
+        candidate.batch_index =
+            batch_.Add(candidate.tokens.back(), candidate.next_pos, candidate.seq, true);
+        ++candidate.next_pos;
+        ++run->result.stats.policy_tokens_decoded;
+      }
+    }
+    if (batch_.empty()) return;
+    Decode();
+    const auto start = Clock::now();
+    for (PromptRun* run : active_) {
+      for (Candidate& candidate : run->candidates) {
+        if (candidate.done) continue;
+        const llama_token token = candidate.sampler.Sample(context_, candidate.batch_index);
+        ++run->result.stats.policy_tokens_sampled;
+        PushToken(tokenizer_, params_.stop, token, &candidate);
+      }
+    }
+    seconds_policy_ += SecondsSince(start);
+  }
+}
+
+void Generation::CheckScores(const std::vector<RewardRow>& rows,
+                             const std::vector<double>& scores) const {
+  if (scores.size() != rows.size()) {
+    throw RewardError("reward returned " + std::to_string(scores.size()) + " values for " +
+                      std::to_string(rows.size()) + " rows");
+  }
+  for (size_t i = 0; i < scores.size(); ++i) {
+    if (!std::isfinite(scores[i])) {
+      throw RewardError("reward returned a non-finite value (" + std::to_string(scores[i]) +
+                        ") for row " + std::to_string(i) + " (prompt " +
+                        std::to_string(rows[i].prompt) + ")");
+    }
+  }
+}
+
+void Generation::ScoreRound() {
+  std::vector<RewardRow> rows;
+  std::vector<size_t> first_row(active_.size());
+  const bool scored = params_.mode != Mode::kPlain;
+  if (scored) {
+    for (size_t a = 0; a < active_.size(); ++a) {
+      PromptRun& run = *active_[a];
+      first_row[a] = rows.size();
+      // r(x, empty) for the threshold ramp rides along with the first round's call.
+      if (params_.mode == Mode::kStars && !run.schedule) rows.push_back(MakeRow(run, nullptr));
+      for (const Candidate& candidate : run.candidates) rows.push_back(MakeRow(run, &candidate));
+      ++run.result.stats.reward_calls;
+      run.result.stats.reward_rows +=
+          static_cast<int64_t>(rows.size() - first_row[a]);
+    }
+  }
+  std::vector<double> scores;
+  if (!rows.empty()) {
+    const auto start = Clock::now();
+    reward_->Score(rows, &scores);
+    seconds_reward_ += SecondsSince(start);
+    CheckScores(rows, scores);
+  }
+  std::vector<PromptRun*> still_active;
+  std::vector<PromptRun*> plain_finished;
+  for (size_t a = 0; a < active_.size(); ++a) {
+    PromptRun& run = *active_[a];
+    const size_t end = a + 1 < active_.size() ? first_row[a + 1] : rows.size();
+    if (scored) {
+      Decide(run, scores.data() + first_row[a], end - first_row[a]);
+    } else {
+      Segment segment;
+      segment.attempts = 1;
+      AcceptCandidate(run, run.candidates.front(), std::move(segment));
+    }
+    ++run.round;
+    if (!run.finished) {
+      still_active.push_back(&run);
+    } else if (!scored && reward_ != nullptr) {
+      plain_finished.push_back(&run);
+    }
+  }
+  active_ = std::move(still_active);
+  if (!plain_finished.empty()) ScoreFinalResponses(plain_finished);
+}
+
+// Plain mode reports the reward of each finished response, one call for all of them.
+void Generation::ScoreFinalResponses(std::vector<PromptRun*>& runs) {
+  std::vector<RewardRow> rows;
+  for (PromptRun* run : runs) {
+    rows.push_back(MakeRow(*run, nullptr));
+    ++run->result.stats.reward_calls;
+    ++run->result.stats.reward_rows;
+  }
+  std::vector<double> scores;
+  const auto start = Clock::now();
+  reward_->Score(rows, &scores);
+  seconds_reward_ += SecondsSince(start);
+  CheckScores(rows, scores);
+  for (size_t i = 0; i < runs.size(); ++i) {
+    runs[i]->result.reward = scores[i];
+  }
+}
+
+void Generation::Decide(PromptRun& run, const double* rewards, size_t n_rewards) {
+  std::vector<double> round_rewards(rewards, rewards + n_rewards);
+  for (size_t j = 0; j < run.candidates.size(); ++j) {
+    run.candidates[j].reward = round_rewards[round_rewards.size() - run.candidates.size() + j];
+  }
+  if (params_.mode == Mode::kBestOfN) {
+    size_t best = 0;
+    for (size_t j = 1; j < run.candidates.size(); ++j) {
+      if (run.candidates[j].reward > run.candidates[best].reward) best = j;
+    }
+    Segment segment;
+    segment.attempts = static_cast<int32_t>(run.candidates.size());
+    segment.rewards = round_rewards;
+    run.result.reward = run.candidates[best].reward;
+    AcceptCandidate(run, run.candidates[best], std::move(segment));
+    return;
+  }
+  if (!run.schedule) {
+    const double reward_empty = round_rewards.front();
+    round_rewards.erase(round_rewards.begin());
+    const double tau_star = params_.threshold ? *params_.threshold
+                                              : Quantile(round_rewards, kAutoThresholdQuantile);
+    run.schedule.emplace(reward_empty, tau_star, params_.alpha, params_.max_tokens);
+  }
+  std::vector<double> thresholds;
+  thresholds.reserve(run.candidates.size());
+  for (const Candidate& candidate : run.candidates) {
+    const int32_t length = run.response_length() + static_cast<int32_t>(candidate.tokens.size());
+    thresholds.push_back(run.schedule->At(length));
+  }
+  const SegmentSearch::Decision decision = run.search->Consider(round_rewards, thresholds, *run.rule);
+  if (decision.outcome == SegmentSearch::Outcome::kContinue) {
+    if (decision.new_best_slot >= 0) {
+      // This round holds the best so far: keep its sequence for a later fallback.
+      if (run.best) pool_.Release(run.best->seq);
+      run.best.emplace(std::move(run.candidates[decision.new_best_slot]));
+      run.candidates.erase(run.candidates.begin() + decision.new_best_slot);
+    }
+    ReleaseRound(run);
+    return;
+  }
+  Segment segment;
+  segment.attempts = run.search->attempts();
+  segment.rewards = run.search->rewards();
+  segment.threshold = decision.threshold;
+  segment.fallback = decision.outcome == SegmentSearch::Outcome::kFallback;
+  run.result.reward = decision.reward;
+  Candidate& chosen =
+      decision.chosen_slot >= 0 ? run.candidates[decision.chosen_slot] : *run.best;
+  AcceptCandidate(run, chosen, std::move(segment));
+  run.search.emplace(params_.candidates, params_.max_attempts);
+}
+
+void Generation::ReleaseRound(PromptRun& run) {
+  for (Candidate& candidate : run.candidates) {
+    if (candidate.seq >= 0) pool_.Release(candidate.seq);
+  }
+  run.candidates.clear();
+}
+
+void Generation::AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segment) {
+  run.trunk = pool_.Adopt(run.trunk, chosen.seq);
+  const int32_t n_tokens = static_cast<int32_t>(chosen.tokens.size());
+  // The trunk now holds the candidate's decoded tokens; the rest waits for the next round.
+  const int32_t n_decoded = std::min(chosen.n_decoded(), n_tokens);
+  run.n_past = chosen.fork_pos + n_decoded;
+  run.pending.assign(chosen.tokens.begin() + n_decoded, chosen.tokens.end());
+  run.response_tokens.insert(run.response_tokens.end(), chosen.tokens.begin(),
+                             chosen.tokens.end());
+  run.response_text += chosen.text;
+  run.result.stats.tokens_accepted += n_tokens;
+  if (reward_ != nullptr) {
+    reward_->Commit(run.index, chosen.tokens.data(), n_tokens, chosen.text);
+  }
+
+  std::string text = std::move(run.utf8_carry);
+  text += chosen.text;
+  const bool ends = chosen.ends_response || run.response_length() >= params_.max_tokens;
+  const size_t complete = ends ? text.size() : CompleteUtf8Prefix(text);
+  run.utf8_carry = text.substr(complete);
+  text.resize(complete);
+  segment.text = std::move(text);
+  segment.tokens.assign(chosen.tokens.begin(), chosen.tokens.end());
+  const bool chosen_ends = chosen.ends_response;
+
+  chosen.seq = -1;  // now the trunk: not released with the other candidates
+  ReleaseRound(run);
+  if (run.best) {
+    if (run.best->seq >= 0) pool_.Release(run.best->seq);
+    run.best.reset();
+  }
+
+  run.result.segments.push_back(segment);
+  if (hooks_.on_segment) hooks_.on_segment(run.index, run.result.segments.back());
+  if (chosen_ends) {
+    Finish(run, FinishReason::kStop);
+  } else if (run.response_length() >= params_.max_tokens) {
+    Finish(run, FinishReason::kLength);
+  }
+}
+
+void Generation::Finish(PromptRun& run, FinishReason reason) {
+  run.finished = true;
+  pool_.Release(run.trunk);
+  run.trunk = -1;
+  cells_reserved_ -= run.reserved_cells;
+  Stats& stats = run.result.stats;
+  stats.tokens_wasted = stats.policy_tokens_sampled - stats.tokens_accepted;
+  run.result.finish_reason = reason;
+  run.result.text = run.response_text;
+  run.result.tokens.assign(run.response_tokens.begin(), run.response_tokens.end());
+  if (reward_ != nullptr) {
+    stats.reward_tokens_decoded = reward_->TokensDecoded(run.index);
+    reward_->Finish(run.index);
+  }
+}
+
+}  // namespace stars

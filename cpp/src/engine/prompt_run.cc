@@ -1,0 +1,38 @@
+#include "engine/prompt_run.h"
+
+#include "engine/text.h"
+#include "llama/tokenizer.h"
+
+namespace stars {
+
+bool PushToken(const Tokenizer& tokenizer, const std::vector<std::string>& stop,
+               llama_token token, Candidate* candidate) {
+  if (tokenizer.IsEog(token)) {
+    candidate->done = candidate->ends_response = true;
+    return false;
+  }
+  const size_t old_size = candidate->text.size();
+  candidate->offsets.push_back(old_size);
+  candidate->tokens.push_back(token);
+  candidate->text += tokenizer.Piece(token);
+  if (!stop.empty()) {
+    const size_t at = FindStop(candidate->text, old_size, stop);
+    if (at != std::string::npos) {
+      // Keep the text before the stop string and the tokens that start before it.
+      candidate->text.resize(at);
+      size_t keep = 0;
+      while (keep < candidate->offsets.size() && candidate->offsets[keep] < at) ++keep;
+      candidate->tokens.resize(keep);
+      candidate->offsets.resize(keep);
+      candidate->done = candidate->ends_response = true;
+      return false;
+    }
+  }
+  if (static_cast<int32_t>(candidate->tokens.size()) >= candidate->cap) {
+    candidate->done = true;
+    return false;
+  }
+  return true;
+}
+
+}  // namespace stars

@@ -1,0 +1,76 @@
+// The state of one prompt through a generation call: its trunk sequence, the accepted response,
+// the candidates of the current round and the search for the current segment.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "algorithm/acceptance.h"
+#include "algorithm/segment_search.h"
+#include "algorithm/threshold_schedule.h"
+#include "llama.h"
+#include "llama/sampler.h"
+#include "stars/result.h"
+
+namespace stars {
+
+class Tokenizer;
+
+struct Candidate {
+  llama_seq_id seq = -1;
+  Sampler sampler;
+  llama_pos fork_pos = 0;  // first position of the segment in its sequence
+  llama_pos next_pos = 0;  // position at which the next token is decoded
+  int32_t cap = 0;         // most tokens this candidate may take
+  int32_t batch_index = -1;
+  std::vector<llama_token> tokens;
+  std::vector<size_t> offsets;  // byte offset of each token's text in `text`
+  std::string text;
+  bool done = false;
+  bool ends_response = false;  // end-of-generation token or stop string
+  double reward = 0.0;
+
+  Candidate(llama_seq_id seq_id, Sampler&& chain, llama_pos pos, int32_t max_tokens)
+      : seq(seq_id), sampler(std::move(chain)), fork_pos(pos), next_pos(pos), cap(max_tokens) {}
+
+  // Tokens of this candidate already in its sequence's KV cells.
+  int32_t n_decoded() const { return static_cast<int32_t>(next_pos - fork_pos); }
+};
+
+struct PromptRun {
+  int32_t index = 0;
+  std::string reward_text;
+  std::vector<llama_token> prompt_tokens;
+  int64_t reserved_cells = 0;
+  int32_t reserved_seqs = 0;
+
+  llama_seq_id trunk = -1;
+  llama_pos n_past = 0;               // trunk cells decoded
+  std::vector<llama_token> pending;   // trunk tokens sampled but not yet decoded
+  std::vector<float> logits;          // the trunk's next-token logits
+  std::vector<llama_token> response_tokens;
+  std::string response_text;
+  std::string utf8_carry;             // bytes of a character split across segments
+
+  int32_t round = 0;
+  std::vector<Candidate> candidates;  // this round's
+  std::optional<Candidate> best;      // the best of earlier rounds of this segment
+  std::optional<SegmentSearch> search;
+  std::optional<ThresholdSchedule> schedule;
+  std::optional<AcceptanceRule> rule;
+
+  bool finished = false;
+  Result result;
+  int64_t reward_rows_seen = 0;
+
+  int32_t response_length() const { return static_cast<int32_t>(response_tokens.size()); }
+};
+
+// Appends `token` to `candidate`, or ends it at an end-of-generation token, a stop string or
+// its cap. Returns false once the candidate is done.
+bool PushToken(const Tokenizer& tokenizer, const std::vector<std::string>& stop,
+               llama_token token, Candidate* candidate);
+
+}  // namespace stars

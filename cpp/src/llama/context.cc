@@ -1,0 +1,72 @@
+#include "llama/context.h"
+
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "llama/batch.h"
+#include "stars/errors.h"
+
+namespace stars {
+
+Context::Context(std::shared_ptr<Model> model, const ContextOptions& options)
+    : model_(std::move(model)) {
+  const int32_t max_seq = static_cast<int32_t>(llama_max_parallel_sequences());
+  if (options.n_seq_max < 1 || options.n_seq_max > max_seq) {
+    throw ParameterError("n_seq_max must be in [1, " + std::to_string(max_seq) + "], got " +
+                         std::to_string(options.n_seq_max));
+  }
+  if (options.n_ctx < 16) {
+    throw ParameterError("n_ctx must be at least 16, got " + std::to_string(options.n_ctx));
+  }
+  llama_context_params params = llama_context_default_params();
+  params.n_ctx = static_cast<uint32_t>(options.n_ctx);
+  params.n_batch = static_cast<uint32_t>(options.n_ctx);
+  params.n_ubatch = std::min<uint32_t>(512, params.n_batch);
+  params.n_seq_max = static_cast<uint32_t>(options.n_seq_max);
+  int32_t threads = options.n_threads;
+  if (threads <= 0) threads = static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
+  params.n_threads = threads;
+  params.n_threads_batch = threads;
+  params.embeddings = options.embeddings;
+  params.pooling_type = options.pooling;
+  // One pool of cells for every sequence: forks share the trunk's cells instead of copying.
+  params.kv_unified = true;
+  params.no_perf = true;
+  ctx_ = llama_init_from_model(model_->get(), params);
+  if (ctx_ == nullptr) {
+    throw Error("llama.cpp could not create a context with n_ctx=" + std::to_string(options.n_ctx) +
+                " and n_seq_max=" + std::to_string(options.n_seq_max) + " for '" +
+                model_->description() + "' (out of memory?)");
+  }
+}
+
+Context::~Context() { llama_free(ctx_); }
+
+void Context::Decode(const Batch& batch) {
+  const int32_t code = llama_decode(ctx_, batch.get());
+  if (code == 0) return;
+  const std::string size = std::to_string(batch.size()) + " tokens";
+  switch (code) {
+    case 1:
+      throw DecodeError("llama_decode found no KV slot for a batch of " + size + " (n_ctx=" +
+                        std::to_string(n_ctx()) + "): raise n_ctx or lower candidates");
+    case 2:
+      throw DecodeError("llama_decode was aborted on a batch of " + size);
+    case -1:
+      throw DecodeError("llama_decode rejected an invalid batch of " + size);
+    default:
+      throw DecodeError("llama_decode failed with code " + std::to_string(code) +
+                        " on a batch of " + size);
+  }
+}
+
+const float* Context::Logits(int32_t batch_index) const {
+  const float* logits = llama_get_logits_ith(ctx_, batch_index);
+  if (logits == nullptr) {
+    throw DecodeError("no logits for batch index " + std::to_string(batch_index));
+  }
+  return logits;
+}
+
+}  // namespace stars

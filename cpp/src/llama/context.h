@@ -1,0 +1,51 @@
+// A llama.cpp context over a Model, with every return code of decoding checked.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "llama.h"
+#include "llama/model.h"
+
+namespace stars {
+
+class Batch;
+
+struct ContextOptions {
+  int32_t n_ctx = 4096;
+  int32_t n_seq_max = 1;
+  int32_t n_threads = 0;  // 0: all hardware threads
+  bool embeddings = false;
+  enum llama_pooling_type pooling = LLAMA_POOLING_TYPE_UNSPECIFIED;
+};
+
+class Context {
+ public:
+  // Throws Error when llama.cpp cannot create the context (for example out of memory) and
+  // ParameterError for an n_ctx or n_seq_max it cannot take.
+  Context(std::shared_ptr<Model> model, const ContextOptions& options);
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  // Decodes `batch`. Throws DecodeError when llama.cpp finds no KV slot (1), aborts (2), rejects
+  // the batch (-1) or fails (< -1); the message names the code and the batch size.
+  void Decode(const Batch& batch);
+
+  // The logits of the token at `batch_index` in the last decoded batch (n_vocab floats).
+  // Throws DecodeError when that token had no output.
+  const float* Logits(int32_t batch_index) const;
+
+  llama_context* get() const { return ctx_; }
+  llama_memory_t memory() const { return llama_get_memory(ctx_); }
+  const Model& model() const { return *model_; }
+  int32_t n_ctx() const { return static_cast<int32_t>(llama_n_ctx(ctx_)); }
+  int32_t n_batch() const { return static_cast<int32_t>(llama_n_batch(ctx_)); }
+  int32_t n_seq_max() const { return static_cast<int32_t>(llama_n_seq_max(ctx_)); }
+
+ private:
+  std::shared_ptr<Model> model_;
+  llama_context* ctx_ = nullptr;
+};
+
+}  // namespace stars

@@ -1,0 +1,87 @@
+#include "llama/tokenizer.h"
+
+#include <climits>
+
+#include "llama/model.h"
+#include "stars/errors.h"
+
+namespace stars {
+
+Tokenizer::Tokenizer(const Model& model) : model_(model.get()), vocab_(model.vocab()) {}
+
+std::vector<llama_token> Tokenizer::Tokenize(const std::string& text, bool add_special,
+                                             bool parse_special) const {
+  if (text.size() > static_cast<size_t>(INT32_MAX / 2)) {
+    throw Error("text too long to tokenize (" + std::to_string(text.size()) + " bytes)");
+  }
+  const int32_t length = static_cast<int32_t>(text.size());
+  std::vector<llama_token> tokens(text.size() + 2);
+  int32_t n = llama_tokenize(vocab_, text.data(), length, tokens.data(),
+                             static_cast<int32_t>(tokens.size()), add_special, parse_special);
+  if (n < 0 && n != INT32_MIN) {
+    tokens.resize(static_cast<size_t>(-n));
+    n = llama_tokenize(vocab_, text.data(), length, tokens.data(),
+                       static_cast<int32_t>(tokens.size()), add_special, parse_special);
+  }
+  if (n < 0) throw Error("llama_tokenize failed (code " + std::to_string(n) + ")");
+  tokens.resize(static_cast<size_t>(n));
+  return tokens;
+}
+
+std::string Tokenizer::Piece(llama_token token) const {
+  char buffer[128];
+  int32_t n = llama_token_to_piece(vocab_, token, buffer, sizeof(buffer), 0, false);
+  if (n >= 0) return std::string(buffer, static_cast<size_t>(n));
+  std::string piece(static_cast<size_t>(-n), '\0');
+  n = llama_token_to_piece(vocab_, token, piece.data(), -n, 0, false);
+  if (n < 0) throw Error("llama_token_to_piece failed for token " + std::to_string(token));
+  piece.resize(static_cast<size_t>(n));
+  return piece;
+}
+
+std::string Tokenizer::Detokenize(const std::vector<llama_token>& tokens) const {
+  if (tokens.empty()) return {};
+  std::string text(tokens.size() * 8 + 16, '\0');
+  const int32_t n_tokens = static_cast<int32_t>(tokens.size());
+  int32_t n = llama_detokenize(vocab_, tokens.data(), n_tokens, text.data(),
+                               static_cast<int32_t>(text.size()), false, false);
+  if (n < 0 && n != INT32_MIN) {
+    text.resize(static_cast<size_t>(-n));
+    n = llama_detokenize(vocab_, tokens.data(), n_tokens, text.data(),
+                         static_cast<int32_t>(text.size()), false, false);
+  }
+  if (n < 0) throw Error("llama_detokenize failed (code " + std::to_string(n) + ")");
+  text.resize(static_cast<size_t>(n));
+  return text;
+}
+
+std::string Tokenizer::ApplyChatTemplate(const std::vector<ChatMessage>& messages) const {
+  const char* tmpl = llama_model_chat_template(model_, nullptr);
+  if (tmpl == nullptr) {
+    throw ChatTemplateError(
+        "the model has no chat template in its GGUF metadata: pass the prompt as a string");
+  }
+  std::vector<llama_chat_message> chat;
+  chat.reserve(messages.size());
+  size_t length = 0;
+  for (const ChatMessage& message : messages) {
+    chat.push_back({message.role.c_str(), message.content.c_str()});
+    length += message.role.size() + message.content.size();
+  }
+  std::string text(2 * length + 256, '\0');
+  int32_t n = llama_chat_apply_template(tmpl, chat.data(), chat.size(), true, text.data(),
+                                        static_cast<int32_t>(text.size()));
+  if (n > static_cast<int32_t>(text.size())) {
+    text.resize(static_cast<size_t>(n));
+    n = llama_chat_apply_template(tmpl, chat.data(), chat.size(), true, text.data(),
+                                  static_cast<int32_t>(text.size()));
+  }
+  if (n < 0) {
+    throw ChatTemplateError("llama.cpp does not support this model's chat template: pass the " +
+                            std::string("prompt as a string"));
+  }
+  text.resize(static_cast<size_t>(n));
+  return text;
+}
+
+}  // namespace stars

@@ -1,0 +1,47 @@
+// Tokenize, detokenize and chat templates of one model's vocabulary.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "llama.h"
+
+namespace stars {
+
+class Model;
+
+struct ChatMessage {
+  std::string role;
+  std::string content;
+};
+
+class Tokenizer {
+ public:
+  explicit Tokenizer(const Model& model);
+
+  // `add_special` adds BOS/EOS as the model wants; `parse_special` turns control-token text
+  // (as in a rendered chat template) into control tokens. Throws Error on a tokenizer failure.
+  std::vector<llama_token> Tokenize(const std::string& text, bool add_special,
+                                    bool parse_special) const;
+
+  // The text of one token; control tokens render as nothing.
+  std::string Piece(llama_token token) const;
+
+  // The text of a token sequence, with llama.cpp's own spacing rules.
+  std::string Detokenize(const std::vector<llama_token>& tokens) const;
+
+  // Renders `messages` with the chat template in the GGUF metadata, ending with the assistant
+  // turn's opening. Throws ChatTemplateError when the model has no template or llama.cpp does
+  // not support it.
+  std::string ApplyChatTemplate(const std::vector<ChatMessage>& messages) const;
+
+  bool IsEog(llama_token token) const { return llama_vocab_is_eog(vocab_, token); }
+  int32_t n_vocab() const { return llama_vocab_n_tokens(vocab_); }
+
+ private:
+  const llama_model* model_;
+  const llama_vocab* vocab_;
+};
+
+}  // namespace stars

@@ -1,0 +1,83 @@
+#include "stars/params.h"
+
+#include <cmath>
+#include <string>
+
+#include "stars/errors.h"
+#include "stars/result.h"
+
+namespace stars {
+namespace {
+
+[[noreturn]] void Invalid(const std::string& name, const std::string& rule,
+                          const std::string& value) {
+  throw ParameterError(name + " must be " + rule + ", got " + value);
+}
+
+
+}  // namespace
+
+Mode ParseMode(const std::string& name) {
+  if (name == "plain") return Mode::kPlain;
+  if (name == "best_of_n") return Mode::kBestOfN;
+  if (name == "stars") return Mode::kStars;
+  Invalid("mode", "one of 'plain', 'best_of_n', 'stars'", "'" + name + "'");
+}
+
+Acceptance ParseAcceptance(const std::string& name) {
+  if (name == "soft") return Acceptance::kSoft;
+  if (name == "hard") return Acceptance::kHard;
+  Invalid("acceptance", "one of 'soft', 'hard'", "'" + name + "'");
+}
+
+const char* ModeName(Mode mode) {
+  switch (mode) {
+    case Mode::kPlain:
+      return "plain";
+    case Mode::kBestOfN:
+      return "best_of_n";
+    case Mode::kStars:
+      return "stars";
+  }
+  return "?";
+}
+
+const char* AcceptanceName(Acceptance acceptance) {
+  return acceptance == Acceptance::kSoft ? "soft" : "hard";
+}
+
+const char* FinishReasonName(FinishReason reason) {
+  return reason == FinishReason::kStop ? "stop" : "length";
+}
+
+void GenerationParams::Validate(bool has_reward) const {
+  if (segment_tokens < 1) Invalid("segment_tokens", ">= 1", std::to_string(segment_tokens));
+  if (candidates < 1) Invalid("candidates", ">= 1", std::to_string(candidates));
+  if (max_attempts < 1) Invalid("max_attempts", ">= 1", std::to_string(max_attempts));
+  if (max_tokens < 1) Invalid("max_tokens", ">= 1", std::to_string(max_tokens));
+  if (threshold && !std::isfinite(*threshold)) Invalid("threshold", "finite or 'auto'", std::to_string(*threshold));
+  if (!std::isfinite(alpha) || alpha < 0.0 || alpha > 1.0) Invalid("alpha", "in [0, 1]", std::to_string(alpha));
+  if (!std::isfinite(beta) || beta <= 0.0) Invalid("beta", "> 0", std::to_string(beta));
+  const float temperature = sampling.temperature;
+  if (!std::isfinite(temperature) || temperature < 0.0f) {
+    Invalid("temperature", ">= 0", std::to_string(temperature));
+  }
+  const float top_p = sampling.top_p;
+  if (!std::isfinite(top_p) || top_p <= 0.0f || top_p > 1.0f) Invalid("top_p", "in (0, 1]", std::to_string(top_p));
+  const float min_p = sampling.min_p;
+  if (!std::isfinite(min_p) || min_p < 0.0f || min_p > 1.0f) Invalid("min_p", "in [0, 1]", std::to_string(min_p));
+  if (sampling.top_k < 0) Invalid("top_k", ">= 0 (0 switches it off)", std::to_string(sampling.top_k));
+  for (const std::string& s : stop) {
+    if (s.empty()) Invalid("stop", "a list of non-empty strings", "an empty string");
+  }
+  if (mode != Mode::kPlain && !has_reward) {
+    throw ParameterError(std::string("mode='") + ModeName(mode) +
+                         "' needs a reward: pass reward= to the Engine");
+  }
+  if (mode == Mode::kStars && !threshold && candidates < 2) {
+    Invalid("candidates", ">= 2 when threshold='auto' (tau* is a quantile of the first round)",
+            std::to_string(candidates));
+  }
+}
+
+}  // namespace stars

@@ -1,0 +1,39 @@
+"""stars_cpp: STARS decoding-time alignment natively over llama.cpp.
+
+llama_cpp is imported first so that its libllama.so is the one in the process: the extension's
+DT_NEEDED entry then resolves to that already-loaded library by its soname (DESIGN section 3).
+"""
+
+import llama_cpp  # noqa: F401  (must precede the extension)
+
+from stars_cpp import _core
+from stars_cpp._core import (
+    ChatTemplateError,
+    ContextLengthError,
+    DecodeError,
+    ModelLoadError,
+    ModelNotFoundError,
+    ParameterError,
+    RewardError,
+    StarsError,
+)
+from stars_cpp._version import __version__
+from stars_cpp.engine import Engine, Result, Segment, Stats, generate
+
+__all__ = [
+    "ChatTemplateError",
+    "ContextLengthError",
+    "DecodeError",
+    "Engine",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "ParameterError",
+    "Result",
+    "RewardError",
+    "Segment",
+    "StarsError",
+    "Stats",
+    "__version__",
+    "_core",
+    "generate",
+]

@@ -1,0 +1,296 @@
+"""The Python face of the engine: prompts, parameters and results in Pythonic form."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Callable, Union
+
+from stars_cpp import _core
+
+Result = _core.Result
+Segment = _core.Segment
+Stats = _core.Stats
+
+Message = Mapping[str, str]
+PromptLike = Union[str, Sequence[Message]]
+RewardFn = Callable[[list, list], Sequence[float]]
+
+# The parameters of DESIGN section 1, with their defaults; seed None draws a random seed.
+DEFAULT_PARAMS: dict[str, Any] = {
+    "segment_tokens": 16,
+    "candidates": 4,
+    "max_attempts": 16,
+    "threshold": "auto",
+    "alpha": 0.5,
+    "beta": 0.7,
+    "acceptance": "soft",
+    "max_tokens": 256,
+    "temperature": 0.8,
+    "top_k": 40,
+    "top_p": 1.0,
+    "min_p": 0.0,
+    "seed": None,
+    "stop": [],
+}
+MODES = ("plain", "best_of_n", "stars")
+_INT_PARAMS = ("segment_tokens", "candidates", "max_attempts", "max_tokens", "top_k")
+_FLOAT_PARAMS = ("alpha", "beta", "temperature", "top_p", "min_p")
+
+
+def _is_chat(prompt: object) -> bool:
+    return isinstance(prompt, Sequence) and not isinstance(prompt, str) and (
+        len(prompt) == 0 or isinstance(prompt[0], Mapping)
+    )
+
+
+def _chat_pairs(messages: Sequence[Message], where: str) -> list[tuple[str, str]]:
+    pairs = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping) or "role" not in message or "content" not in message:
+            raise ValueError(f"{where}: message {i} must be a mapping with 'role' and 'content'")
+        role, content = message["role"], message["content"]
+        if not isinstance(role, str) or not isinstance(content, str):
+            raise ValueError(f"{where}: message {i} role and content must be strings")
+        pairs.append((role, content))
+    if not pairs:
+        raise ValueError(f"{where}: a chat prompt needs at least one message")
+    return pairs
+
+
+def _normalize_prompts(prompt: object) -> tuple[list, bool]:
+    """Returns the prompts as the core takes them, and whether the caller passed a batch."""
+    if isinstance(prompt, str):
+        return [prompt], False
+    if _is_chat(prompt):
+        return [_chat_pairs(prompt, "prompt")], False
+    if isinstance(prompt, Sequence):
+        items = []
+        for i, item in enumerate(prompt):
+            if isinstance(item, str):
+                items.append(item)
+            elif _is_chat(item):
+                items.append(_chat_pairs(item, f"prompt[{i}]"))
+            else:
+                raise ValueError(
+                    f"prompt[{i}] must be a string or a list of chat messages, "
+                    f"got {type(item).__name__}"
+                )
+        if not items:
+            raise ValueError("prompt: the batch is empty")
+        return items, True
+    raise ValueError(
+        f"prompt must be a string, a list of chat messages, or a list of either, "
+        f"got {type(prompt).__name__}"
+    )
+
+
+def _check_number(name: str, value: object, kind: type) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok:
+        raise ValueError(f"{name} must be {'an int' if kind is int else 'a number'}, got {value!r}")
+
+
+def build_params(mode: str, params: Mapping[str, Any], default_seed: int | None):
+    """Validates parameter names and types and fills a core GenerationParams.
+
+    Range checks happen in C++ (GenerationParams::Validate), so every front end shares them.
+    """
+    unknown = sorted(set(params) - set(DEFAULT_PARAMS))
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s): {', '.join(unknown)}; known: {', '.join(DEFAULT_PARAMS)}"
+        )
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+    merged = {**DEFAULT_PARAMS, **params}
+    core = _core.GenerationParams()
+    core.mode = mode
+    for name in _INT_PARAMS:
+        _check_number(name, merged[name], int)
+        setattr(core, name, merged[name])
+    for name in _FLOAT_PARAMS:
+        _check_number(name, merged[name], float)
+        setattr(core, name, float(merged[name]))
+    threshold = merged["threshold"]
+    if threshold == "auto":
+        core.threshold = None
+    elif isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+        core.threshold = float(threshold)
+    else:
+        raise ValueError(f"threshold must be a float or 'auto', got {threshold!r}")
+    acceptance = merged["acceptance"]
+    if acceptance not in ("soft", "hard"):
+        raise ValueError(f"acceptance must be 'soft' or 'hard', got {acceptance!r}")
+    core.acceptance = acceptance
+    stop = merged["stop"]
+    if isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop):
+        raise ValueError(f"stop must be a string or a list of strings, got {stop!r}")
+    core.stop = list(stop)
+    seed = merged["seed"] if merged["seed"] is not None else default_seed
+    if seed is None:
+        seed = int.from_bytes(os.urandom(8), "little")
+    _check_number("seed", seed, int)
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    core.seed = seed
+    return core
+
+
+def _load_model(model: object, n_gpu_layers: int) -> _core.Model:
+    if isinstance(model, (str, os.PathLike)):
+        return _core.Model.load(os.fspath(model), n_gpu_layers)
+    import ctypes
+
+    import llama_cpp
+
+    if isinstance(model, llama_cpp.Llama):
+        address = ctypes.cast(model.model, ctypes.c_void_p).value
+        return _core.Model.borrow(address, model, f"llama_cpp.Llama({model.model_path})")
+    raise ValueError(
+        f"model must be a GGUF path or a llama_cpp.Llama, got {type(model).__name__}"
+    )
+
+
+def _quiet_llama_logs() -> None:
+    # llama-cpp-python routes llama.cpp's log through this logger; unset, it prints everything.
+    logger = logging.getLogger("llama-cpp-python")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.ERROR)
+
+
+class Engine:
+    """A policy model with an optional reward, ready for plain, best-of-N and STARS decoding.
+
+    ``model`` is a GGUF path or a ``llama_cpp.Llama`` (its weights are shared, not reloaded).
+    ``reward`` is None or a callable ``fn(prompts: list[str], responses: list[str]) ->
+    list[float]``, called once per round with every candidate of every prompt.
+    One call runs at a time; threads may share an Engine.
+    """
+
+    def __init__(
+        self,
+        model: object,
+        reward: RewardFn | None = None,
+        *,
+        n_ctx: int = 4096,
+        n_gpu_layers: int = 0,
+        n_threads: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if reward is not None and not callable(reward):
+            raise ValueError(f"reward must be None or a callable, got {type(reward).__name__}")
+        _check_number("n_ctx", n_ctx, int)
+        _check_number("n_gpu_layers", n_gpu_layers, int)
+        if n_threads is not None:
+            _check_number("n_threads", n_threads, int)
+            if n_threads < 1:
+                raise ValueError(f"n_threads must be >= 1 or None, got {n_threads}")
+        _quiet_llama_logs()
+        self.model = _load_model(model, n_gpu_layers)
+        self.reward = reward
+        self.seed = seed
+        self._core = _core.Engine(self.model, reward, n_ctx, n_threads or 0)
+
+    def generate(self, prompt: PromptLike | Sequence[PromptLike], *, mode: str = "stars",
+                 **params: Any) -> Result | list[Result]:
+        """Generates for one prompt (returns a Result) or a batch (returns a list).
+
+        A prompt is a string or a list of OpenAI-style chat messages, rendered through the
+        model's chat template. ``params`` are the names of DESIGN section 1.
+        """
+        prompts, batched = _normalize_prompts(prompt)
+        core_params = build_params(mode, params, self.seed)
+        results = self._core.generate(prompts, core_params, None)
+        return results if batched else results[0]
+
+    def stream(self, prompt: PromptLike, *, mode: str = "stars", **params: Any) -> Iterator[Segment]:
+        """Yields each segment of one prompt as it is accepted."""
+        prompts, batched = _normalize_prompts(prompt)
+        if batched:
+            raise ValueError("stream takes one prompt, not a batch")
+        core_params = build_params(mode, params, self.seed)
+        segments: queue.Queue = queue.Queue()
+        cancelled = threading.Event()
+        done = object()
+
+        def on_segment(_prompt: int, segment: Segment) -> None:
+            if cancelled.is_set():
+                raise GeneratorExit("stream closed by its consumer")
+            segments.put(segment)
+
+        def worker() -> None:
+            try:
+                self._core.generate(prompts, core_params, on_segment)
+                segments.put(done)
+            except BaseException as error:  # handed to the consumer's thread
+                segments.put(error)
+
+        thread = threading.Thread(target=worker, name="stars_cpp-stream", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = segments.get()
+                if item is done:
+                    return
+                if isinstance(item, BaseException):
+                    if cancelled.is_set() and isinstance(item, GeneratorExit):
+                        return
+                    raise item
+                yield item
+        finally:
+            cancelled.set()
+            thread.join()
+
+
+def generate(prompt: PromptLike | Sequence[PromptLike], *, model: object,
+             reward: RewardFn | None = None, mode: str = "stars", n_ctx: int = 4096,
+             n_gpu_layers: int = 0, **params: Any) -> Result | list[Result]:
+    """One-shot convenience: builds an Engine for ``model`` and ``reward`` and generates."""
+    engine = Engine(model, reward, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers)
+    return engine.generate(prompt, mode=mode, **params)
+
+
+def result_to_dict(result: Result) -> dict[str, Any]:
+    """A JSON-ready dict of a Result, with parameter names as in DESIGN section 1."""
+    stats = result.stats
+    return {
+        "text": result.text,
+        "tokens": list(result.tokens),
+        "finish_reason": result.finish_reason,
+        "reward": result.reward,
+        "segments": [
+            {
+                "text": s.text,
+                "tokens": list(s.tokens),
+                "attempts": s.attempts,
+                "rewards": list(s.rewards),
+                "threshold": s.threshold,
+                "fallback": s.fallback,
+            }
+            for s in result.segments
+        ],
+        "stats": {name: getattr(stats, name) for name in STATS_FIELDS},
+    }
+
+
+STATS_FIELDS = (
+    "policy_tokens_sampled",
+    "tokens_accepted",
+    "tokens_wasted",
+    "prompt_tokens",
+    "policy_tokens_decoded",
+    "reward_calls",
+    "reward_rows",
+    "reward_tokens_decoded",
+    "seconds_policy",
+    "seconds_reward",
+    "seconds_total",
+)
