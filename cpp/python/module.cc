@@ -131,6 +131,10 @@ class CallableReward : public stars::Reward {
     prompts_ = std::move(texts);
   }
 
+  // The callable, for the garbage collector: it may reference the Engine that owns this.
+  nb::handle fn() const { return fn_; }
+  void Clear() { fn_ = nb::none(); }
+
   void Score(const std::vector<stars::RewardRow>& rows, std::vector<double>* scores) override {
     nb::gil_scoped_acquire gil;
     nb::list prompts;
@@ -237,6 +241,27 @@ std::vector<stars::Prompt> ToPrompts(const nb::list& items) {
   }
   return prompts;
 }
+
+// A reward callable often closes over its Engine (through globals): let the GC see that cycle.
+CallableReward* CallableRewardOf(PyObject* self) {
+  if (!nb::inst_ready(self)) return nullptr;
+  return dynamic_cast<CallableReward*>(nb::inst_ptr<stars::Engine>(self)->reward().get());
+}
+
+int EngineTraverse(PyObject* self, visitproc visit, void* arg) {
+  Py_VISIT(Py_TYPE(self));
+  if (CallableReward* reward = CallableRewardOf(self)) Py_VISIT(reward->fn().ptr());
+  return 0;
+}
+
+int EngineClear(PyObject* self) {
+  if (CallableReward* reward = CallableRewardOf(self)) reward->Clear();
+  return 0;
+}
+
+PyType_Slot engine_slots[] = {{Py_tp_traverse, reinterpret_cast<void*>(EngineTraverse)},
+                              {Py_tp_clear, reinterpret_cast<void*>(EngineClear)},
+                              {0, nullptr}};
 
 }  // namespace
 
@@ -357,7 +382,8 @@ NB_MODULE(_core, m) {
       .def_ro("segments", &stars::Result::segments)
       .def_ro("stats", &stars::Result::stats);
 
-  nb::class_<stars::Engine>(m, "Engine", "Plain, best-of-N and STARS decoding on one model.")
+  nb::class_<stars::Engine>(m, "Engine", "Plain, best-of-N and STARS decoding on one model.",
+                           nb::type_slots(engine_slots))
       .def(
           "__init__",
           [](stars::Engine* self, std::shared_ptr<stars::Model> model, nb::object reward,

@@ -57,6 +57,7 @@ class Engine {
   const Model& model() const { return *model_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   bool has_reward() const { return reward_ != nullptr; }
+  const std::shared_ptr<Reward>& reward() const { return reward_; }
   int32_t n_ctx() const { return options_.n_ctx; }
 
  private:

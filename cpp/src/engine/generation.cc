@@ -4,7 +4,7 @@
 #include <cmath>
 #include <string>
 
-#include "engine/text.h"
+#include "algorithm/response_text.h"
 #include "llama/sampler.h"
 #include "stars/errors.h"
 

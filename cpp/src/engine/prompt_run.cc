@@ -1,6 +1,6 @@
 #include "engine/prompt_run.h"
 
-#include "engine/text.h"
+#include "algorithm/response_text.h"
 #include "llama/tokenizer.h"
 
 namespace stars {

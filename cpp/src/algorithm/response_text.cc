@@ -1,4 +1,4 @@
-#include "engine/text.h"
+#include "algorithm/response_text.h"
 
 #include <algorithm>
 

@@ -1,4 +1,5 @@
-// Text bookkeeping of responses: UTF-8 boundaries between segments and stop strings.
+// Text bookkeeping of responses, on plain strings (no llama.h): UTF-8 boundaries between
+// segments, and stop strings.
 #pragma once
 
 #include <cstddef>

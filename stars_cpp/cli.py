@@ -1,0 +1,141 @@
+"""``stars-cpp`` / ``python -m stars_cpp``: generate from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from stars_cpp.engine import DEFAULT_PARAMS, MODES, STATS_FIELDS, result_to_dict
+
+DEFAULT_REWARD = "python:stars_cpp.rewards:lexical_diversity"
+
+
+class UsageError(Exception):
+    """A bad argument: exit status 2, one line, no traceback."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _threshold(value: str) -> float | str:
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a float or 'auto', got {value!r}") from None
+
+
+def _flag(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:
+    # Both spellings: --segment-tokens, and --segment_tokens as in DESIGN section 1.
+    flags = [f"--{name.replace('_', '-')}"]
+    if "_" in name:
+        flags.append(f"--{name}")
+    parser.add_argument(*flags, dest=name, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="stars-cpp", description="STARS decoding-time alignment on llama.cpp.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    gen = commands.add_parser("generate", help="generate a response for one prompt")
+    gen.add_argument("prompt", help="the prompt text")
+    gen.add_argument("--model", help="GGUF path (default: the packaged SmolLM2-135M-Instruct)")
+    gen.add_argument("--mode", choices=MODES, default="stars")
+    gen.add_argument(
+        "--reward",
+        default=None,
+        help=f"python:MODULE:FUNCTION (default for best_of_n and stars: {DEFAULT_REWARD})",
+    )
+    gen.add_argument("--raw", action="store_true",
+                     help="send the prompt as plain text instead of a user chat message")
+    _flag(gen, "n_ctx", type=int, default=4096)
+    _flag(gen, "n_gpu_layers", type=int, default=0)
+    _flag(gen, "n_threads", type=int, default=None)
+    for name in ("segment_tokens", "candidates", "max_attempts", "max_tokens", "top_k"):
+        _flag(gen, name, type=int, default=DEFAULT_PARAMS[name])
+    for name in ("alpha", "beta", "temperature", "top_p", "min_p"):
+        _flag(gen, name, type=float, default=DEFAULT_PARAMS[name])
+    _flag(gen, "threshold", type=_threshold, default="auto")
+    _flag(gen, "acceptance", choices=("soft", "hard"), default="soft")
+    _flag(gen, "seed", type=int, default=None)
+    _flag(gen, "stop", action="append", default=[], help="a stop string (repeatable)")
+    gen.add_argument("--json", action="store_true", help="print the whole Result as JSON")
+    gen.add_argument("--verbose", action="store_true",
+                     help="print the per-segment trace and the stats to stderr")
+    return parser
+
+
+def _reward(spec: str | None, mode: str):
+    from stars_cpp.rewards import load_python_reward
+
+    if spec is None:
+        spec = DEFAULT_REWARD if mode != "plain" else None
+    if spec is None:
+        return None
+    kind, _, rest = spec.partition(":")
+    if kind == "python":
+        return load_python_reward(rest)
+    raise UsageError(f"--reward must be python:MODULE:FUNCTION, got {spec!r}")
+
+
+def _print_trace(result, out) -> None:
+    for i, segment in enumerate(result.segments):
+        rewards = ", ".join(f"{r:.3f}" for r in segment.rewards)
+        threshold = "-" if segment.threshold is None else f"{segment.threshold:.3f}"
+        flag = " fallback" if segment.fallback else ""
+        print(f"segment {i}: attempts={segment.attempts} tau={threshold} rewards=[{rewards}]"
+              f"{flag} {segment.text!r}", file=out)
+    stats = result.stats
+    print("stats: " + " ".join(f"{name}={getattr(stats, name):.4g}" if isinstance(
+        getattr(stats, name), float) else f"{name}={getattr(stats, name)}"
+        for name in STATS_FIELDS), file=out)
+    print(f"finish_reason={result.finish_reason} reward={result.reward}", file=out)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import stars_cpp
+    from stars_cpp.models import default_model_path
+
+    model = args.model
+    if model is None:
+        try:
+            model = str(default_model_path())
+        except FileNotFoundError as error:
+            raise UsageError(str(error)) from None
+    reward = _reward(args.reward, args.mode)
+    engine = stars_cpp.Engine(model, reward, n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers,
+                              n_threads=args.n_threads)
+    prompt = args.prompt if args.raw else [{"role": "user", "content": args.prompt}]
+    params = {name: getattr(args, name) for name in DEFAULT_PARAMS}
+    result = engine.generate(prompt, mode=args.mode, **params)
+    if args.verbose:
+        _print_trace(result, sys.stderr)
+    if args.json:
+        print(json.dumps(result_to_dict(result), indent=2))
+    else:
+        print(result.text)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return _generate(args)
+    except UsageError as error:
+        print(f"stars-cpp: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stars-cpp: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # every failure is one line, never a traceback
+        import stars_cpp
+
+        bad_input = isinstance(error, (ValueError, FileNotFoundError, stars_cpp.ModelLoadError))
+        lines = str(error).splitlines()
+        print(f"stars-cpp: error: {lines[0] if lines else type(error).__name__}", file=sys.stderr)
+        return 2 if bad_input else 1
