@@ -54,7 +54,7 @@ test-cpp:
 	ctest --test-dir build/cpp-tests --output-on-failure
 
 test: install test-cpp
-	$(BIN)/python -m pytest -q
+	$(BIN)/pytest -q
 
 lint: install
 	$(BIN)/pip install ruff

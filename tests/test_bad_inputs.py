@@ -1,0 +1,69 @@
+"""Bad inputs raise specific exceptions that name the problem; the process keeps working."""
+
+from __future__ import annotations
+
+import pytest
+
+import stars_cpp
+
+
+def _still_works(tiny_llama) -> None:
+    result = stars_cpp.Engine(str(tiny_llama), n_ctx=256).generate(
+        "hello", mode="plain", max_tokens=4, seed=1)
+    assert len(result.tokens) == 4
+
+
+def test_missing_path(tmp_path, tiny_llama):
+    missing = tmp_path / "nope.gguf"
+    with pytest.raises(stars_cpp.ModelNotFoundError, match="not found.*nope.gguf") as info:
+        stars_cpp.Engine(str(missing))
+    assert isinstance(info.value, FileNotFoundError)
+    assert isinstance(info.value, stars_cpp.StarsError)
+    _still_works(tiny_llama)
+
+
+def test_not_a_gguf(tmp_path, tiny_llama):
+    path = tmp_path / "notes.gguf"
+    path.write_text("this is a text file, not a model\n")
+    with pytest.raises(stars_cpp.ModelLoadError, match="not a GGUF.*notes.gguf"):
+        stars_cpp.Engine(str(path))
+    _still_works(tiny_llama)
+
+
+def test_empty_file(tmp_path, tiny_llama):
+    path = tmp_path / "empty.gguf"
+    path.write_bytes(b"")
+    with pytest.raises(stars_cpp.ModelLoadError, match="empty.*empty.gguf"):
+        stars_cpp.Engine(str(path))
+    _still_works(tiny_llama)
+
+
+def test_truncated_gguf(tmp_path, tiny_llama):
+    path = tmp_path / "truncated.gguf"
+    path.write_bytes(tiny_llama.read_bytes()[:4096])
+    with pytest.raises(stars_cpp.ModelLoadError, match="could not load.*truncated.gguf"):
+        stars_cpp.Engine(str(path))
+    _still_works(tiny_llama)
+
+
+def test_directory_path(tmp_path, tiny_llama):
+    with pytest.raises(stars_cpp.ModelLoadError, match="directory"):
+        stars_cpp.Engine(str(tmp_path))
+    _still_works(tiny_llama)
+
+
+def test_prompt_longer_than_context(tiny_llama):
+    engine = stars_cpp.Engine(str(tiny_llama), n_ctx=64)
+    with pytest.raises(stars_cpp.ContextLengthError, match=r"prompt 0 is \d+ tokens.*n_ctx=64"):
+        engine.generate("the cat sat on the mat " * 40, mode="plain", max_tokens=4)
+    # A prompt that fits, but not with max_tokens on top, names both.
+    with pytest.raises(stars_cpp.ContextLengthError, match="max_tokens=60.*n_ctx=64"):
+        engine.generate("the cat sat on the mat", mode="plain", max_tokens=60)
+    assert isinstance(stars_cpp.ContextLengthError("x"), ValueError)
+    result = engine.generate("the cat sat on the mat", mode="plain", max_tokens=8, seed=3)
+    assert len(result.tokens) == 8
+
+
+def test_model_of_wrong_type():
+    with pytest.raises(ValueError, match="model must be a GGUF path or a llama_cpp.Llama"):
+        stars_cpp.Engine(42)
