@@ -145,6 +145,8 @@ def build_params(mode: str, params: Mapping[str, Any], default_seed: int | None)
 
 
 def _load_model(model: object, n_gpu_layers: int) -> _core.Model:
+    if isinstance(model, _core.Model):  # another Engine's weights, shared
+        return model
     if isinstance(model, (str, os.PathLike)):
         return _core.Model.load(os.fspath(model), n_gpu_layers)
     import ctypes

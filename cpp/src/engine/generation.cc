@@ -94,11 +94,13 @@ std::vector<Result> Generation::Run(std::vector<PromptRun> runs) {
 void Generation::Admit() {
   while (!queue_.empty()) {
     PromptRun& run = *queue_.front();
-    if (run.reserved_seqs > pool_.n_free() ||
+    // Reserve a prompt's peak needs up front, so a round never runs out of ids or cells.
+    if (seqs_reserved_ + run.reserved_seqs > pool_.n_total() ||
         cells_reserved_ + run.reserved_cells > context_.n_ctx()) {
       break;
     }
     queue_.pop_front();
+    seqs_reserved_ += run.reserved_seqs;
     cells_reserved_ += run.reserved_cells;
     run.trunk = pool_.Acquire();
     run.pending = run.prompt_tokens;
@@ -396,6 +398,7 @@ void Generation::Finish(PromptRun& run, FinishReason reason) {
   run.finished = true;
   pool_.Release(run.trunk);
   run.trunk = -1;
+  seqs_reserved_ -= run.reserved_seqs;
   cells_reserved_ -= run.reserved_cells;
   Stats& stats = run.result.stats;
   stats.tokens_wasted = stats.policy_tokens_sampled - stats.tokens_accepted;

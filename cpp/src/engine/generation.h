@@ -54,6 +54,7 @@ class Generation {
   std::vector<llama_token_data> scratch_;
   std::deque<PromptRun*> queue_;
   std::vector<PromptRun*> active_;
+  int32_t seqs_reserved_ = 0;
   int64_t cells_reserved_ = 0;
   double seconds_policy_ = 0.0;
   double seconds_reward_ = 0.0;
