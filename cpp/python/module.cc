@@ -147,7 +147,7 @@ class CallableReward : public stars::Reward {
     scores->clear();
     try {
       for (nb::handle value : values) scores->push_back(nb::cast<double>(value));
-    } catch (const nb::cast_error&) {
+    } catch (const std::exception&) {  // not iterable, or an item that is not a number
       throw stars::RewardError("the reward callable must return a sequence of floats, got " +
                                std::string(nb::str(nb::handle(values.type())).c_str()));
     }

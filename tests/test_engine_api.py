@@ -1,0 +1,248 @@
+"""The Python API's contract: validation, reward errors, interop, threads, interrupts, stream."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+
+import llama_cpp
+import pytest
+from deterministic_rewards import hash_reward
+
+import stars_cpp
+
+PROMPT = "Once upon a time"
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_llama):
+    return stars_cpp.Engine(str(tiny_llama), hash_reward, n_ctx=2048)
+
+
+def works(engine) -> None:
+    result = engine.generate(PROMPT, segment_tokens=4, max_tokens=8, seed=1)
+    assert len(result.tokens) == 8 and result.reward is not None
+
+
+@pytest.mark.parametrize(
+    "params,name",
+    [
+        ({"segment_tokens": 0}, "segment_tokens"),
+        ({"candidates": 0}, "candidates"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"min_p": -1.0}, "min_p"),
+        ({"top_k": -2}, "top_k"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"alpha": 1.5}, "alpha"),
+        ({"beta": 0.0}, "beta"),
+        ({"acceptance": "maybe"}, "acceptance"),
+        ({"threshold": "high"}, "threshold"),
+        ({"threshold": None}, "threshold"),
+        ({"threshold": float("nan")}, "threshold"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"stop": 3}, "stop"),
+        ({"stop": [""]}, "stop"),
+        ({"candidates": "4"}, "candidates"),
+        ({"segment_token": 4}, "segment_token"),
+        ({"candidates": 1, "threshold": "auto"}, "candidates"),
+        ({"candidates": 300}, "candidates"),
+    ],
+)
+def test_bad_parameters_raise_value_error_naming_them(engine, params, name):
+    with pytest.raises(ValueError, match=name):
+        engine.generate(PROMPT, **params)
+    works(engine)
+
+
+def test_unknown_mode_and_missing_reward(engine, tiny_llama):
+    with pytest.raises(ValueError, match="mode"):
+        engine.generate(PROMPT, mode="beam")
+    no_reward = stars_cpp.Engine(str(tiny_llama), n_ctx=512)
+    for mode in ("stars", "best_of_n"):
+        with pytest.raises(ValueError, match="needs a reward"):
+            no_reward.generate(PROMPT, mode=mode)
+    assert len(no_reward.generate(PROMPT, mode="plain", max_tokens=3).tokens) == 3
+    works(engine)
+
+
+@pytest.mark.parametrize("prompt", [42, [1, 2], [], [[{"role": "user"}]], [{"role": "user"}]])
+def test_bad_prompts(engine, prompt):
+    with pytest.raises(ValueError, match="prompt"):
+        engine.generate(prompt)
+    works(engine)
+
+
+class Boom(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize(
+    "reward,error,match",
+    [
+        (lambda p, r: (_ for _ in ()).throw(Boom("reward exploded")), Boom, "reward exploded"),
+        (lambda p, r: [float("nan")] * len(r), stars_cpp.RewardError, "non-finite"),
+        (lambda p, r: [math.inf] * len(r), stars_cpp.RewardError, "non-finite"),
+        (lambda p, r: [0.5] * (len(r) + 1), stars_cpp.RewardError, "values for"),
+        (lambda p, r: [0.5], stars_cpp.RewardError, "values for"),
+        (lambda p, r: ["high"] * len(r), stars_cpp.RewardError, "sequence of floats"),
+        (lambda p, r: None, stars_cpp.RewardError, "sequence of floats.*NoneType"),
+    ],
+)
+def test_bad_reward_callables(tiny_llama, reward, error, match):
+    calls = {"n": 0}
+
+    def switchable(prompts, responses):
+        calls["n"] += 1
+        return reward(prompts, responses) if calls["n"] == 1 else hash_reward(prompts, responses)
+
+    engine = stars_cpp.Engine(str(tiny_llama), switchable, n_ctx=1024)
+    with pytest.raises(error, match=match):
+        engine.generate([PROMPT, "The cat"], segment_tokens=4, max_tokens=12, seed=1)
+    # The same engine carries on, and gives what a fresh engine gives.
+    again = engine.generate(PROMPT, segment_tokens=4, max_tokens=12, seed=1)
+    fresh = stars_cpp.Engine(str(tiny_llama), hash_reward, n_ctx=1024).generate(
+        PROMPT, segment_tokens=4, max_tokens=12, seed=1)
+    assert list(again.tokens) == list(fresh.tokens)
+
+
+def test_reward_sees_prompts_and_responses(tiny_llama):
+    seen = []
+
+    def reward(prompts, responses):
+        seen.append((list(prompts), list(responses)))
+        return [float(len(r)) for r in responses]
+
+    engine = stars_cpp.Engine(str(tiny_llama), reward, n_ctx=1024)
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]
+    result = engine.generate([PROMPT, chat], segment_tokens=4, candidates=2, max_tokens=8,
+                             seed=3)
+    prompts, responses = seen[0]
+    # First round: r(x, empty) rows, then the candidates; the prompt text is the user's own.
+    assert prompts == [PROMPT, PROMPT, PROMPT, "Hi there", "Hi there", "Hi there"]
+    assert responses[0] == "" and responses[3] == ""
+    assert len(seen) == result[0].stats.reward_calls
+
+
+def test_chat_prompt_uses_the_chat_template(tiny_llama):
+    engine = stars_cpp.Engine(str(tiny_llama), n_ctx=512)
+    chat = [{"role": "user", "content": "Hi there"}]
+    rendered = engine.model.apply_chat_template([("user", "Hi there")])
+    assert "<|im_start|>user\nHi there<|im_end|>" in rendered
+    assert rendered.endswith("<|im_start|>assistant\n")
+    result = engine.generate(chat, mode="plain", max_tokens=4, seed=1)
+    assert result.stats.prompt_tokens == len(engine.model.tokenize(rendered, False, True))
+
+
+def test_engine_from_llama_cpp_llama_on_smollm2(smollm2):
+    llm = llama_cpp.Llama(model_path=str(smollm2), n_ctx=512, verbose=False)
+    engine = stars_cpp.Engine(llm, hash_reward, n_ctx=1024)
+    assert not engine.model.owned
+    result = engine.generate([{"role": "user", "content": "Name a fruit."}], segment_tokens=8,
+                             max_tokens=24, seed=4)
+    assert result.text and len(result.tokens) <= 24
+    assert result.reward is not None
+    # Same weights, same tokens as loading the file.
+    by_path = stars_cpp.Engine(str(smollm2), hash_reward, n_ctx=1024).generate(
+        [{"role": "user", "content": "Name a fruit."}], segment_tokens=8, max_tokens=24, seed=4)
+    assert list(by_path.tokens) == list(result.tokens)
+    del llm  # the engine keeps the Llama alive
+    assert engine.generate("Hello", mode="plain", max_tokens=4, seed=1).tokens
+
+
+def test_eight_threads_share_one_engine(engine):
+    results, errors = {}, []
+
+    def run(i):
+        try:
+            results[i] = engine.generate(f"{PROMPT} {i}", segment_tokens=4, max_tokens=12, seed=i)
+        except Exception as error:  # collected for the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(results) == list(range(8))
+    for i, result in results.items():
+        assert len(result.tokens) == 12
+        serial = engine.generate(f"{PROMPT} {i}", segment_tokens=4, max_tokens=12, seed=i)
+        assert list(serial.tokens) == list(result.tokens)
+
+
+def test_decoding_releases_the_gil(tiny_llama):
+    engine = stars_cpp.Engine(str(tiny_llama), n_ctx=4096)
+    ticks = []
+    stop = threading.Event()
+
+    def ticker():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=ticker)
+    thread.start()
+    start = time.perf_counter()
+    engine.generate(["x"] * 16, mode="plain", max_tokens=200, seed=1)
+    elapsed = time.perf_counter() - start
+    stop.set()
+    thread.join()
+    during = [t for t in ticks if start <= t <= start + elapsed]
+    # With the GIL held for the whole call the ticker could not run at all.
+    assert len(during) > 10
+
+
+def test_keyboard_interrupt_stops_and_leaves_the_engine_usable(smollm2):
+    engine = stars_cpp.Engine(str(smollm2), n_ctx=4096)
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        engine.generate(["Tell me a very long story."] * 4, mode="plain", max_tokens=1000,
+                        seed=1)
+    elapsed = time.perf_counter() - start
+    timer.join()
+    # 4 x 1000 tokens take well over a minute here; the interrupt lands within a step.
+    assert elapsed < 10
+    result = engine.generate("Hello", mode="plain", max_tokens=5, seed=1)
+    assert len(result.tokens) == 5
+
+
+def test_stream_yields_the_segments_of_generate(engine):
+    params = dict(segment_tokens=4, max_tokens=18, seed=12)
+    streamed = list(engine.stream(PROMPT, **params))
+    result = engine.generate(PROMPT, **params)
+    assert [s.text for s in streamed] == [s.text for s in result.segments]
+    assert "".join(s.text for s in streamed) == result.text
+    assert [list(s.tokens) for s in streamed] == [list(s.tokens) for s in result.segments]
+
+
+def test_stream_closed_early_frees_the_engine(engine):
+    stream = engine.stream(PROMPT, segment_tokens=2, max_tokens=200, seed=1)
+    first = next(stream)
+    assert first.tokens
+    stream.close()
+    works(engine)
+
+
+def test_stream_raises_reward_errors(tiny_llama):
+    engine = stars_cpp.Engine(str(tiny_llama), lambda p, r: [math.nan] * len(r), n_ctx=512)
+    with pytest.raises(stars_cpp.RewardError):
+        list(engine.stream(PROMPT, max_tokens=8))
+
+
+def test_generate_one_shot(tiny_llama):
+    result = stars_cpp.generate(PROMPT, model=str(tiny_llama), reward=hash_reward,
+                                segment_tokens=4, max_tokens=8, seed=2)
+    assert isinstance(result, stars_cpp.Result)
+    assert len(result.tokens) == 8
+    batch = stars_cpp.generate([PROMPT], model=str(tiny_llama), mode="plain", max_tokens=3)
+    assert isinstance(batch, list) and len(batch) == 1
