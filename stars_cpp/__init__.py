@@ -19,12 +19,15 @@ from stars_cpp._core import (
 )
 from stars_cpp._version import __version__
 from stars_cpp.engine import Engine, Result, Segment, Stats, generate
+from stars_cpp.rewards import ClassifierReward, JudgeReward
 
 __all__ = [
     "ChatTemplateError",
+    "ClassifierReward",
     "ContextLengthError",
     "DecodeError",
     "Engine",
+    "JudgeReward",
     "ModelLoadError",
     "ModelNotFoundError",
     "ParameterError",

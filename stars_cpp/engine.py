@@ -144,7 +144,8 @@ def build_params(mode: str, params: Mapping[str, Any], default_seed: int | None)
     return core
 
 
-def _load_model(model: object, n_gpu_layers: int) -> _core.Model:
+def load_model(model: object, n_gpu_layers: int = 0, what: str = "model") -> _core.Model:
+    """A GGUF path, a ``llama_cpp.Llama`` (weights borrowed) or a loaded model, as a model."""
     if isinstance(model, _core.Model):  # another Engine's weights, shared
         return model
     if isinstance(model, (str, os.PathLike)):
@@ -155,9 +156,10 @@ def _load_model(model: object, n_gpu_layers: int) -> _core.Model:
 
     if isinstance(model, llama_cpp.Llama):
         address = ctypes.cast(model.model, ctypes.c_void_p).value
-        return _core.Model.borrow(address, model, f"llama_cpp.Llama({model.model_path})")
+        return _core.Model.borrow(address, model, f"llama_cpp.Llama({model.model_path})",
+                                  model.model_params.n_gpu_layers)
     raise ValueError(
-        f"model must be a GGUF path or a llama_cpp.Llama, got {type(model).__name__}"
+        f"{what} must be a GGUF path or a llama_cpp.Llama, got {type(model).__name__}"
     )
 
 
@@ -188,7 +190,9 @@ class Engine:
         seed: int | None = None,
     ) -> None:
         if reward is not None and not callable(reward):
-            raise ValueError(f"reward must be None or a callable, got {type(reward).__name__}")
+            raise ValueError(
+                f"reward must be None, a callable, ClassifierReward or JudgeReward, "
+                f"got {type(reward).__name__}")
         _check_number("n_ctx", n_ctx, int)
         _check_number("n_gpu_layers", n_gpu_layers, int)
         if n_threads is not None:
@@ -196,10 +200,12 @@ class Engine:
             if n_threads < 1:
                 raise ValueError(f"n_threads must be >= 1 or None, got {n_threads}")
         _quiet_llama_logs()
-        self.model = _load_model(model, n_gpu_layers)
+        self.model = load_model(model, n_gpu_layers)
         self.reward = reward
         self.seed = seed
-        self._core = _core.Engine(self.model, reward, n_ctx, n_threads or 0)
+        # GGUF rewards run natively: each Engine gets its own instance bound to its policy.
+        native = reward._bind(self.model, n_threads or 0) if hasattr(reward, "_bind") else reward
+        self._core = _core.Engine(self.model, native, n_ctx, n_threads or 0)
 
     def generate(self, prompt: PromptLike | Sequence[PromptLike], *, mode: str = "stars",
                  **params: Any) -> Result | list[Result]:
@@ -292,6 +298,7 @@ STATS_FIELDS = (
     "reward_calls",
     "reward_rows",
     "reward_tokens_decoded",
+    "reward_rows_truncated",
     "seconds_policy",
     "seconds_reward",
     "seconds_total",

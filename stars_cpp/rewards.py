@@ -1,11 +1,23 @@
-"""Rewards for the engine: batched callables ``fn(prompts, responses) -> list[float]``."""
+"""Rewards for the engine.
+
+Any callable ``fn(prompts, responses) -> list[float]`` is a reward. ``ClassifierReward`` and
+``JudgeReward`` run GGUF reward models natively (no Python in the loop, KV caching for the
+judge); they are callables too, scoring from scratch.
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from collections.abc import Sequence
-from typing import Callable
+from typing import Any, Callable, Union
+
+from stars_cpp import _core
+from stars_cpp.engine import load_model
+
+DEFAULT_JUDGE_QUESTION = "Is the assistant's response helpful, harmless and on-topic?"
+Label = Union[int, str, tuple]
 
 _WORD = re.compile(r"[A-Za-z']+")
 
@@ -40,3 +52,117 @@ def load_python_reward(spec: str) -> Callable[[list, list], Sequence[float]]:
     if not callable(fn):
         raise ValueError(f"{module_name}.{function_name} is not a callable in {module_name!r}")
     return fn
+
+
+class ClassifierReward:
+    """A GGUF sequence classifier or reranker, run by llama.cpp with RANK pooling.
+
+    ``label`` picks the score: an output index, a label name from the GGUF, or a pair
+    ``(pos, neg)`` for ``out[pos] - out[neg]``. Rerankers (a ``rerank`` template in the GGUF, or
+    a single output) read (query = prompt, document = response) pairs; classifiers read the
+    response alone (``pair`` overrides). A row longer than ``n_ctx`` tokens (default: the
+    model's training context) is truncated, keeping the prompt's start and the response's end;
+    ``Result.stats.reward_rows_truncated`` counts them.
+    """
+
+    def __init__(self, path: object, *, label: Label = 0, n_gpu_layers: int = 0,
+                 n_ctx: int | None = None, pair: bool | None = None) -> None:
+        self.model = load_model(path, n_gpu_layers, "path")
+        self.labels = self._resolve(label)
+        self._options = dict(pair=-1 if pair is None else int(pair), n_ctx=n_ctx or 0)
+        self._native = self._bind()
+
+    def _resolve(self, label: Label) -> list[int]:
+        names = self.model.classifier_labels
+        parts = list(label) if isinstance(label, (tuple, list)) else [label]
+        if not 1 <= len(parts) <= 2:
+            raise ValueError(f"label must be an index, a name or a (pos, neg) pair, got {label!r}")
+        out = []
+        for part in parts:
+            if isinstance(part, str):
+                if part not in names:
+                    raise ValueError(f"label {part!r} is not one of this classifier's labels "
+                                     f"{names} ({self.model.description})")
+                out.append(names.index(part))
+            elif isinstance(part, int) and not isinstance(part, bool):
+                out.append(part)
+            else:
+                raise ValueError(f"label must be an int or a str, got {part!r}")
+        return out
+
+    def _bind(self, policy: _core.Model | None = None, n_threads: int = 0) -> _core.Reward:
+        return _core.ClassifierReward(self.model, self.labels, n_threads=n_threads,
+                                      **self._options)
+
+    @property
+    def pair(self) -> bool:
+        return self._native.pair
+
+    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        return self._native.score_texts(list(prompts), list(responses))
+
+
+class JudgeReward:
+    """A causal instruct GGUF model asked a yes/no question about each response.
+
+    reward = logit(yes) - logit(no) at the answer position. ``model`` is a GGUF path, a
+    ``llama_cpp.Llama``, or ``"policy"``: the Engine's own loaded weights in a second context,
+    with token ids passed straight through. In an Engine the judge keeps each prompt's
+    accepted response in its KV cache and decodes only each candidate's new tokens plus the
+    question.
+    """
+
+    def __init__(self, model: object = "policy", *, question: str = DEFAULT_JUDGE_QUESTION,
+                 yes: str = " Yes", no: str = " No", n_gpu_layers: int = 0,
+                 n_ctx: int = 8192) -> None:
+        for name, value in (("question", question), ("yes", yes), ("no", no)):
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+        self.question, self.yes, self.no, self.n_ctx = question, yes, no, n_ctx
+        self.model = None if model == "policy" else load_model(model, n_gpu_layers, "model")
+        self._policy: _core.Model | None = None
+        # A standalone judge for direct calls; it also checks yes/no against the vocabulary.
+        self._native = None if self.model is None else self._make(self.model, None, 2048)
+
+    def _make(self, judge: _core.Model, policy: _core.Model | None, n_ctx: int,
+              n_threads: int = 0) -> _core.JudgeReward:
+        return _core.JudgeReward(judge, policy, self.question, self.yes, self.no, n_ctx=n_ctx,
+                                 n_threads=n_threads)
+
+    def _bind(self, policy: _core.Model, n_threads: int = 0) -> _core.Reward:
+        judge = self.model if self.model is not None else policy
+        native = self._make(judge, policy, self.n_ctx, n_threads)
+        if self._native is None:
+            self._policy = policy
+            self._native = self._make(judge, policy, 2048)
+        return native
+
+    @property
+    def native(self) -> _core.JudgeReward:
+        if self._native is None:
+            raise ValueError("JudgeReward('policy') scores on its own only after an Engine "
+                             "bound it to a policy model")
+        return self._native
+
+    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        return self.native.score_texts(list(prompts), list(responses))
+
+
+def parse_reward_spec(spec: str) -> Any:
+    """The CLI's ``--reward``: ``classifier:PATH[:LABEL]``, ``judge:PATH|policy`` or
+    ``python:MODULE:FUNCTION``."""
+    kind, sep, rest = spec.partition(":")
+    if not sep or not rest:
+        raise ValueError(f"--reward must be classifier:PATH[:LABEL], judge:PATH|policy or "
+                         f"python:MODULE:FUNCTION, got {spec!r}")
+    if kind == "python":
+        return load_python_reward(rest)
+    if kind == "classifier":
+        path, _, label = rest.partition(":") if not os.path.exists(rest) else (rest, "", "")
+        parsed: Label = 0
+        if label:
+            parsed = int(label) if label.lstrip("-").isdigit() else label
+        return ClassifierReward(path, label=parsed)
+    if kind == "judge":
+        return lambda question: JudgeReward(rest, question=question)
+    raise ValueError(f"--reward kind must be classifier, judge or python, got {kind!r}")

@@ -208,3 +208,11 @@ def test_more_prompts_than_sequences_run_in_waves(tiny_llama):
     results = engine.generate(prompts, segment_tokens=2, candidates=4, max_tokens=4, seed=3)
     assert len(results) == 70
     assert all(len(r.tokens) == 4 for r in results)
+
+
+def test_small_context_with_many_sequences(tiny_llama):
+    # llama.cpp aborts the process when n_seq_max exceeds its output rows (n_batch); a small
+    # n_ctx with many prompts must still work.
+    engine = stars_cpp.Engine(str(tiny_llama), hash_reward, n_ctx=32)
+    results = engine.generate(["hi"] * 20, segment_tokens=2, candidates=2, max_tokens=4, seed=1)
+    assert [len(r.tokens) for r in results] == [4] * 20

@@ -22,6 +22,8 @@
 #include "llama/model.h"
 #include "llama/sequence_pool.h"
 #include "llama/tokenizer.h"
+#include "reward/classifier_reward.h"
+#include "reward/judge_reward.h"
 #include "stars/engine.h"
 #include "stars/errors.h"
 #include "stars/params.h"
@@ -166,7 +168,7 @@ class KvSession {
  public:
   KvSession(std::shared_ptr<stars::Model> model, int32_t n_ctx, int32_t n_seq_max,
             int32_t n_threads)
-      : context_(std::move(model), {n_ctx, n_seq_max, n_threads}),
+      : context_(std::move(model), Options(n_ctx, n_seq_max, n_threads)),
         pool_(context_),
         batch_(context_.n_batch()) {}
 
@@ -206,13 +208,21 @@ class KvSession {
   int32_t n_seq_max() const { return context_.n_seq_max(); }
 
  private:
+  static stars::ContextOptions Options(int32_t n_ctx, int32_t n_seq_max, int32_t n_threads) {
+    stars::ContextOptions options;
+    options.n_ctx = n_ctx;
+    options.n_seq_max = n_seq_max;
+    options.n_threads = n_threads;
+    return options;
+  }
+
   stars::Context context_;
   stars::SequencePool pool_;
   stars::Batch batch_;
 };
 
 std::shared_ptr<stars::Model> BorrowModel(uintptr_t address, nb::object owner,
-                                          std::string description) {
+                                          std::string description, int32_t n_gpu_layers) {
   auto* keep = new nb::object(std::move(owner));
   // The owner is a Python object: drop it under the GIL, whichever thread frees the model.
   std::shared_ptr<void> keep_alive(keep, [](void* p) {
@@ -220,7 +230,7 @@ std::shared_ptr<stars::Model> BorrowModel(uintptr_t address, nb::object owner,
     delete static_cast<nb::object*>(p);
   });
   return stars::Model::Borrow(reinterpret_cast<llama_model*>(address), std::move(keep_alive),
-                              std::move(description));
+                              std::move(description), n_gpu_layers);
 }
 
 std::vector<stars::Prompt> ToPrompts(const nb::list& items) {
@@ -278,12 +288,22 @@ NB_MODULE(_core, m) {
             return stars::Model::Load(path, n_gpu_layers);
           },
           "path"_a, "n_gpu_layers"_a = 0)
-      .def_static("borrow", &BorrowModel, "address"_a, "owner"_a, "description"_a)
+      .def_static("borrow", &BorrowModel, "address"_a, "owner"_a, "description"_a,
+                  "n_gpu_layers"_a = 0)
       .def_prop_ro("description", &stars::Model::description)
       .def_prop_ro("owned", &stars::Model::owned)
       .def_prop_ro("n_vocab", [](const stars::Model& model) {
         return llama_vocab_n_tokens(model.vocab());
       })
+      .def_prop_ro("n_embd", &stars::Model::n_embd)
+      .def_prop_ro("classifier_labels",
+                   [](const stars::Model& model) {
+                     std::vector<std::string> labels;
+                     for (int32_t i = 0; i < model.n_cls_out(); ++i) {
+                       labels.push_back(model.ClassifierLabel(i));
+                     }
+                     return labels;
+                   })
       .def(
           "tokenize",
           [](const stars::Model& model, const std::string& text, bool add_special,
@@ -369,6 +389,7 @@ NB_MODULE(_core, m) {
       .def_ro("reward_calls", &stars::Stats::reward_calls)
       .def_ro("reward_rows", &stars::Stats::reward_rows)
       .def_ro("reward_tokens_decoded", &stars::Stats::reward_tokens_decoded)
+      .def_ro("reward_rows_truncated", &stars::Stats::reward_rows_truncated)
       .def_ro("seconds_policy", &stars::Stats::seconds_policy)
       .def_ro("seconds_reward", &stars::Stats::seconds_reward)
       .def_ro("seconds_total", &stars::Stats::seconds_total);
@@ -382,6 +403,52 @@ NB_MODULE(_core, m) {
       .def_ro("segments", &stars::Result::segments)
       .def_ro("stats", &stars::Result::stats);
 
+  nb::class_<stars::Reward>(m, "Reward", "A native batched reward (one per Engine).");
+
+  nb::class_<stars::ClassifierReward, stars::Reward>(m, "ClassifierReward")
+      .def(
+          "__init__",
+          [](stars::ClassifierReward* self, std::shared_ptr<stars::Model> model,
+             std::vector<int32_t> labels, int32_t pair, int32_t n_ctx, int32_t n_threads) {
+            stars::ClassifierOptions options;
+            options.labels = std::move(labels);
+            options.pair = pair;
+            options.n_ctx = n_ctx;
+            options.n_threads = n_threads;
+            new (self) stars::ClassifierReward(std::move(model), options);
+          },
+          "model"_a, "labels"_a, "pair"_a = -1, "n_ctx"_a = 0, "n_threads"_a = 0)
+      .def_prop_ro("pair", &stars::ClassifierReward::pair)
+      .def_prop_ro("row_limit", &stars::ClassifierReward::row_limit)
+      .def("score_texts", &stars::ClassifierReward::ScoreTexts, "prompts"_a, "responses"_a,
+           nb::call_guard<nb::gil_scoped_release>());
+
+  nb::class_<stars::JudgeReward, stars::Reward>(m, "JudgeReward")
+      .def(
+          "__init__",
+          [](stars::JudgeReward* self, std::shared_ptr<stars::Model> judge,
+             std::shared_ptr<stars::Model> policy, const std::string& question,
+             const std::string& yes, const std::string& no, int32_t n_ctx, int32_t n_threads) {
+            stars::JudgeOptions options;
+            options.question = question;
+            options.yes = yes;
+            options.no = no;
+            options.n_ctx = n_ctx;
+            options.n_threads = n_threads;
+            new (self) stars::JudgeReward(std::move(judge), std::move(policy), options);
+          },
+          "judge"_a, "policy"_a.none(), "question"_a, "yes"_a, "no"_a, "n_ctx"_a = 8192,
+          "n_threads"_a = 0)
+      .def_prop_ro("shares_vocabulary", &stars::JudgeReward::shares_vocabulary)
+      .def_prop_ro("n_suffix_tokens", &stars::JudgeReward::n_suffix_tokens)
+      .def("render", [](const stars::JudgeReward& judge, const std::string& prompt,
+                        const std::string& response) { return Utf8(judge.RenderText(prompt, response)); },
+           "prompt"_a, "response"_a)
+      .def("score_texts", &stars::JudgeReward::ScoreTexts, "prompts"_a, "responses"_a,
+           nb::call_guard<nb::gil_scoped_release>())
+      .def("score_policy_tokens", &stars::JudgeReward::ScorePolicyTokens, "prompt"_a,
+           "tokens"_a, nb::call_guard<nb::gil_scoped_release>());
+
   nb::class_<stars::Engine>(m, "Engine", "Plain, best-of-N and STARS decoding on one model.",
                            nb::type_slots(engine_slots))
       .def(
@@ -389,7 +456,9 @@ NB_MODULE(_core, m) {
           [](stars::Engine* self, std::shared_ptr<stars::Model> model, nb::object reward,
              int32_t n_ctx, int32_t n_threads) {
             std::shared_ptr<stars::Reward> native;
-            if (!reward.is_none()) native = std::make_shared<CallableReward>(reward);
+            if (!reward.is_none() && !nb::try_cast(reward, native)) {
+              native = std::make_shared<CallableReward>(reward);
+            }
             new (self) stars::Engine(std::move(model), std::move(native), {n_ctx, n_threads});
           },
           "model"_a, "reward"_a.none(), "n_ctx"_a = 4096, "n_threads"_a = 0)

@@ -31,6 +31,7 @@ struct Stats {
   int64_t reward_calls = 0;
   int64_t reward_rows = 0;
   int64_t reward_tokens_decoded = 0;
+  int64_t reward_rows_truncated = 0;
   double seconds_policy = 0.0;
   double seconds_reward = 0.0;
   double seconds_total = 0.0;

@@ -51,6 +51,12 @@ class Reward {
     (void)prompt;
     return 0;
   }
+
+  // Rows of `prompt` cut to fit the reward model's context in this call.
+  virtual int64_t RowsTruncated(int32_t prompt) const {
+    (void)prompt;
+    return 0;
+  }
 };
 
 }  // namespace stars

@@ -77,8 +77,7 @@ std::vector<Result> Engine::Generate(const std::vector<Prompt>& prompts,
       for (size_t m = 0; m < prompt.roles.size(); ++m) {
         messages.push_back({prompt.roles[m], prompt.contents[m]});
       }
-      // The rendered template carries its own BOS where the model wants one.
-      run.prompt_tokens = tokenizer_->Tokenize(tokenizer_->ApplyChatTemplate(messages), false, true);
+      run.prompt_tokens = tokenizer_->TokenizeChat(tokenizer_->ApplyChatTemplate(messages));
     }
     if (run.prompt_tokens.empty()) {
       throw ParameterError("prompt " + std::to_string(i) + " is empty (no tokens)");

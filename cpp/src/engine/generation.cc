@@ -290,6 +290,7 @@ void Generation::ScoreFinalResponses(std::vector<PromptRun*>& runs) {
   CheckScores(rows, scores);
   for (size_t i = 0; i < runs.size(); ++i) {
     runs[i]->result.reward = scores[i];
+    CloseReward(*runs[i]);
   }
 }
 
@@ -405,10 +406,14 @@ void Generation::Finish(PromptRun& run, FinishReason reason) {
   run.result.finish_reason = reason;
   run.result.text = run.response_text;
   run.result.tokens.assign(run.response_tokens.begin(), run.response_tokens.end());
-  if (reward_ != nullptr) {
-    stats.reward_tokens_decoded = reward_->TokensDecoded(run.index);
-    reward_->Finish(run.index);
-  }
+  // Plain mode scores the finished response first (ScoreFinalResponses).
+  if (reward_ != nullptr && params_.mode != Mode::kPlain) CloseReward(run);
+}
+
+void Generation::CloseReward(PromptRun& run) {
+  run.result.stats.reward_tokens_decoded = reward_->TokensDecoded(run.index);
+  run.result.stats.reward_rows_truncated = reward_->RowsTruncated(run.index);
+  reward_->Finish(run.index);
 }
 
 }  // namespace stars

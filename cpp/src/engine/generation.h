@@ -37,6 +37,7 @@ class Generation {
   void Decide(PromptRun& run, const double* rewards, size_t n_rewards);
   void AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segment);
   void Finish(PromptRun& run, FinishReason reason);
+  void CloseReward(PromptRun& run);
   void ReleaseRound(PromptRun& run);
   void ScoreFinalResponses(std::vector<PromptRun*>& runs);
   void CheckScores(const std::vector<RewardRow>& rows, const std::vector<double>& scores) const;

@@ -21,9 +21,13 @@ Context::Context(std::shared_ptr<Model> model, const ContextOptions& options)
   }
   llama_context_params params = llama_context_default_params();
   params.n_ctx = static_cast<uint32_t>(options.n_ctx);
-  params.n_batch = static_cast<uint32_t>(options.n_ctx);
-  params.n_ubatch = std::min<uint32_t>(512, params.n_batch);
+  params.n_batch = static_cast<uint32_t>(options.n_batch > 0 ? options.n_batch : options.n_ctx);
+  params.n_ubatch = options.n_ubatch > 0 ? static_cast<uint32_t>(options.n_ubatch)
+                                         : std::min<uint32_t>(512, params.n_batch);
   params.n_seq_max = static_cast<uint32_t>(options.n_seq_max);
+  // llama.cpp reserves max(outputs, n_seq_max) output rows and aborts the process when that
+  // exceeds n_outputs_max (n_batch by default): never let a small n_ctx fall below n_seq_max.
+  params.n_outputs_max = std::max(params.n_batch, params.n_seq_max);
   int32_t threads = options.n_threads;
   if (threads <= 0) threads = static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
   params.n_threads = threads;
@@ -32,7 +36,13 @@ Context::Context(std::shared_ptr<Model> model, const ContextOptions& options)
   params.pooling_type = options.pooling;
   // One pool of cells for every sequence: forks share the trunk's cells instead of copying.
   params.kv_unified = true;
+  // Forks and rewinds need every position a sequence still reads, sliding-window layers too.
+  params.swa_full = true;
   params.no_perf = true;
+  // On the CPU, flash attention's results depend on how tokens are split into batches, so a
+  // forked, incremental decode would not match a from-scratch one. Offloaded models keep it.
+  params.flash_attn_type =
+      model_->n_gpu_layers() != 0 ? LLAMA_FLASH_ATTN_TYPE_AUTO : LLAMA_FLASH_ATTN_TYPE_DISABLED;
   ctx_ = llama_init_from_model(model_->get(), params);
   if (ctx_ == nullptr) {
     throw Error("llama.cpp could not create a context with n_ctx=" + std::to_string(options.n_ctx) +
@@ -67,6 +77,22 @@ const float* Context::Logits(int32_t batch_index) const {
     throw DecodeError("no logits for batch index " + std::to_string(batch_index));
   }
   return logits;
+}
+
+const float* Context::TokenEmbeddings(int32_t batch_index) const {
+  const float* embeddings = llama_get_embeddings_ith(ctx_, batch_index);
+  if (embeddings == nullptr) {
+    throw DecodeError("no embeddings for batch index " + std::to_string(batch_index));
+  }
+  return embeddings;
+}
+
+const float* Context::SequenceEmbeddings(int32_t seq) const {
+  const float* embeddings = llama_get_embeddings_seq(ctx_, seq);
+  if (embeddings == nullptr) {
+    throw DecodeError("no pooled output for sequence " + std::to_string(seq));
+  }
+  return embeddings;
 }
 
 }  // namespace stars

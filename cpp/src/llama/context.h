@@ -14,6 +14,8 @@ class Batch;
 struct ContextOptions {
   int32_t n_ctx = 4096;
   int32_t n_seq_max = 1;
+  int32_t n_batch = 0;    // 0: n_ctx
+  int32_t n_ubatch = 0;   // 0: min(512, n_batch); encoders need a whole batch in one ubatch
   int32_t n_threads = 0;  // 0: all hardware threads
   bool embeddings = false;
   enum llama_pooling_type pooling = LLAMA_POOLING_TYPE_UNSPECIFIED;
@@ -35,6 +37,18 @@ class Context {
   // The logits of the token at `batch_index` in the last decoded batch (n_vocab floats).
   // Throws DecodeError when that token had no output.
   const float* Logits(int32_t batch_index) const;
+
+  // The hidden state of the token at `batch_index` (n_embd floats; embeddings on, pooling NONE).
+  const float* TokenEmbeddings(int32_t batch_index) const;
+
+  // The pooled output of sequence `seq` in the last batch: n_cls_out scores under RANK pooling.
+  const float* SequenceEmbeddings(int32_t seq) const;
+
+  // The pooling in effect (the model's own when the options left it unspecified).
+  enum llama_pooling_type pooling() const { return llama_pooling_type(ctx_); }
+
+  // Empties the memory (KV cache) of every sequence; a no-op for models without one.
+  void ClearMemory() { llama_memory_clear(memory(), true); }
 
   llama_context* get() const { return ctx_; }
   llama_memory_t memory() const { return llama_get_memory(ctx_); }

@@ -43,19 +43,29 @@ std::shared_ptr<Model> Model::Load(const std::string& path, int32_t n_gpu_layers
     throw ModelLoadError("llama.cpp could not load the GGUF file '" + path +
                          "' (unsupported architecture, truncated or corrupt file)");
   }
-  return std::shared_ptr<Model>(new Model(model, nullptr, path));
+  return std::shared_ptr<Model>(new Model(model, nullptr, path, n_gpu_layers));
 }
 
 std::shared_ptr<Model> Model::Borrow(llama_model* model, std::shared_ptr<void> keep_alive,
-                                     std::string description) {
+                                     std::string description, int32_t n_gpu_layers) {
   if (model == nullptr) throw ModelLoadError("borrowed model handle is null: " + description);
   if (keep_alive == nullptr) throw ModelLoadError("borrowed model needs its owner: " + description);
   EnsureBackend();
-  return std::shared_ptr<Model>(new Model(model, std::move(keep_alive), std::move(description)));
+  return std::shared_ptr<Model>(
+      new Model(model, std::move(keep_alive), std::move(description), n_gpu_layers));
 }
 
-Model::Model(llama_model* model, std::shared_ptr<void> keep_alive, std::string description)
-    : model_(model), keep_alive_(std::move(keep_alive)), description_(std::move(description)) {}
+Model::Model(llama_model* model, std::shared_ptr<void> keep_alive, std::string description,
+             int32_t n_gpu_layers)
+    : model_(model),
+      keep_alive_(std::move(keep_alive)),
+      description_(std::move(description)),
+      n_gpu_layers_(n_gpu_layers) {}
+
+std::string Model::ClassifierLabel(int32_t i) const {
+  const char* label = llama_model_cls_label(model_, static_cast<uint32_t>(i));
+  return label == nullptr ? std::string() : std::string(label);
+}
 
 Model::~Model() {
   if (owned()) llama_model_free(model_);

@@ -1,6 +1,7 @@
 #include "llama/tokenizer.h"
 
 #include <climits>
+#include <cstring>
 
 #include "llama/model.h"
 #include "stars/errors.h"
@@ -25,6 +26,12 @@ std::vector<llama_token> Tokenizer::Tokenize(const std::string& text, bool add_s
   }
   if (n < 0) throw Error("llama_tokenize failed (code " + std::to_string(n) + ")");
   tokens.resize(static_cast<size_t>(n));
+  return tokens;
+}
+
+std::vector<llama_token> Tokenizer::TokenizeChat(const std::string& rendered) const {
+  std::vector<llama_token> tokens = Tokenize(rendered, true, true);
+  if (tokens.size() >= 2 && tokens[0] == bos() && tokens[1] == bos()) tokens.erase(tokens.begin());
   return tokens;
 }
 
@@ -53,6 +60,19 @@ std::string Tokenizer::Detokenize(const std::vector<llama_token>& tokens) const 
   if (n < 0) throw Error("llama_detokenize failed (code " + std::to_string(n) + ")");
   text.resize(static_cast<size_t>(n));
   return text;
+}
+
+bool Tokenizer::SameVocabulary(const Tokenizer& other) const {
+  if (vocab_ == other.vocab_) return true;
+  if (n_vocab() != other.n_vocab() || llama_vocab_type(vocab_) != llama_vocab_type(other.vocab_)) {
+    return false;
+  }
+  for (llama_token id = 0; id < n_vocab(); ++id) {
+    const char* a = llama_vocab_get_text(vocab_, id);
+    const char* b = llama_vocab_get_text(other.vocab_, id);
+    if ((a == nullptr) != (b == nullptr) || (a != nullptr && std::strcmp(a, b) != 0)) return false;
+  }
+  return true;
 }
 
 std::string Tokenizer::ApplyChatTemplate(const std::vector<ChatMessage>& messages) const {

@@ -25,6 +25,10 @@ class Tokenizer {
   std::vector<llama_token> Tokenize(const std::string& text, bool add_special,
                                     bool parse_special) const;
 
+  // Tokens of a rendered chat template: control-token text becomes control tokens, and BOS is
+  // added where the model wants one unless the template already wrote it.
+  std::vector<llama_token> TokenizeChat(const std::string& rendered) const;
+
   // The text of one token; control tokens render as nothing.
   std::string Piece(llama_token token) const;
 
@@ -37,6 +41,19 @@ class Tokenizer {
   std::string ApplyChatTemplate(const std::vector<ChatMessage>& messages) const;
 
   bool IsEog(llama_token token) const { return llama_vocab_is_eog(vocab_, token); }
+
+  // Special tokens (LLAMA_TOKEN_NULL when the vocabulary has none) and whether tokenizing with
+  // add_special adds them.
+  llama_token bos() const { return llama_vocab_bos(vocab_); }
+  llama_token eos() const { return llama_vocab_eos(vocab_); }
+  llama_token sep() const { return llama_vocab_sep(vocab_); }
+  bool adds_bos() const { return llama_vocab_get_add_bos(vocab_); }
+  bool adds_eos() const { return llama_vocab_get_add_eos(vocab_); }
+  bool adds_sep() const { return llama_vocab_get_add_sep(vocab_); }
+
+  // True when both vocabularies have the same tokens with the same ids, so token ids can pass
+  // from one model to the other unchanged.
+  bool SameVocabulary(const Tokenizer& other) const;
   int32_t n_vocab() const { return llama_vocab_n_tokens(vocab_); }
 
  private:

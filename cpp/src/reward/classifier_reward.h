@@ -1,0 +1,66 @@
+// A GGUF sequence classifier or reranker as a batched reward, run by llama.cpp with RANK
+// pooling. Encoders attend both ways, so each row is encoded whole; all rows of a Score call
+// go through as few batched decodes as the context allows.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "llama.h"
+#include "llama/batch.h"
+#include "llama/context.h"
+#include "llama/model.h"
+#include "llama/tokenizer.h"
+#include "stars/reward.h"
+
+namespace stars {
+
+struct ClassifierOptions {
+  // One index: the score is that output. Two: out[labels[0]] - out[labels[1]].
+  std::vector<int32_t> labels = {0};
+  // -1: decide from the model (a "rerank" template or a single output means a reranker, which
+  // reads (prompt, response) pairs); 0: the response alone; 1: (prompt, response) pairs.
+  int32_t pair = -1;
+  int32_t n_ctx = 0;  // tokens per row; 0: the model's training context
+  int32_t n_threads = 0;
+};
+
+class ClassifierReward : public Reward {
+ public:
+  // Throws RewardError when the GGUF has no classification head (its pooling is not RANK),
+  // and ParameterError for a label out of range.
+  ClassifierReward(std::shared_ptr<Model> model, const ClassifierOptions& options);
+
+  void Begin(const std::vector<std::string>& prompts) override;
+  void Score(const std::vector<RewardRow>& rows, std::vector<double>* scores) override;
+  int64_t TokensDecoded(int32_t prompt) const override;
+  int64_t RowsTruncated(int32_t prompt) const override;
+
+  // Scores (prompt, response) texts directly, outside a generation call.
+  std::vector<double> ScoreTexts(const std::vector<std::string>& prompts,
+                                 const std::vector<std::string>& responses);
+
+  bool pair() const { return pair_; }
+  int32_t row_limit() const { return row_limit_; }
+
+ private:
+  // The row's tokens, cut to row_limit_ keeping the prompt's start and the response's end.
+  std::vector<llama_token> BuildInput(const std::string& prompt, const std::string& response,
+                                      bool* truncated) const;
+  std::vector<double> ScoreInputs(const std::vector<std::vector<llama_token>>& inputs);
+
+  std::shared_ptr<Model> model_;
+  Tokenizer tokenizer_;
+  std::unique_ptr<Context> context_;
+  std::unique_ptr<Batch> batch_;
+  std::vector<int32_t> labels_;
+  bool pair_ = false;
+  int32_t row_limit_ = 0;
+  std::vector<std::string> prompts_;
+  std::vector<int64_t> tokens_decoded_;
+  std::vector<int64_t> rows_truncated_;
+};
+
+}  // namespace stars
