@@ -122,28 +122,34 @@ void Generation::Decode() {
 }
 
 // Step 0 of a round: the trunk's undecoded tokens (a new prompt, or the last token of the
-// segment accepted last round), so that the round's first tokens come from its logits.
+// segment accepted last round), so that the round's first tokens come from its logits. A batch
+// larger than n_batch goes in chunks; each trunk's logits are saved after its last chunk.
 void Generation::DecodePending() {
-  batch_.Clear();
-  std::vector<std::pair<PromptRun*, int32_t>> outputs;
-  for (PromptRun* run : active_) {
-    if (run->pending.empty()) continue;
-    const int32_t last = static_cast<int32_t>(run->pending.size()) - 1;
-    for (int32_t i = 0; i <= last; ++i) {
-      const int32_t index = batch_.Add(run->pending[i], run->n_past + i, run->trunk, i == last);
-      if (i == last) outputs.emplace_back(run, index);
-    }
-  }
-  if (batch_.empty()) return;
-  Decode();
   const int32_t n_vocab = tokenizer_.n_vocab();
-  for (auto& [run, index] : outputs) {
-    const float* row = context_.Logits(index);
-    run->logits.assign(row, row + n_vocab);
-    run->n_past += static_cast<llama_pos>(run->pending.size());
-    run->result.stats.policy_tokens_decoded += static_cast<int64_t>(run->pending.size());
+  std::vector<std::pair<PromptRun*, int32_t>> outputs;
+  auto flush = [&] {
+    if (batch_.empty()) return;
+    Decode();
+    for (auto& [run, index] : outputs) {
+      const float* row = context_.Logits(index);
+      run->logits.assign(row, row + n_vocab);
+    }
+    outputs.clear();
+    batch_.Clear();
+  };
+  batch_.Clear();
+  for (PromptRun* run : active_) {
+    const int32_t n = static_cast<int32_t>(run->pending.size());
+    for (int32_t i = 0; i < n; ++i) {
+      if (batch_.size() == batch_.capacity()) flush();
+      const int32_t index = batch_.Add(run->pending[i], run->n_past + i, run->trunk, i == n - 1);
+      if (index >= 0) outputs.emplace_back(run, index);
+    }
+    run->n_past += n;
+    run->result.stats.policy_tokens_decoded += n;
     run->pending.clear();
   }
+  flush();
 }
 
 int32_t Generation::RoundSize(const PromptRun& run) const {
@@ -185,32 +191,40 @@ void Generation::SampleFirstTokens() {
   seconds_policy_ += SecondsSince(start);
 }
 
-// Steps 1..K-1: one llama_decode per step for every live candidate of every prompt. A
-// candidate's last token is only decoded if it is accepted (next round's step 0).
+// Steps 1..K-1: one llama_decode per step for every live candidate of every prompt (more only
+// when they outnumber n_batch). A candidate's last token is only decoded if it is accepted
+// (next round's step 0).
 void Generation::DecodeCandidates() {
+  std::vector<std::pair<PromptRun*, Candidate*>> waiting;
+  auto flush = [&] {
+    Decode();
+    const auto start = Clock::now();
+    for (auto& [run, candidate] : waiting) {
+      const llama_token token = candidate->sampler.Sample(context_, candidate->batch_index);
+      ++run->result.stats.policy_tokens_sampled;
+      PushToken(tokenizer_, params_.stop, token, candidate);
+    }
+    seconds_policy_ += SecondsSince(start);
+    waiting.clear();
+    batch_.Clear();
+  };
   for (;;) {
     batch_.Clear();
+    bool any = false;
     for (PromptRun* run : active_) {
       for (Candidate& candidate : run->candidates) {
         if (candidate.done) continue;
+        if (batch_.size() == batch_.capacity()) flush();
         candidate.batch_index =
             batch_.Add(candidate.tokens.back(), candidate.next_pos, candidate.seq, true);
         ++candidate.next_pos;
         ++run->result.stats.policy_tokens_decoded;
+        waiting.emplace_back(run, &candidate);
+        any = true;
       }
     }
-    if (batch_.empty()) return;
-    Decode();
-    const auto start = Clock::now();
-    for (PromptRun* run : active_) {
-      for (Candidate& candidate : run->candidates) {
-        if (candidate.done) continue;
-        const llama_token token = candidate.sampler.Sample(context_, candidate.batch_index);
-        ++run->result.stats.policy_tokens_sampled;
-        PushToken(tokenizer_, params_.stop, token, &candidate);
-      }
-    }
-    seconds_policy_ += SecondsSince(start);
+    if (!any) return;
+    if (!batch_.empty()) flush();
   }
 }
 
