@@ -21,7 +21,7 @@ endif
 
 DEMO_PROMPT ?= Give me three tips for staying focused while studying.
 
-.PHONY: all install demo test test-cpp lint rebuild-llama clean
+.PHONY: all install demo test test-cpp lint stubs rebuild-llama clean
 
 all: install
 
@@ -57,8 +57,13 @@ test: install test-cpp
 	$(BIN)/pytest -q
 
 lint: install
-	$(BIN)/pip install ruff
+	$(BIN)/pip install ruff clang-format
 	$(BIN)/ruff check stars_cpp tests bench
+	find cpp -name '*.cc' -o -name '*.h' | xargs $(BIN)/clang-format --dry-run --Werror
+
+# Regenerates the extension's typed stubs; tests/test_stubs.py checks they are current.
+stubs: install
+	cd $(VENV) && bin/python -m nanobind.stubgen -m stars_cpp._core -o $(CURDIR)/stars_cpp/_core.pyi
 
 # Rebuilds llama-cpp-python without pip's cached wheel (after changing LLAMA_CMAKE_ARGS).
 rebuild-llama: | $(BIN)/python

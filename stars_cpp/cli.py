@@ -10,7 +10,7 @@ from typing import NoReturn
 
 from stars_cpp.engine import DEFAULT_PARAMS, MODES, STATS_FIELDS, result_to_dict
 
-DEFAULT_REWARD = "python:stars_cpp.rewards:lexical_diversity"
+DEFAULT_REWARD = "judge:policy"
 
 
 class UsageError(Exception):
@@ -49,8 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--reward",
         default=None,
-        help=f"python:MODULE:FUNCTION (default for best_of_n and stars: {DEFAULT_REWARD})",
+        help="classifier:PATH[:LABEL], judge:PATH|policy or python:MODULE:FUNCTION "
+        f"(default for best_of_n and stars: {DEFAULT_REWARD})",
     )
+    gen.add_argument("--judge-question", "--judge_question", dest="judge_question",
+                     default=None, help="the yes/no question a judge reward asks")
+    gen.add_argument("--judge-yes", "--judge_yes", dest="judge_yes", default=None,
+                     help="the judge's yes answer, one token of its vocabulary (default ' Yes')")
+    gen.add_argument("--judge-no", "--judge_no", dest="judge_no", default=None,
+                     help="the judge's no answer, one token of its vocabulary (default ' No')")
     gen.add_argument("--raw", action="store_true",
                      help="send the prompt as plain text instead of a user chat message")
     _flag(gen, "n_ctx", type=int, default=4096)
@@ -70,17 +77,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _reward(spec: str | None, mode: str):
-    from stars_cpp.rewards import load_python_reward
+def _reward(args: argparse.Namespace):
+    import stars_cpp
+    from stars_cpp.rewards import parse_reward_spec
 
+    judge = {"question": args.judge_question, "yes": args.judge_yes, "no": args.judge_no}
+    judge = {key: value for key, value in judge.items() if value is not None}
+    spec = args.reward
     if spec is None:
-        spec = DEFAULT_REWARD if mode != "plain" else None
+        spec = DEFAULT_REWARD if args.mode != "plain" else None
     if spec is None:
+        if judge:
+            raise UsageError("--judge-* flags need a judge reward (--reward judge:PATH|policy)")
         return None
-    kind, _, rest = spec.partition(":")
-    if kind == "python":
-        return load_python_reward(rest)
-    raise UsageError(f"--reward must be python:MODULE:FUNCTION, got {spec!r}")
+    try:
+        return parse_reward_spec(spec, **judge)
+    except (ValueError, FileNotFoundError, stars_cpp.ModelLoadError) as error:
+        raise UsageError(f"--reward {spec!r}: {error}") from None
 
 
 def _print_trace(result, out) -> None:
@@ -107,7 +120,7 @@ def _generate(args: argparse.Namespace) -> int:
             model = str(default_model_path())
         except FileNotFoundError as error:
             raise UsageError(str(error)) from None
-    reward = _reward(args.reward, args.mode)
+    reward = _reward(args)
     engine = stars_cpp.Engine(model, reward, n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers,
                               n_threads=args.n_threads)
     prompt = args.prompt if args.raw else [{"role": "user", "content": args.prompt}]

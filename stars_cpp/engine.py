@@ -219,7 +219,9 @@ class Engine:
         results = self._core.generate(prompts, core_params, None)
         return results if batched else results[0]
 
-    def stream(self, prompt: PromptLike, *, mode: str = "stars", **params: Any) -> Iterator[Segment]:
+    def stream(
+        self, prompt: PromptLike, *, mode: str = "stars", **params: Any
+    ) -> Iterator[Segment]:
         """Yields each segment of one prompt as it is accepted."""
         prompts, batched = _normalize_prompts(prompt)
         if batched:

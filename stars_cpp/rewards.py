@@ -148,10 +148,23 @@ class JudgeReward:
         return self.native.score_texts(list(prompts), list(responses))
 
 
-def parse_reward_spec(spec: str) -> Any:
-    """The CLI's ``--reward``: ``classifier:PATH[:LABEL]``, ``judge:PATH|policy`` or
-    ``python:MODULE:FUNCTION``."""
+def _parse_label(text: str) -> Label:
+    def one(part: str) -> int | str:
+        return int(part) if part.lstrip("-").isdigit() else part
+
+    if not text:
+        return 0
+    pos, comma, neg = text.partition(",")
+    return (one(pos), one(neg)) if comma else one(text)
+
+
+def parse_reward_spec(spec: str, **judge_options: str) -> Any:
+    """The CLI's ``--reward``: ``classifier:PATH[:LABEL]`` (LABEL an index, a name or
+    ``POS,NEG``), ``judge:PATH|policy`` or ``python:MODULE:FUNCTION``. ``judge_options`` are
+    JudgeReward's ``question``, ``yes`` and ``no``."""
     kind, sep, rest = spec.partition(":")
+    if judge_options and kind != "judge":
+        raise ValueError("--judge-* flags need a judge reward (--reward judge:PATH|policy)")
     if not sep or not rest:
         raise ValueError(f"--reward must be classifier:PATH[:LABEL], judge:PATH|policy or "
                          f"python:MODULE:FUNCTION, got {spec!r}")
@@ -159,10 +172,7 @@ def parse_reward_spec(spec: str) -> Any:
         return load_python_reward(rest)
     if kind == "classifier":
         path, _, label = rest.partition(":") if not os.path.exists(rest) else (rest, "", "")
-        parsed: Label = 0
-        if label:
-            parsed = int(label) if label.lstrip("-").isdigit() else label
-        return ClassifierReward(path, label=parsed)
+        return ClassifierReward(path, label=_parse_label(label))
     if kind == "judge":
-        return lambda question: JudgeReward(rest, question=question)
+        return JudgeReward(rest, **judge_options)
     raise ValueError(f"--reward kind must be classifier, judge or python, got {kind!r}")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tiny_models import write_tiny_bert_classifier, write_tiny_llama
 
 import stars_cpp
 from stars_cpp.models import smollm2_path
-from tiny_models import write_tiny_bert_classifier, write_tiny_llama
 
 
 @pytest.fixture(scope="session")

@@ -79,14 +79,15 @@ def test_bad_prompts(engine, prompt):
     works(engine)
 
 
-class Boom(RuntimeError):
+class BoomError(RuntimeError):
     pass
 
 
 @pytest.mark.parametrize(
     "reward,error,match",
     [
-        (lambda p, r: (_ for _ in ()).throw(Boom("reward exploded")), Boom, "reward exploded"),
+        (lambda p, r: (_ for _ in ()).throw(BoomError("reward exploded")), BoomError,
+         "reward exploded"),
         (lambda p, r: [float("nan")] * len(r), stars_cpp.RewardError, "non-finite"),
         (lambda p, r: [math.inf] * len(r), stars_cpp.RewardError, "non-finite"),
         (lambda p, r: [0.5] * (len(r) + 1), stars_cpp.RewardError, "values for"),
@@ -137,7 +138,7 @@ def test_chat_prompt_uses_the_chat_template(tiny_llama):
     assert "<|im_start|>user\nHi there<|im_end|>" in rendered
     assert rendered.endswith("<|im_start|>assistant\n")
     result = engine.generate(chat, mode="plain", max_tokens=4, seed=1)
-    assert result.stats.prompt_tokens == len(engine.model.tokenize(rendered, False, True))
+    assert result.stats.prompt_tokens == len(engine.model.tokenize(rendered, True, True))
 
 
 def test_engine_from_llama_cpp_llama_on_smollm2(smollm2):

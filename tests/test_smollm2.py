@@ -47,3 +47,26 @@ def test_stars_raises_reward_over_plain_sampling(engine):
                             threshold=1.6, acceptance="hard", max_tokens=48, seed=10)
     mean = lambda rs: sum(r.reward for r in rs) / len(rs)  # noqa: E731
     assert mean(stars) > mean(plain)
+
+
+@pytest.fixture(params=["classifier", "judge", "python"])
+def any_reward(request, tiny_bert):
+    if request.param == "classifier":
+        return stars_cpp.ClassifierReward(str(tiny_bert), label=(1, 0))
+    if request.param == "judge":
+        return stars_cpp.JudgeReward("policy")
+    return lexical_diversity
+
+
+def test_stars_with_each_reward_type(smollm2, any_reward, request):
+    engine = stars_cpp.Engine(str(smollm2), any_reward, n_ctx=4096)
+    result = engine.generate(QUESTION, segment_tokens=8, candidates=2, max_attempts=3,
+                             max_tokens=32, seed=11)
+    assert result.text.strip() and 0 < len(result.tokens) <= 32
+    assert result.segments and all(1 <= s.attempts <= 3 for s in result.segments)
+    assert "".join(s.text for s in result.segments) == result.text
+    # The final reward is the reward model's own score of the final text.
+    assert result.reward == pytest.approx(any_reward([QUESTION[0]["content"]], [result.text])[0],
+                                          abs=0.35)
+    gguf_reward = request.node.callspec.params["any_reward"] != "python"
+    assert (result.stats.reward_tokens_decoded > 0) == gguf_reward

@@ -37,7 +37,8 @@ namespace {
 
 // Model text may end inside a UTF-8 character (a segment boundary); never fail on it.
 nb::str Utf8(std::string_view text) {
-  PyObject* str = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "replace");
+  PyObject* str =
+      PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "replace");
   if (str == nullptr) throw nb::python_error();
   return nb::steal<nb::str>(str);
 }
@@ -292,9 +293,8 @@ NB_MODULE(_core, m) {
                   "n_gpu_layers"_a = 0)
       .def_prop_ro("description", &stars::Model::description)
       .def_prop_ro("owned", &stars::Model::owned)
-      .def_prop_ro("n_vocab", [](const stars::Model& model) {
-        return llama_vocab_n_tokens(model.vocab());
-      })
+      .def_prop_ro("n_vocab",
+                   [](const stars::Model& model) { return llama_vocab_n_tokens(model.vocab()); })
       .def_prop_ro("n_embd", &stars::Model::n_embd)
       .def_prop_ro("classifier_labels",
                    [](const stars::Model& model) {
@@ -311,14 +311,16 @@ NB_MODULE(_core, m) {
             return stars::Tokenizer(model).Tokenize(text, add_special, parse_special);
           },
           "text"_a, "add_special"_a = true, "parse_special"_a = false)
-      .def("detokenize",
-           [](const stars::Model& model, const std::vector<int32_t>& tokens) {
-             return Utf8(stars::Tokenizer(model).Detokenize(tokens));
-           },
-           "tokens"_a)
+      .def(
+          "detokenize",
+          [](const stars::Model& model, const std::vector<int32_t>& tokens) {
+            return Utf8(stars::Tokenizer(model).Detokenize(tokens));
+          },
+          "tokens"_a)
       .def(
           "apply_chat_template",
-          [](const stars::Model& model, const std::vector<std::pair<std::string, std::string>>& messages) {
+          [](const stars::Model& model,
+             const std::vector<std::pair<std::string, std::string>>& messages) {
             std::vector<stars::ChatMessage> chat;
             for (const auto& [role, content] : messages) chat.push_back({role, content});
             return Utf8(stars::Tokenizer(model).ApplyChatTemplate(chat));
@@ -342,7 +344,8 @@ NB_MODULE(_core, m) {
   nb::class_<stars::GenerationParams>(m, "GenerationParams")
       .def(nb::init<>())
       .def_prop_rw(
-          "mode", [](const stars::GenerationParams& p) { return std::string(stars::ModeName(p.mode)); },
+          "mode",
+          [](const stars::GenerationParams& p) { return std::string(stars::ModeName(p.mode)); },
           [](stars::GenerationParams& p, const std::string& v) { p.mode = stars::ParseMode(v); })
       .def_rw("segment_tokens", &stars::GenerationParams::segment_tokens)
       .def_rw("candidates", &stars::GenerationParams::candidates)
@@ -352,7 +355,9 @@ NB_MODULE(_core, m) {
       .def_rw("beta", &stars::GenerationParams::beta)
       .def_prop_rw(
           "acceptance",
-          [](const stars::GenerationParams& p) { return std::string(stars::AcceptanceName(p.acceptance)); },
+          [](const stars::GenerationParams& p) {
+            return std::string(stars::AcceptanceName(p.acceptance));
+          },
           [](stars::GenerationParams& p, const std::string& v) {
             p.acceptance = stars::ParseAcceptance(v);
           })
@@ -441,16 +446,19 @@ NB_MODULE(_core, m) {
           "n_threads"_a = 0)
       .def_prop_ro("shares_vocabulary", &stars::JudgeReward::shares_vocabulary)
       .def_prop_ro("n_suffix_tokens", &stars::JudgeReward::n_suffix_tokens)
-      .def("render", [](const stars::JudgeReward& judge, const std::string& prompt,
-                        const std::string& response) { return Utf8(judge.RenderText(prompt, response)); },
-           "prompt"_a, "response"_a)
+      .def("n_prefix_tokens", &stars::JudgeReward::n_prefix_tokens, "prompt"_a)
+      .def(
+          "render",
+          [](const stars::JudgeReward& judge, const std::string& prompt,
+             const std::string& response) { return Utf8(judge.RenderText(prompt, response)); },
+          "prompt"_a, "response"_a)
       .def("score_texts", &stars::JudgeReward::ScoreTexts, "prompts"_a, "responses"_a,
            nb::call_guard<nb::gil_scoped_release>())
-      .def("score_policy_tokens", &stars::JudgeReward::ScorePolicyTokens, "prompt"_a,
-           "tokens"_a, nb::call_guard<nb::gil_scoped_release>());
+      .def("score_policy_tokens", &stars::JudgeReward::ScorePolicyTokens, "prompt"_a, "tokens"_a,
+           nb::call_guard<nb::gil_scoped_release>());
 
   nb::class_<stars::Engine>(m, "Engine", "Plain, best-of-N and STARS decoding on one model.",
-                           nb::type_slots(engine_slots))
+                            nb::type_slots(engine_slots))
       .def(
           "__init__",
           [](stars::Engine* self, std::shared_ptr<stars::Model> model, nb::object reward,

@@ -14,7 +14,6 @@ namespace {
   throw ParameterError(name + " must be " + rule + ", got " + value);
 }
 
-
 }  // namespace
 
 Mode ParseMode(const std::string& name) {
@@ -55,18 +54,23 @@ void GenerationParams::Validate(bool has_reward) const {
   if (candidates < 1) Invalid("candidates", ">= 1", std::to_string(candidates));
   if (max_attempts < 1) Invalid("max_attempts", ">= 1", std::to_string(max_attempts));
   if (max_tokens < 1) Invalid("max_tokens", ">= 1", std::to_string(max_tokens));
-  if (threshold && !std::isfinite(*threshold)) Invalid("threshold", "finite or 'auto'", std::to_string(*threshold));
-  if (!std::isfinite(alpha) || alpha < 0.0 || alpha > 1.0) Invalid("alpha", "in [0, 1]", std::to_string(alpha));
+  if (threshold && !std::isfinite(*threshold))
+    Invalid("threshold", "finite or 'auto'", std::to_string(*threshold));
+  if (!std::isfinite(alpha) || alpha < 0.0 || alpha > 1.0)
+    Invalid("alpha", "in [0, 1]", std::to_string(alpha));
   if (!std::isfinite(beta) || beta <= 0.0) Invalid("beta", "> 0", std::to_string(beta));
   const float temperature = sampling.temperature;
   if (!std::isfinite(temperature) || temperature < 0.0f) {
     Invalid("temperature", ">= 0", std::to_string(temperature));
   }
   const float top_p = sampling.top_p;
-  if (!std::isfinite(top_p) || top_p <= 0.0f || top_p > 1.0f) Invalid("top_p", "in (0, 1]", std::to_string(top_p));
+  if (!std::isfinite(top_p) || top_p <= 0.0f || top_p > 1.0f)
+    Invalid("top_p", "in (0, 1]", std::to_string(top_p));
   const float min_p = sampling.min_p;
-  if (!std::isfinite(min_p) || min_p < 0.0f || min_p > 1.0f) Invalid("min_p", "in [0, 1]", std::to_string(min_p));
-  if (sampling.top_k < 0) Invalid("top_k", ">= 0 (0 switches it off)", std::to_string(sampling.top_k));
+  if (!std::isfinite(min_p) || min_p < 0.0f || min_p > 1.0f)
+    Invalid("min_p", "in [0, 1]", std::to_string(min_p));
+  if (sampling.top_k < 0)
+    Invalid("top_k", ">= 0 (0 switches it off)", std::to_string(sampling.top_k));
   for (const std::string& s : stop) {
     if (s.empty()) Invalid("stop", "a list of non-empty strings", "an empty string");
   }

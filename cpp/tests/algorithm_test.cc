@@ -122,10 +122,10 @@ void TestSearchFallbackInLastRound() {
 
 void TestResponseText() {
   CHECK(stars::CompleteUtf8Prefix("abc") == 3);
-  CHECK(stars::CompleteUtf8Prefix("a\xc3") == 1);              // first byte of "é"
-  CHECK(stars::CompleteUtf8Prefix("a\xc3\xa9") == 3);          // whole "é"
-  CHECK(stars::CompleteUtf8Prefix("a\xe2\x82") == 1);          // 2 of 3 bytes of "€"
-  CHECK(stars::CompleteUtf8Prefix("\xf0\x9f\x98\x80") == 4);   // whole emoji
+  CHECK(stars::CompleteUtf8Prefix("a\xc3") == 1);             // first byte of "é"
+  CHECK(stars::CompleteUtf8Prefix("a\xc3\xa9") == 3);         // whole "é"
+  CHECK(stars::CompleteUtf8Prefix("a\xe2\x82") == 1);         // 2 of 3 bytes of "€"
+  CHECK(stars::CompleteUtf8Prefix("\xf0\x9f\x98\x80") == 4);  // whole emoji
   const std::vector<std::string> stop = {"\n\n", "END"};
   CHECK(stars::FindStop("hello END there", 0, stop) == 6);
   CHECK(stars::FindStop("hello EN", 0, stop) == std::string::npos);
@@ -136,17 +136,77 @@ void TestResponseText() {
 void TestValidation() {
   stars::GenerationParams p;
   p.Validate(true);
-  CHECK(Throws([&] { auto q = p; q.segment_tokens = 0; q.Validate(true); }, "segment_tokens"));
-  CHECK(Throws([&] { auto q = p; q.candidates = 0; q.Validate(true); }, "candidates"));
-  CHECK(Throws([&] { auto q = p; q.max_attempts = 0; q.Validate(true); }, "max_attempts"));
-  CHECK(Throws([&] { auto q = p; q.max_tokens = 0; q.Validate(true); }, "max_tokens"));
-  CHECK(Throws([&] { auto q = p; q.sampling.temperature = -1; q.Validate(true); }, "temperature"));
-  CHECK(Throws([&] { auto q = p; q.sampling.top_p = 0; q.Validate(true); }, "top_p"));
-  CHECK(Throws([&] { auto q = p; q.sampling.top_p = 1.5f; q.Validate(true); }, "top_p"));
-  CHECK(Throws([&] { auto q = p; q.beta = 0; q.Validate(true); }, "beta"));
-  CHECK(Throws([&] { auto q = p; q.alpha = 2; q.Validate(true); }, "alpha"));
+  CHECK(Throws(
+      [&] {
+        auto q = p;
+        q.segment_tokens = 0;
+        q.Validate(true);
+      },
+      "segment_tokens"));
+  CHECK(Throws(
+      [&] {
+        auto q = p;
+        q.candidates = 0;
+        q.Validate(true);
+      },
+      "candidates"));
+  CHECK(Throws(
+      [&] {
+        auto q = p;
+        q.max_attempts = 0;
+        q.Validate(true);
+      },
+      "max_attempts"));
+  CHECK(Throws(
+      [&] {
+        auto q = p;
+        q.max_tokens = 0;
+        q.Validate(true);
+      },
+      "max_tokens"));
+  CHECK(Throws(
+      [&] {
+        auto q = p;
+        q.sampling.temperature = -1;
+        q.Validate(true);
+      },
+      "temperature"));
+  CHECK(Throws(
+      [&] {
+        auto q = p;
+        q.sampling.top_p = 0;
+        q.Validate(true);
+      },
+      "top_p"));
+  CHECK(Throws(
+      [&] {
+        auto q = p;
+        q.sampling.top_p = 1.5f;
+        q.Validate(true);
+      },
+      "top_p"));
+  CHECK(Throws(
+      [&] {
+        auto q = p;
+        q.beta = 0;
+        q.Validate(true);
+      },
+      "beta"));
+  CHECK(Throws(
+      [&] {
+        auto q = p;
+        q.alpha = 2;
+        q.Validate(true);
+      },
+      "alpha"));
   CHECK(Throws([&] { p.Validate(false); }, "needs a reward"));
-  CHECK(Throws([&] { auto q = p; q.candidates = 1; q.Validate(true); }, "threshold='auto'"));
+  CHECK(Throws(
+      [&] {
+        auto q = p;
+        q.candidates = 1;
+        q.Validate(true);
+      },
+      "threshold='auto'"));
   CHECK(Throws([] { stars::ParseMode("beam"); }, "mode"));
   CHECK(Throws([] { stars::ParseAcceptance("maybe"); }, "acceptance"));
   auto plain = p;

@@ -29,9 +29,9 @@ struct SamplingParams {
 
 struct GenerationParams {
   Mode mode = Mode::kStars;
-  int32_t segment_tokens = 16;  // K
-  int32_t candidates = 4;       // N
-  int32_t max_attempts = 16;    // M
+  int32_t segment_tokens = 16;      // K
+  int32_t candidates = 4;           // N
+  int32_t max_attempts = 16;        // M
   std::optional<double> threshold;  // tau*; empty means "auto"
   double alpha = 0.5;
   double beta = 0.7;

@@ -15,8 +15,8 @@ struct Segment {
   std::string text;
   std::vector<int32_t> tokens;
   int32_t attempts = 0;
-  std::vector<double> rewards;       // of the candidates considered, in order
-  std::optional<double> threshold;   // the tau the chosen candidate was held to (stars only)
+  std::vector<double> rewards;      // of the candidates considered, in order
+  std::optional<double> threshold;  // the tau the chosen candidate was held to (stars only)
   bool fallback = false;
 };
 

@@ -14,9 +14,9 @@ namespace stars {
 // One row to score: the response is trunk + segment, in text and in policy token ids.
 // The views stay valid for the duration of the Score call only.
 struct RewardRow {
-  int32_t prompt = 0;              // index of the prompt in the current generation call
-  std::string_view trunk_text;     // the accepted response y
-  std::string_view segment_text;   // the candidate segment s (empty for r(x, empty))
+  int32_t prompt = 0;             // index of the prompt in the current generation call
+  std::string_view trunk_text;    // the accepted response y
+  std::string_view segment_text;  // the candidate segment s (empty for r(x, empty))
   const int32_t* trunk_tokens = nullptr;
   int32_t n_trunk_tokens = 0;
   const int32_t* segment_tokens = nullptr;

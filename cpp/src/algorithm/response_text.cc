@@ -11,9 +11,12 @@ size_t CompleteUtf8Prefix(std::string_view bytes) {
     const unsigned char c = static_cast<unsigned char>(bytes[n - back]);
     if ((c & 0xC0) == 0x80) continue;  // continuation byte: look further back
     size_t length = 1;
-    if ((c & 0xE0) == 0xC0) length = 2;
-    else if ((c & 0xF0) == 0xE0) length = 3;
-    else if ((c & 0xF8) == 0xF0) length = 4;
+    if ((c & 0xE0) == 0xC0)
+      length = 2;
+    else if ((c & 0xF0) == 0xE0)
+      length = 3;
+    else if ((c & 0xF8) == 0xF0)
+      length = 4;
     return length > back ? n - back : n;
   }
   return n;

@@ -50,8 +50,7 @@ Context& Engine::ContextFor(int32_t n_seq) {
 }
 
 std::vector<Result> Engine::Generate(const std::vector<Prompt>& prompts,
-                                     const GenerationParams& params,
-                                     const GenerateHooks& hooks) {
+                                     const GenerationParams& params, const GenerateHooks& hooks) {
   params.Validate(reward_ != nullptr);
   const int32_t max_seq = static_cast<int32_t>(llama_max_parallel_sequences());
   const int32_t per_prompt = Generation::SequencesPerPrompt(params);
@@ -71,7 +70,8 @@ std::vector<Result> Engine::Generate(const std::vector<Prompt>& prompts,
       run.prompt_tokens = tokenizer_->Tokenize(prompt.text, true, false);
     } else {
       if (prompt.roles.size() != prompt.contents.size()) {
-        throw ParameterError("prompt " + std::to_string(i) + ": roles and contents differ in length");
+        throw ParameterError("prompt " + std::to_string(i) +
+                             ": roles and contents differ in length");
       }
       std::vector<ChatMessage> messages;
       for (size_t m = 0; m < prompt.roles.size(); ++m) {
@@ -84,9 +84,9 @@ std::vector<Result> Engine::Generate(const std::vector<Prompt>& prompts,
     }
     const int64_t n_prompt = static_cast<int64_t>(run.prompt_tokens.size());
     if (n_prompt >= options_.n_ctx) {
-      throw ContextLengthError("prompt " + std::to_string(i) + " is " + std::to_string(n_prompt) +
-                               " tokens, longer than the context (n_ctx=" +
-                               std::to_string(options_.n_ctx) + ")");
+      throw ContextLengthError(
+          "prompt " + std::to_string(i) + " is " + std::to_string(n_prompt) +
+          " tokens, longer than the context (n_ctx=" + std::to_string(options_.n_ctx) + ")");
     }
     run.reserved_cells = Generation::CellsPerPrompt(params, n_prompt);
     run.reserved_seqs = per_prompt;
@@ -101,8 +101,8 @@ std::vector<Result> Engine::Generate(const std::vector<Prompt>& prompts,
   if (runs.empty()) return {};
 
   std::lock_guard<std::mutex> lock(mutex_);
-  const int32_t wave = std::max<int32_t>(1, std::min<int32_t>(static_cast<int32_t>(runs.size()),
-                                                              max_seq / per_prompt));
+  const int32_t wave = std::max<int32_t>(
+      1, std::min<int32_t>(static_cast<int32_t>(runs.size()), max_seq / per_prompt));
   Context& context = ContextFor(wave * per_prompt);
   if (reward_ != nullptr) {
     std::vector<std::string> texts;

@@ -177,9 +177,9 @@ void Generation::SampleFirstTokens() {
     run->candidates.clear();
     run->candidates.reserve(static_cast<size_t>(n));
     for (int32_t slot = 0; slot < n; ++slot) {
-      const uint32_t seed = DeriveSeed(params_.seed, static_cast<uint64_t>(run->index),
-                                       static_cast<uint64_t>(run->round),
-                                       static_cast<uint64_t>(slot));
+      const uint32_t seed =
+          DeriveSeed(params_.seed, static_cast<uint64_t>(run->index),
+                     static_cast<uint64_t>(run->round), static_cast<uint64_t>(slot));
       Candidate& candidate = run->candidates.emplace_back(
           pool_.Fork(run->trunk), Sampler(params_.sampling, seed), run->n_past, Cap(*run));
       const llama_token token =
@@ -255,8 +255,7 @@ void Generation::ScoreRound() {
       if (params_.mode == Mode::kStars && !run.schedule) rows.push_back(MakeRow(run, nullptr));
       for (const Candidate& candidate : run.candidates) rows.push_back(MakeRow(run, &candidate));
       ++run.result.stats.reward_calls;
-      run.result.stats.reward_rows +=
-          static_cast<int64_t>(rows.size() - first_row[a]);
+      run.result.stats.reward_rows += static_cast<int64_t>(rows.size() - first_row[a]);
     }
   }
   std::vector<double> scores;
@@ -328,8 +327,8 @@ void Generation::Decide(PromptRun& run, const double* rewards, size_t n_rewards)
   if (!run.schedule) {
     const double reward_empty = round_rewards.front();
     round_rewards.erase(round_rewards.begin());
-    const double tau_star = params_.threshold ? *params_.threshold
-                                              : Quantile(round_rewards, kAutoThresholdQuantile);
+    const double tau_star =
+        params_.threshold ? *params_.threshold : Quantile(round_rewards, kAutoThresholdQuantile);
     run.schedule.emplace(reward_empty, tau_star, params_.alpha, params_.max_tokens);
   }
   std::vector<double> thresholds;
@@ -338,7 +337,8 @@ void Generation::Decide(PromptRun& run, const double* rewards, size_t n_rewards)
     const int32_t length = run.response_length() + static_cast<int32_t>(candidate.tokens.size());
     thresholds.push_back(run.schedule->At(length));
   }
-  const SegmentSearch::Decision decision = run.search->Consider(round_rewards, thresholds, *run.rule);
+  const SegmentSearch::Decision decision =
+      run.search->Consider(round_rewards, thresholds, *run.rule);
   if (decision.outcome == SegmentSearch::Outcome::kContinue) {
     if (decision.new_best_slot >= 0) {
       // This round holds the best so far: keep its sequence for a later fallback.
@@ -355,8 +355,7 @@ void Generation::Decide(PromptRun& run, const double* rewards, size_t n_rewards)
   segment.threshold = decision.threshold;
   segment.fallback = decision.outcome == SegmentSearch::Outcome::kFallback;
   run.result.reward = decision.reward;
-  Candidate& chosen =
-      decision.chosen_slot >= 0 ? run.candidates[decision.chosen_slot] : *run.best;
+  Candidate& chosen = decision.chosen_slot >= 0 ? run.candidates[decision.chosen_slot] : *run.best;
   AcceptCandidate(run, chosen, std::move(segment));
   run.search.emplace(params_.candidates, params_.max_attempts);
 }
@@ -375,8 +374,7 @@ void Generation::AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segm
   const int32_t n_decoded = std::min(chosen.n_decoded(), n_tokens);
   run.n_past = chosen.fork_pos + n_decoded;
   run.pending.assign(chosen.tokens.begin() + n_decoded, chosen.tokens.end());
-  run.response_tokens.insert(run.response_tokens.end(), chosen.tokens.begin(),
-                             chosen.tokens.end());
+  run.response_tokens.insert(run.response_tokens.end(), chosen.tokens.begin(), chosen.tokens.end());
   run.response_text += chosen.text;
   run.result.stats.tokens_accepted += n_tokens;
   if (reward_ != nullptr) {

@@ -5,8 +5,8 @@
 
 namespace stars {
 
-bool PushToken(const Tokenizer& tokenizer, const std::vector<std::string>& stop,
-               llama_token token, Candidate* candidate) {
+bool PushToken(const Tokenizer& tokenizer, const std::vector<std::string>& stop, llama_token token,
+               Candidate* candidate) {
   if (tokenizer.IsEog(token)) {
     candidate->done = candidate->ends_response = true;
     return false;

@@ -47,12 +47,12 @@ struct PromptRun {
   int32_t reserved_seqs = 0;
 
   llama_seq_id trunk = -1;
-  llama_pos n_past = 0;               // trunk cells decoded
-  std::vector<llama_token> pending;   // trunk tokens sampled but not yet decoded
-  std::vector<float> logits;          // the trunk's next-token logits
+  llama_pos n_past = 0;              // trunk cells decoded
+  std::vector<llama_token> pending;  // trunk tokens sampled but not yet decoded
+  std::vector<float> logits;         // the trunk's next-token logits
   std::vector<llama_token> response_tokens;
   std::string response_text;
-  std::string utf8_carry;             // bytes of a character split across segments
+  std::string utf8_carry;  // bytes of a character split across segments
 
   int32_t round = 0;
   std::vector<Candidate> candidates;  // this round's
@@ -70,7 +70,7 @@ struct PromptRun {
 
 // Appends `token` to `candidate`, or ends it at an end-of-generation token, a stop string or
 // its cap. Returns false once the candidate is done.
-bool PushToken(const Tokenizer& tokenizer, const std::vector<std::string>& stop,
-               llama_token token, Candidate* candidate);
+bool PushToken(const Tokenizer& tokenizer, const std::vector<std::string>& stop, llama_token token,
+               Candidate* candidate);
 
 }  // namespace stars

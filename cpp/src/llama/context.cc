@@ -29,7 +29,8 @@ Context::Context(std::shared_ptr<Model> model, const ContextOptions& options)
   // exceeds n_outputs_max (n_batch by default): never let a small n_ctx fall below n_seq_max.
   params.n_outputs_max = std::max(params.n_batch, params.n_seq_max);
   int32_t threads = options.n_threads;
-  if (threads <= 0) threads = static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads <= 0)
+    threads = static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
   params.n_threads = threads;
   params.n_threads_batch = threads;
   params.embeddings = options.embeddings;

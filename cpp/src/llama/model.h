@@ -34,7 +34,9 @@ class Model {
   int32_t n_cls_out() const { return static_cast<int32_t>(llama_model_n_cls_out(model_)); }
   std::string ClassifierLabel(int32_t i) const;
   // A named chat template from the GGUF ("rerank", ...), or null; nullptr name: the default.
-  const char* ChatTemplate(const char* name) const { return llama_model_chat_template(model_, name); }
+  const char* ChatTemplate(const char* name) const {
+    return llama_model_chat_template(model_, name);
+  }
   bool has_memory_rewind() const { return !llama_model_is_recurrent(model_); }
   bool owned() const { return keep_alive_ == nullptr; }
   // Layers offloaded to a GPU when loaded (negative: all).

@@ -7,8 +7,7 @@
 
 namespace stars {
 
-SequencePool::SequencePool(Context& context)
-    : context_(context), n_total_(context.n_seq_max()) {
+SequencePool::SequencePool(Context& context) : context_(context), n_total_(context.n_seq_max()) {
   Clear();
 }
 

@@ -17,7 +17,8 @@ std::vector<llama_token> Concat(std::initializer_list<const std::vector<llama_to
 }
 
 void ReplaceAll(std::string* text, const std::string& from, const std::string& to) {
-  for (size_t at = text->find(from); at != std::string::npos; at = text->find(from, at + to.size())) {
+  for (size_t at = text->find(from); at != std::string::npos;
+       at = text->find(from, at + to.size())) {
     text->replace(at, from.size(), to);
   }
 }
@@ -37,8 +38,8 @@ ClassifierReward::ClassifierReward(std::shared_ptr<Model> model, const Classifie
                            " classifier output(s)");
     }
   }
-  row_limit_ = options.n_ctx > 0 ? std::min(options.n_ctx, model_->n_ctx_train())
-                                 : model_->n_ctx_train();
+  row_limit_ =
+      options.n_ctx > 0 ? std::min(options.n_ctx, model_->n_ctx_train()) : model_->n_ctx_train();
   // Room for several rows per decode; an encoder needs the whole batch in one ubatch.
   const int32_t n_ctx = row_limit_ * 4;
   ContextOptions context_options;
@@ -83,7 +84,8 @@ std::vector<llama_token> ClassifierReward::BuildInput(const std::string& prompt,
     const size_t lead = tokenizer_.adds_bos() && tokens.front() == tokenizer_.bos() ? 1 : 0;
     const size_t trail = tokens.size() - body.size() - lead;
     const size_t keep = static_cast<size_t>(row_limit_) - lead - trail;
-    std::vector<llama_token> out(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(lead));
+    std::vector<llama_token> out(tokens.begin(),
+                                 tokens.begin() + static_cast<std::ptrdiff_t>(lead));
     out.insert(out.end(), body.end() - static_cast<std::ptrdiff_t>(keep), body.end());
     out.insert(out.end(), tokens.end() - static_cast<std::ptrdiff_t>(trail), tokens.end());
     return out;
@@ -102,7 +104,8 @@ std::vector<llama_token> ClassifierReward::BuildInput(const std::string& prompt,
   }
   std::vector<llama_token> query = tokenizer_.Tokenize(prompt, false, false);
   std::vector<llama_token> doc = tokenizer_.Tokenize(response, false, false);
-  const llama_token eos = tokenizer_.eos() != LLAMA_TOKEN_NULL ? tokenizer_.eos() : tokenizer_.sep();
+  const llama_token eos =
+      tokenizer_.eos() != LLAMA_TOKEN_NULL ? tokenizer_.eos() : tokenizer_.sep();
   std::vector<llama_token> head, middle, tail;
   if (tokenizer_.adds_bos()) head.push_back(tokenizer_.bos());
   if (tokenizer_.adds_eos()) middle.push_back(eos);
@@ -113,7 +116,8 @@ std::vector<llama_token> ClassifierReward::BuildInput(const std::string& prompt,
   if (query.size() + doc.size() > budget) {
     *truncated = true;
     // Keep the prompt's start and the response's end, each at least half when both are long.
-    const size_t doc_keep = std::min(doc.size(), std::max(budget / 2, budget - std::min(query.size(), budget)));
+    const size_t doc_keep =
+        std::min(doc.size(), std::max(budget / 2, budget - std::min(query.size(), budget)));
     const size_t query_keep = std::min(query.size(), budget - doc_keep);
     query.resize(query_keep);
     doc.erase(doc.begin(), doc.end() - static_cast<std::ptrdiff_t>(doc_keep));

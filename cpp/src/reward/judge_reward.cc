@@ -57,8 +57,9 @@ JudgeReward::JudgeReward(std::shared_ptr<Model> judge, std::shared_ptr<Model> po
   const size_t at_prompt = rendered.find(kPromptMark);
   const size_t at_response = rendered.find(kResponseMark);
   if (at_prompt == std::string::npos || at_response == std::string::npos) {
-    throw ChatTemplateError("the judge's chat template altered its input: cannot place the "
-                            "prompt and the response");
+    throw ChatTemplateError(
+        "the judge's chat template altered its input: cannot place the "
+        "prompt and the response");
   }
   prefix_head_ = rendered.substr(0, at_prompt);
   const size_t after_prompt = at_prompt + std::string(kPromptMark).size();
@@ -131,14 +132,15 @@ std::vector<double> JudgeReward::Run(std::vector<Job>& jobs) {
   for (Job& job : jobs) {
     if (job.tokens.empty()) continue;
     if (static_cast<int32_t>(job.tokens.size()) > batch_->capacity()) {
-      throw ContextLengthError("the judge's input of " + std::to_string(job.tokens.size()) +
-                               " tokens is longer than its context (n_ctx=" +
-                               std::to_string(context_->n_ctx()) + ")");
+      throw ContextLengthError(
+          "the judge's input of " + std::to_string(job.tokens.size()) +
+          " tokens is longer than its context (n_ctx=" + std::to_string(context_->n_ctx()) + ")");
     }
     if (batch_->size() + static_cast<int32_t>(job.tokens.size()) > batch_->capacity()) flush();
     const int32_t last = static_cast<int32_t>(job.tokens.size()) - 1;
     for (int32_t i = 0; i <= last; ++i) {
-      const int32_t index = batch_->Add(job.tokens[i], job.pos + i, job.seq, job.score && i == last);
+      const int32_t index =
+          batch_->Add(job.tokens[i], job.pos + i, job.seq, job.score && i == last);
       if (index >= 0) outputs.push_back(index);
     }
   }
@@ -173,14 +175,16 @@ void JudgeReward::Score(const std::vector<RewardRow>& rows, std::vector<double>*
   for (const RewardRow& row : rows) {
     Trunk& trunk = trunks_.at(row.prompt);
     Fork fork;
-    fork.response = ResponseTokens(row.ResponseText(), &trunk, row.segment_tokens,
-                                   row.n_segment_tokens);
+    fork.response =
+        ResponseTokens(row.ResponseText(), &trunk, row.segment_tokens, row.n_segment_tokens);
     // Tokens the fork shares with the trunk stay; a moved token boundary is decoded again.
     const size_t keep = CommonPrefix(fork.response, trunk.response);
     fork.seq = pool_->Fork(trunk.seq);
-    if (keep < trunk.response.size()) pool_->Rewind(fork.seq, trunk.n_prefix + static_cast<llama_pos>(keep));
+    if (keep < trunk.response.size())
+      pool_->Rewind(fork.seq, trunk.n_prefix + static_cast<llama_pos>(keep));
     Job job{fork.seq, trunk.n_prefix + static_cast<llama_pos>(keep), {}, true};
-    job.tokens.assign(fork.response.begin() + static_cast<std::ptrdiff_t>(keep), fork.response.end());
+    job.tokens.assign(fork.response.begin() + static_cast<std::ptrdiff_t>(keep),
+                      fork.response.end());
     job.tokens.insert(job.tokens.end(), suffix_.begin(), suffix_.end());
     trunk.decoded += static_cast<int64_t>(job.tokens.size());
     trunk.forks.push_back(std::move(fork));
@@ -206,10 +210,11 @@ void JudgeReward::Commit(int32_t prompt, const int32_t* tokens, int32_t n_tokens
   } else {
     const size_t keep = CommonPrefix(response, trunk.response);
     pool_->Rewind(trunk.seq, trunk.n_prefix + static_cast<llama_pos>(keep));
-    std::vector<Job> jobs{{trunk.seq, trunk.n_prefix + static_cast<llama_pos>(keep),
-                           std::vector<llama_token>(response.begin() + static_cast<std::ptrdiff_t>(keep),
-                                                    response.end()),
-                           false}};
+    std::vector<Job> jobs{
+        {trunk.seq, trunk.n_prefix + static_cast<llama_pos>(keep),
+         std::vector<llama_token>(response.begin() + static_cast<std::ptrdiff_t>(keep),
+                                  response.end()),
+         false}};
     trunk.decoded += static_cast<int64_t>(jobs[0].tokens.size());
     Run(jobs);
   }

@@ -53,6 +53,9 @@ class JudgeReward : public Reward {
 
   bool shares_vocabulary() const { return shared_vocab_; }
   int32_t n_suffix_tokens() const { return static_cast<int32_t>(suffix_.size()); }
+  int32_t n_prefix_tokens(const std::string& prompt) const {
+    return static_cast<int32_t>(PrefixTokens(prompt).size());
+  }
   // The judge's input for (prompt, response) as text, for inspection.
   std::string RenderText(const std::string& prompt, const std::string& response) const;
 
@@ -91,8 +94,8 @@ class JudgeReward : public Reward {
   Tokenizer tokenizer_;
   bool shared_vocab_ = false;
   JudgeOptions options_;
-  std::string prefix_head_;   // rendered text before the prompt
-  std::string prefix_tail_;   // rendered text between the prompt and the response
+  std::string prefix_head_;          // rendered text before the prompt
+  std::string prefix_tail_;          // rendered text between the prompt and the response
   std::vector<llama_token> suffix_;  // the question, end of turn, answer cue
   llama_token yes_ = LLAMA_TOKEN_NULL;
   llama_token no_ = LLAMA_TOKEN_NULL;
