@@ -42,7 +42,7 @@ $(VENV)/.models: | $(BIN)/python
 
 # Incremental: scikit-build-core keeps its CMake tree in build/.
 install: $(VENV)/.llama-cpp-python $(VENV)/.models
-	$(BIN)/pip install "scikit-build-core>=0.10" "nanobind>=2.9"
+	$(BIN)/pip install "scikit-build-core>=0.10" "nanobind==3.1.0"
 	$(BIN)/pip install --no-build-isolation ".[test]"
 
 demo: install
@@ -64,6 +64,7 @@ lint: install
 # Regenerates the extension's typed stubs; tests/test_stubs.py checks they are current.
 stubs: install
 	cd $(VENV) && bin/python -m nanobind.stubgen -m stars_cpp._core -o $(CURDIR)/stars_cpp/_core.pyi
+	$(BIN)/pip install --no-build-isolation --no-deps .
 
 # Rebuilds llama-cpp-python without pip's cached wheel (after changing LLAMA_CMAKE_ARGS).
 rebuild-llama: | $(BIN)/python

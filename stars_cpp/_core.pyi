@@ -1,3 +1,5 @@
+"""stars_cpp native core: STARS decoding over llama.cpp."""
+
 from collections.abc import Sequence
 from typing import Annotated
 
@@ -104,7 +106,7 @@ class GenerationParams:
     def threshold(self) -> float | None: ...
 
     @threshold.setter
-    def threshold(self, arg: float | None) -> None: ...
+    def threshold(self, arg: float | None, /) -> None: ...
 
     @property
     def alpha(self) -> float: ...
