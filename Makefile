@@ -21,7 +21,7 @@ endif
 
 DEMO_PROMPT ?= Give me three tips for staying focused while studying.
 
-.PHONY: all install demo test test-cpp lint stubs rebuild-llama clean
+.PHONY: all install demo test test-cpp lint stubs bench bench-quick bench-install rebuild-llama clean
 
 all: install
 
@@ -60,6 +60,20 @@ lint: install
 	$(BIN)/pip install ruff clang-format
 	$(BIN)/ruff check stars_cpp tests bench
 	find cpp -name '*.cc' -o -name '*.h' | xargs $(BIN)/clang-format --dry-run --Werror
+
+# bench/: results and plots land in bench/results/ (see README, Performance).
+bench-install: install
+	$(BIN)/pip install --no-build-isolation ".[test,bench]"
+
+bench: bench-install
+	$(BIN)/python bench/decode_ceiling.py
+	$(BIN)/python bench/vs_python.py
+	$(BIN)/python bench/quality.py
+
+bench-quick: bench-install
+	$(BIN)/python bench/decode_ceiling.py --quick
+	$(BIN)/python bench/vs_python.py --quick
+	$(BIN)/python bench/quality.py --quick
 
 # Regenerates the extension's typed stubs; tests/test_stubs.py checks they are current.
 stubs: install

@@ -19,9 +19,10 @@ from stars_cpp._core import (
 )
 from stars_cpp._version import __version__
 from stars_cpp.engine import Engine, Result, Segment, Stats, generate
-from stars_cpp.rewards import ClassifierReward, JudgeReward
+from stars_cpp.rewards import CausalReward, ClassifierReward, JudgeReward
 
 __all__ = [
+    "CausalReward",
     "ChatTemplateError",
     "ClassifierReward",
     "ContextLengthError",

@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--reward",
         default=None,
-        help="classifier:PATH[:LABEL], judge:PATH|policy or python:MODULE:FUNCTION "
+        help="classifier:PATH[:LABEL], judge:PATH|policy, causal:PATH or python:MODULE:FUNCTION "
         f"(default for best_of_n and stars: {DEFAULT_REWARD})",
     )
     gen.add_argument("--judge-question", "--judge_question", dest="judge_question",

@@ -208,15 +208,18 @@ class Engine:
         self._core = _core.Engine(self.model, native, n_ctx, n_threads or 0)
 
     def generate(self, prompt: PromptLike | Sequence[PromptLike], *, mode: str = "stars",
+                 on_segment: Callable[[int, Segment], None] | None = None,
                  **params: Any) -> Result | list[Result]:
         """Generates for one prompt (returns a Result) or a batch (returns a list).
 
         A prompt is a string or a list of OpenAI-style chat messages, rendered through the
         model's chat template. ``params`` are the names of DESIGN section 1.
+        ``on_segment(prompt_index, segment)`` is called as each segment is accepted; an
+        exception it raises stops the generation and reaches the caller.
         """
         prompts, batched = _normalize_prompts(prompt)
         core_params = build_params(mode, params, self.seed)
-        results = self._core.generate(prompts, core_params, None)
+        results = self._core.generate(prompts, core_params, on_segment)
         return results if batched else results[0]
 
     def stream(

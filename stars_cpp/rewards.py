@@ -148,6 +148,47 @@ class JudgeReward:
         return self.native.score_texts(list(prompts), list(responses))
 
 
+class CausalReward:
+    """A decoder reward model with a scalar head (``LlamaForSequenceClassification``,
+    ``Qwen2ForSequenceClassification``, ``Qwen3ForSequenceClassification``), converted to GGUF
+    with :func:`stars_cpp.convert_reward`.
+
+    reward = head . h + bias, where h is the final hidden state of the input's last token.
+    The input is the model's chat template (user = prompt, assistant = response), or
+    ``template``, a format with ``{prompt}`` and ``{response}`` once each. In an Engine it keeps
+    each prompt's accepted response in its KV cache and decodes only each candidate's new
+    tokens plus the template's tail.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, template: str | None = None,
+                 n_gpu_layers: int = 0, n_ctx: int = 8192) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValueError(f"path must be a GGUF path, got {type(path).__name__}")
+        if template is not None and not isinstance(template, str):
+            raise ValueError(f"template must be a string or None, got {template!r}")
+        self.path, self.template, self.n_ctx = os.fspath(path), template or "", n_ctx
+        self.model = load_model(self.path, n_gpu_layers, "path")
+        # A standalone scorer for direct calls; it also checks the head at construction.
+        self._native = self._make(None, 2048)
+
+    def _make(self, policy: _core.Model | None, n_ctx: int,
+              n_threads: int = 0) -> _core.CausalReward:
+        return _core.CausalReward(self.model, self.path, policy, template=self.template,
+                                  n_ctx=n_ctx, n_threads=n_threads)
+
+    def _bind(self, policy: _core.Model, n_threads: int = 0) -> _core.Reward:
+        if not self._native.shares_vocabulary:  # so score_policy_tokens takes this policy's ids
+            self._native = self._make(policy, 2048)
+        return self._make(policy, self.n_ctx, n_threads)
+
+    @property
+    def native(self) -> _core.CausalReward:
+        return self._native
+
+    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        return self._native.score_texts(list(prompts), list(responses))
+
+
 def _parse_label(text: str) -> Label:
     def one(part: str) -> int | str:
         return int(part) if part.lstrip("-").isdigit() else part
@@ -160,14 +201,14 @@ def _parse_label(text: str) -> Label:
 
 def parse_reward_spec(spec: str, **judge_options: str) -> Any:
     """The CLI's ``--reward``: ``classifier:PATH[:LABEL]`` (LABEL an index, a name or
-    ``POS,NEG``), ``judge:PATH|policy`` or ``python:MODULE:FUNCTION``. ``judge_options`` are
-    JudgeReward's ``question``, ``yes`` and ``no``."""
+    ``POS,NEG``), ``judge:PATH|policy``, ``causal:PATH`` or ``python:MODULE:FUNCTION``.
+    ``judge_options`` are JudgeReward's ``question``, ``yes`` and ``no``."""
     kind, sep, rest = spec.partition(":")
     if judge_options and kind != "judge":
         raise ValueError("--judge-* flags need a judge reward (--reward judge:PATH|policy)")
     if not sep or not rest:
-        raise ValueError(f"--reward must be classifier:PATH[:LABEL], judge:PATH|policy or "
-                         f"python:MODULE:FUNCTION, got {spec!r}")
+        raise ValueError(f"--reward must be classifier:PATH[:LABEL], judge:PATH|policy, "
+                         f"causal:PATH or python:MODULE:FUNCTION, got {spec!r}")
     if kind == "python":
         return load_python_reward(rest)
     if kind == "classifier":
@@ -175,4 +216,6 @@ def parse_reward_spec(spec: str, **judge_options: str) -> Any:
         return ClassifierReward(path, label=_parse_label(label))
     if kind == "judge":
         return JudgeReward(rest, **judge_options)
-    raise ValueError(f"--reward kind must be classifier, judge or python, got {kind!r}")
+    if kind == "causal":
+        return CausalReward(rest)
+    raise ValueError(f"--reward kind must be classifier, judge, causal or python, got {kind!r}")

@@ -225,6 +225,26 @@ def test_stream_yields_the_segments_of_generate(engine):
     assert [list(s.tokens) for s in streamed] == [list(s.tokens) for s in result.segments]
 
 
+@pytest.mark.parametrize("mode", ["stars", "plain"])
+def test_on_segment_sees_every_segment_of_a_batch(engine, mode):
+    seen: list[tuple[int, str]] = []
+    prompts = [PROMPT, "The cat sat", "Hello"]
+    results = engine.generate(prompts, mode=mode, segment_tokens=4, max_tokens=12, seed=3,
+                              on_segment=lambda i, segment: seen.append((i, segment.text)))
+    for i, result in enumerate(results):
+        assert [text for j, text in seen if j == i] == [s.text for s in result.segments]
+        assert result.segments
+
+
+def test_on_segment_error_stops_the_generation(engine):
+    def fail(index, segment):
+        raise BoomError(f"stop at {index}")
+
+    with pytest.raises(BoomError, match="stop at 0"):
+        engine.generate(PROMPT, segment_tokens=4, max_tokens=40, seed=3, on_segment=fail)
+    works(engine)
+
+
 def test_stream_closed_early_frees_the_engine(engine):
     stream = engine.stream(PROMPT, segment_tokens=2, max_tokens=200, seed=1)
     first = next(stream)

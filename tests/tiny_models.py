@@ -223,8 +223,12 @@ def write_tiny_llama(
     *,
     seed: int = 0,
     eog_logit: float = _SUPPRESSED_LOGIT,
+    metadata: dict[str, object] | None = None,
 ) -> Path:
     """Write a 2-layer, 64-wide llama GGUF with random float32 weights.
+
+    ``metadata`` adds key-value pairs: a list of floats as a float32 array, a float as float32,
+    an int as int32 (e.g. a causal reward head, ``stars.reward.head.weight``).
 
     Tokenizer: byte-level BPE (``gpt2``, pre-tokenizer ``smollm``) with
     ``<|endoftext|>`` (BOS), ``<|im_start|>`` and ``<|im_end|>`` (EOS and EOT)
@@ -256,6 +260,13 @@ def write_tiny_llama(
     writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[MODEL_ARCH.LLAMA])
     writer.add_name("tiny-random-llama")
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    for key, value in (metadata or {}).items():
+        if isinstance(value, (list, np.ndarray)):
+            writer.add_array(key, [float(v) for v in value])
+        elif isinstance(value, float):
+            writer.add_float32(key, value)
+        else:
+            writer.add_int32(key, int(value))
     writer.add_vocab_size(n_vocab)
     writer.add_context_length(int(hp["n_ctx_train"]))
     writer.add_embedding_length(n_embd)

@@ -22,6 +22,7 @@
 #include "llama/model.h"
 #include "llama/sequence_pool.h"
 #include "llama/tokenizer.h"
+#include "reward/causal_reward.h"
 #include "reward/classifier_reward.h"
 #include "reward/judge_reward.h"
 #include "stars/engine.h"
@@ -428,7 +429,23 @@ NB_MODULE(_core, m) {
       .def("score_texts", &stars::ClassifierReward::ScoreTexts, "prompts"_a, "responses"_a,
            nb::call_guard<nb::gil_scoped_release>());
 
-  nb::class_<stars::JudgeReward, stars::Reward>(m, "JudgeReward")
+  nb::class_<stars::KvCachedReward, stars::Reward>(
+      m, "KvCachedReward", "A reward read off a causal model, KV-cached per prompt.")
+      .def_prop_ro("shares_vocabulary", &stars::KvCachedReward::shares_vocabulary)
+      .def_prop_ro("n_suffix_tokens", &stars::KvCachedReward::n_suffix_tokens)
+      .def("n_prefix_tokens", &stars::KvCachedReward::n_prefix_tokens, "prompt"_a)
+      .def(
+          "render",
+          [](const stars::KvCachedReward& reward, const std::string& prompt,
+             const std::string& response) { return Utf8(reward.RenderText(prompt, response)); },
+          "prompt"_a, "response"_a)
+      .def("input_tokens", &stars::KvCachedReward::InputTokens, "prompt"_a, "response"_a)
+      .def("score_texts", &stars::KvCachedReward::ScoreTexts, "prompts"_a, "responses"_a,
+           nb::call_guard<nb::gil_scoped_release>())
+      .def("score_policy_tokens", &stars::KvCachedReward::ScorePolicyTokens, "prompt"_a, "tokens"_a,
+           nb::call_guard<nb::gil_scoped_release>());
+
+  nb::class_<stars::JudgeReward, stars::KvCachedReward>(m, "JudgeReward")
       .def(
           "__init__",
           [](stars::JudgeReward* self, std::shared_ptr<stars::Model> judge,
@@ -440,22 +457,30 @@ NB_MODULE(_core, m) {
             options.no = no;
             options.n_ctx = n_ctx;
             options.n_threads = n_threads;
-            new (self) stars::JudgeReward(std::move(judge), std::move(policy), options);
+            new (self) stars::JudgeReward(std::move(judge), policy, options);
           },
           "judge"_a, "policy"_a.none(), "question"_a, "yes"_a, "no"_a, "n_ctx"_a = 8192,
-          "n_threads"_a = 0)
-      .def_prop_ro("shares_vocabulary", &stars::JudgeReward::shares_vocabulary)
-      .def_prop_ro("n_suffix_tokens", &stars::JudgeReward::n_suffix_tokens)
-      .def("n_prefix_tokens", &stars::JudgeReward::n_prefix_tokens, "prompt"_a)
+          "n_threads"_a = 0);
+
+  nb::class_<stars::CausalReward, stars::KvCachedReward>(m, "CausalReward")
       .def(
-          "render",
-          [](const stars::JudgeReward& judge, const std::string& prompt,
-             const std::string& response) { return Utf8(judge.RenderText(prompt, response)); },
-          "prompt"_a, "response"_a)
-      .def("score_texts", &stars::JudgeReward::ScoreTexts, "prompts"_a, "responses"_a,
-           nb::call_guard<nb::gil_scoped_release>())
-      .def("score_policy_tokens", &stars::JudgeReward::ScorePolicyTokens, "prompt"_a, "tokens"_a,
-           nb::call_guard<nb::gil_scoped_release>());
+          "__init__",
+          [](stars::CausalReward* self, std::shared_ptr<stars::Model> model,
+             const std::string& path, std::shared_ptr<stars::Model> policy,
+             const std::string& input_template, int32_t n_ctx, int32_t n_threads) {
+            stars::CausalOptions options;
+            options.input_template = input_template;
+            options.n_ctx = n_ctx;
+            options.n_threads = n_threads;
+            new (self) stars::CausalReward(std::move(model), path, policy, options);
+          },
+          "model"_a, "path"_a, "policy"_a.none(), "template"_a = "", "n_ctx"_a = 8192,
+          "n_threads"_a = 0)
+      .def_prop_ro("head",
+                   [](const stars::CausalReward& reward) {
+                     return std::vector<float>(reward.head().begin(), reward.head().end());
+                   })
+      .def_prop_ro("bias", &stars::CausalReward::bias);
 
   nb::class_<stars::Engine>(m, "Engine", "Plain, best-of-N and STARS decoding on one model.",
                             nb::type_slots(engine_slots))

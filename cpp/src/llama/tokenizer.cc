@@ -75,7 +75,8 @@ bool Tokenizer::SameVocabulary(const Tokenizer& other) const {
   return true;
 }
 
-std::string Tokenizer::ApplyChatTemplate(const std::vector<ChatMessage>& messages) const {
+std::string Tokenizer::ApplyChatTemplate(const std::vector<ChatMessage>& messages,
+                                         bool add_assistant) const {
   const char* tmpl = llama_model_chat_template(model_, nullptr);
   if (tmpl == nullptr) {
     throw ChatTemplateError(
@@ -89,11 +90,11 @@ std::string Tokenizer::ApplyChatTemplate(const std::vector<ChatMessage>& message
     length += message.role.size() + message.content.size();
   }
   std::string text(2 * length + 256, '\0');
-  int32_t n = llama_chat_apply_template(tmpl, chat.data(), chat.size(), true, text.data(),
+  int32_t n = llama_chat_apply_template(tmpl, chat.data(), chat.size(), add_assistant, text.data(),
                                         static_cast<int32_t>(text.size()));
   if (n > static_cast<int32_t>(text.size())) {
     text.resize(static_cast<size_t>(n));
-    n = llama_chat_apply_template(tmpl, chat.data(), chat.size(), true, text.data(),
+    n = llama_chat_apply_template(tmpl, chat.data(), chat.size(), add_assistant, text.data(),
                                   static_cast<int32_t>(text.size()));
   }
   if (n < 0) {

@@ -36,9 +36,10 @@ class Tokenizer {
   std::string Detokenize(const std::vector<llama_token>& tokens) const;
 
   // Renders `messages` with the chat template in the GGUF metadata, ending with the assistant
-  // turn's opening. Throws ChatTemplateError when the model has no template or llama.cpp does
-  // not support it.
-  std::string ApplyChatTemplate(const std::vector<ChatMessage>& messages) const;
+  // turn's opening when `add_assistant`. Throws ChatTemplateError when the model has no template or
+  // llama.cpp does not support it.
+  std::string ApplyChatTemplate(const std::vector<ChatMessage>& messages,
+                                bool add_assistant = true) const;
 
   bool IsEog(llama_token token) const { return llama_vocab_is_eog(vocab_, token); }
 

@@ -1,0 +1,118 @@
+// A reward read off a causal GGUF model at the last token of a rendered input:
+//   prefix (template head, prompt, template middle) + response + suffix.
+// Per prompt it keeps a trunk sequence (prefix + accepted response) in its own KV cache. A
+// candidate forks the trunk and decodes only its segment and the suffix. When the model shares
+// the policy's vocabulary, policy token ids pass straight through; otherwise the response text
+// is re-tokenized and the longest common token prefix with the cached trunk is kept, so a token
+// boundary that moves is decoded again, and nothing else.
+//
+// Subclasses choose the rendering (SetLayout) and the readout at the scored row (Readout):
+// JudgeReward reads logit(yes) - logit(no), CausalReward a linear head on the hidden state.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "llama.h"
+#include "llama/batch.h"
+#include "llama/context.h"
+#include "llama/model.h"
+#include "llama/sequence_pool.h"
+#include "llama/tokenizer.h"
+#include "stars/reward.h"
+
+namespace stars {
+
+// Placeholders a template passes through untouched; the rendered text is split at them so the
+// prompt and the response can be tokenized and cached on their own.
+inline constexpr const char* kPromptMark = "\x01STARS_PROMPT\x01";
+inline constexpr const char* kResponseMark = "\x01STARS_RESPONSE\x01";
+
+class KvCachedReward : public Reward {
+ public:
+  void Begin(const std::vector<std::string>& prompts) override;
+  void Score(const std::vector<RewardRow>& rows, std::vector<double>* scores) override;
+  void Commit(int32_t prompt, const int32_t* tokens, int32_t n_tokens,
+              std::string_view text) override;
+  void Finish(int32_t prompt) override;
+  int64_t TokensDecoded(int32_t prompt) const override;
+
+  // From scratch, in fresh sequences: the reference the incremental path must match.
+  std::vector<double> ScoreTexts(const std::vector<std::string>& prompts,
+                                 const std::vector<std::string>& responses);
+  // From scratch with policy token ids (shared vocabulary only).
+  double ScorePolicyTokens(const std::string& prompt, const std::vector<llama_token>& tokens);
+
+  bool shares_vocabulary() const { return shared_vocab_; }
+  int32_t n_suffix_tokens() const { return static_cast<int32_t>(suffix_.size()); }
+  int32_t n_prefix_tokens(const std::string& prompt) const {
+    return static_cast<int32_t>(PrefixTokens(prompt).size());
+  }
+  // The model's input for (prompt, response): as text, and as the token ids scored from scratch.
+  std::string RenderText(const std::string& prompt, const std::string& response) const;
+  std::vector<llama_token> InputTokens(const std::string& prompt,
+                                       const std::string& response) const;
+
+ protected:
+  // `policy` may be null (no generation will pass token ids).
+  KvCachedReward(std::shared_ptr<Model> model, const std::shared_ptr<Model>& policy);
+
+  // `rendered` holds kPromptMark and kResponseMark once each, in that order. Throws
+  // ChatTemplateError naming `what` otherwise.
+  void SetLayout(const std::string& rendered, const std::string& what);
+  // Creates the context; call once, after SetLayout.
+  void Open(ContextOptions options);
+  // The reward at output row `batch_index` of the last decode.
+  virtual double Readout(const Context& context, int32_t batch_index) const = 0;
+
+  std::shared_ptr<Model> model_;
+  Tokenizer tokenizer_;
+
+ private:
+  struct Fork {
+    llama_seq_id seq = -1;
+    std::vector<llama_token> response;  // model-vocab tokens of trunk + segment
+  };
+  struct Trunk {
+    llama_seq_id seq = -1;
+    int32_t n_prefix = 0;
+    llama_token last_prefix_token = LLAMA_TOKEN_NULL;
+    std::vector<llama_token> response;  // model-vocab tokens of the accepted response
+    std::string text;
+    std::vector<Fork> forks;  // the last Score call's rows, kept so Commit can adopt one
+    int64_t decoded = 0;
+  };
+  // Tokens of one sequence from a start position; `score` reads the reward at the last one.
+  struct Job {
+    llama_seq_id seq;
+    llama_pos pos;
+    std::vector<llama_token> tokens;
+    bool score;
+  };
+  // Decodes the jobs in as few batches as fit (a long job spans batches); returns the reward
+  // of each job whose `score` flag is set, in order.
+  std::vector<double> Run(std::vector<Job>& jobs);
+  // Scores full inputs (prefix + response tokens; the suffix is appended) in fresh sequences.
+  std::vector<double> ScoreFromScratch(std::vector<std::vector<llama_token>>& inputs);
+
+  std::vector<llama_token> PrefixTokens(const std::string& prompt) const;
+  std::vector<llama_token> ResponseTokens(std::string_view text, const Trunk* trunk,
+                                          const int32_t* policy_tokens, int32_t n) const;
+  void EnsureTrunks(const std::vector<int32_t>& prompts);
+  void ReleaseForks(Trunk& trunk);
+
+  bool shared_vocab_ = false;
+  std::string prefix_head_;          // rendered text before the prompt
+  std::string prefix_tail_;          // rendered text between the prompt and the response
+  std::string suffix_text_;          // rendered text after the response
+  std::vector<llama_token> suffix_;  // ... and its tokens
+  std::unique_ptr<Context> context_;
+  std::unique_ptr<SequencePool> pool_;
+  std::unique_ptr<Batch> batch_;
+  std::vector<std::string> prompts_;
+  std::vector<Trunk> trunks_;
+};
+
+}  // namespace stars
