@@ -168,7 +168,8 @@ def main() -> None:
     sizes = [1, 4, 16] if args.quick else BATCH_SIZES
     steps = args.steps or (16 if args.quick else 64)
     n_threads = args.n_threads or _common.os.cpu_count()
-    n_ctx = 4096
+    # Every sequence's cells live in one pool: the prompt plus steps cells per sequence.
+    n_ctx = 1024 + max(sizes) * steps
     llama_cpp.llama_log_set(_quiet, ctypes.c_void_p())
 
     ceiling = Ceiling(path, n_ctx, n_threads, args.n_gpu_layers)

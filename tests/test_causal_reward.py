@@ -135,3 +135,13 @@ def test_cli_causal_reward(tiny_llama, causal_rm, tmp_path):
     data = json.loads(out.stdout)
     expected = stars_cpp.CausalReward(causal_rm)([PROMPT], [data["text"]])[0]
     assert data["reward"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_from_scratch_rows_beyond_one_context(causal_rm):
+    # The standalone scorer has 2048 cells: 8 rows of ~400 tokens go through in several groups.
+    reward = stars_cpp.CausalReward(causal_rm)
+    texts = [f"row {i}: " + "the cat sat on the mat . " * 60 for i in range(8)]
+    assert len(reward.native.input_tokens(PROMPT, texts[0])) > 300
+    together = reward([PROMPT] * 8, texts)
+    alone = [reward([PROMPT], [t])[0] for t in texts]
+    assert together == pytest.approx(alone, abs=1e-4)

@@ -409,7 +409,38 @@ NB_MODULE(_core, m) {
       .def_ro("segments", &stars::Result::segments)
       .def_ro("stats", &stars::Result::stats);
 
-  nb::class_<stars::Reward>(m, "Reward", "A native batched reward (one per Engine).");
+  // The batched protocol the engine drives, for driving a native reward by hand (benchmarks,
+  // tests). A row is (prompt index, trunk text, segment text, trunk tokens, segment tokens).
+  using Row = std::tuple<int32_t, std::string, std::string, std::vector<int32_t>,
+                         std::vector<int32_t>>;
+  nb::class_<stars::Reward>(m, "Reward", "A native batched reward (one per Engine).")
+      .def("begin", &stars::Reward::Begin, "prompts"_a, nb::call_guard<nb::gil_scoped_release>())
+      .def(
+          "score",
+          [](stars::Reward& reward, const std::vector<Row>& rows) {
+            std::vector<stars::RewardRow> views(rows.size());
+            for (size_t i = 0; i < rows.size(); ++i) {
+              const auto& [prompt, trunk_text, segment_text, trunk, segment] = rows[i];
+              views[i] = {prompt,       trunk_text,     segment_text,
+                          trunk.data(), static_cast<int32_t>(trunk.size()),
+                          segment.data(), static_cast<int32_t>(segment.size())};
+            }
+            std::vector<double> scores;
+            nb::gil_scoped_release release;
+            reward.Score(views, &scores);
+            return scores;
+          },
+          "rows"_a)
+      .def(
+          "commit",
+          [](stars::Reward& reward, int32_t prompt, const std::vector<int32_t>& tokens,
+             const std::string& text) {
+            nb::gil_scoped_release release;
+            reward.Commit(prompt, tokens.data(), static_cast<int32_t>(tokens.size()), text);
+          },
+          "prompt"_a, "tokens"_a, "text"_a)
+      .def("finish", &stars::Reward::Finish, "prompt"_a)
+      .def("tokens_decoded", &stars::Reward::TokensDecoded, "prompt"_a);
 
   nb::class_<stars::ClassifierReward, stars::Reward>(m, "ClassifierReward")
       .def(

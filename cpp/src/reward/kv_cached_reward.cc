@@ -236,13 +236,19 @@ std::vector<double> KvCachedReward::ScoreTexts(const std::vector<std::string>& p
 std::vector<double> KvCachedReward::ScoreFromScratch(
     std::vector<std::vector<llama_token>>& inputs) {
   std::vector<double> scores;
-  for (size_t first = 0; first < inputs.size(); first += kScratchRows) {
-    const size_t last = std::min(inputs.size(), first + kScratchRows);
+  size_t first = 0;
+  while (first < inputs.size()) {
+    // Rows decoded together, each in its own sequence, as many as the context's cells hold.
     std::vector<Job> jobs;
-    for (size_t i = first; i < last; ++i) {
+    int64_t cells = 0;
+    for (size_t i = first; i < inputs.size() && jobs.size() < kScratchRows; ++i) {
+      const int64_t n = static_cast<int64_t>(inputs[i].size() + suffix_.size());
+      if (!jobs.empty() && cells + n > context_->n_ctx()) break;
       inputs[i].insert(inputs[i].end(), suffix_.begin(), suffix_.end());
       jobs.push_back({pool_->Acquire(), 0, std::move(inputs[i]), true});
+      cells += n;
     }
+    first += jobs.size();
     std::vector<double> chunk;
     try {
       chunk = Run(jobs);
