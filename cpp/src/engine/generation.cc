@@ -5,6 +5,7 @@
 #include <string>
 
 #include "algorithm/response_text.h"
+#include "engine/parallel_sampling.h"
 #include "llama/sampler.h"
 #include "stars/errors.h"
 
@@ -199,10 +200,16 @@ void Generation::DecodeCandidates() {
   auto flush = [&] {
     Decode();
     const auto start = Clock::now();
+    std::vector<SamplingJob> jobs;
+    jobs.reserve(waiting.size());
     for (auto& [run, candidate] : waiting) {
-      const llama_token token = candidate->sampler.Sample(context_, candidate->batch_index);
+      jobs.push_back({&candidate->sampler, context_.Logits(candidate->batch_index)});
+    }
+    SampleInParallel(jobs, tokenizer_.n_vocab(), context_.n_threads());
+    for (size_t i = 0; i < waiting.size(); ++i) {
+      auto& [run, candidate] = waiting[i];
       ++run->result.stats.policy_tokens_sampled;
-      PushToken(tokenizer_, params_.stop, token, candidate);
+      PushToken(tokenizer_, params_.stop, jobs[i].token, candidate);
     }
     seconds_policy_ += SecondsSince(start);
     waiting.clear();

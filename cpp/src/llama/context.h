@@ -55,6 +55,7 @@ class Context {
   const Model& model() const { return *model_; }
   int32_t n_ctx() const { return static_cast<int32_t>(llama_n_ctx(ctx_)); }
   int32_t n_batch() const { return static_cast<int32_t>(llama_n_batch(ctx_)); }
+  int32_t n_threads() const { return llama_n_threads(ctx_); }
   int32_t n_seq_max() const { return static_cast<int32_t>(llama_n_seq_max(ctx_)); }
 
  private:

@@ -1,6 +1,5 @@
 #include "llama/sampler.h"
 
-#include "llama/context.h"
 
 namespace stars {
 namespace {
@@ -56,10 +55,6 @@ Sampler& Sampler::operator=(Sampler&& other) noexcept {
     other.chain_ = nullptr;
   }
   return *this;
-}
-
-llama_token Sampler::Sample(const Context& context, int32_t batch_index) {
-  return llama_sampler_sample(chain_, context.get(), batch_index);
 }
 
 llama_token Sampler::SampleFromLogits(const float* logits, int32_t n_vocab,

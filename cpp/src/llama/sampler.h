@@ -9,8 +9,6 @@
 
 namespace stars {
 
-class Context;
-
 class Sampler {
  public:
   Sampler(const SamplingParams& params, uint32_t seed);
@@ -19,9 +17,6 @@ class Sampler {
   Sampler& operator=(Sampler&& other) noexcept;
   Sampler(const Sampler&) = delete;
   Sampler& operator=(const Sampler&) = delete;
-
-  // Samples from the logits of `batch_index` in the context's last decoded batch.
-  llama_token Sample(const Context& context, int32_t batch_index);
 
   // Samples from a saved logits row. `scratch` is reused across calls to avoid an allocation.
   llama_token SampleFromLogits(const float* logits, int32_t n_vocab,
