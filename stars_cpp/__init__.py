@@ -18,6 +18,7 @@ from stars_cpp._core import (
     StarsError,
 )
 from stars_cpp._version import __version__
+from stars_cpp.convert_reward import convert_reward
 from stars_cpp.engine import Engine, Result, Segment, Stats, generate
 from stars_cpp.rewards import CausalReward, ClassifierReward, JudgeReward
 
@@ -39,5 +40,6 @@ __all__ = [
     "Stats",
     "__version__",
     "_core",
+    "convert_reward",
     "generate",
 ]

@@ -1,4 +1,5 @@
-"""``stars-cpp`` / ``python -m stars_cpp``: generate from the command line."""
+"""``stars-cpp`` / ``python -m stars_cpp``: generate from the command line, and convert causal
+reward models to GGUF (``convert-reward``)."""
 
 from __future__ import annotations
 
@@ -74,6 +75,25 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--json", action="store_true", help="print the whole Result as JSON")
     gen.add_argument("--verbose", action="store_true",
                      help="print the per-segment trace and the stats to stderr")
+
+    conv = commands.add_parser(
+        "convert-reward", help="convert a transformers causal reward model to GGUF",
+        description="Convert a LlamaForSequenceClassification, Qwen2ForSequenceClassification or "
+        "Qwen3ForSequenceClassification checkpoint to a GGUF for --reward causal:PATH "
+        "(needs pip install 'stars_cpp[convert]').")
+    conv.add_argument("hf_dir", help="the Hugging Face model directory (config.json, safetensors)")
+    conv.add_argument("out", help="the GGUF file to write")
+    conv.add_argument("--quantize", default=None,
+                      help="a llama.cpp type to quantize to, e.g. Q8_0 or Q4_K_M")
+    conv.add_argument("--label", type=int, default=None,
+                      help="which output of a head with several labels is the reward")
+    conv.add_argument("--outtype", choices=("f32", "f16", "bf16"), default="f32",
+                      help="the converted backbone's type before quantization (default f32)")
+    conv.add_argument("--llama-cpp-dir", "--llama_cpp_dir", dest="llama_cpp_dir", default=None,
+                      help="a llama.cpp source tree with convert_hf_to_gguf.py (default: "
+                      "$STARS_CPP_LLAMA_CPP_DIR, else the installed llama-cpp-python's sdist)")
+    conv.add_argument("--verbose", action="store_true",
+                      help="show the converter's and the quantizer's logs")
     return parser
 
 
@@ -135,9 +155,21 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_reward(args: argparse.Namespace) -> int:
+    from stars_cpp.convert_reward import convert_reward
+
+    out = convert_reward(args.hf_dir, args.out, quantize=args.quantize, label=args.label,
+                         outtype=args.outtype, llama_cpp_dir=args.llama_cpp_dir,
+                         verbose=args.verbose)
+    print(out)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "convert-reward":
+            return _convert_reward(args)
         return _generate(args)
     except UsageError as error:
         print(f"stars-cpp: error: {error}", file=sys.stderr)

@@ -157,16 +157,20 @@ class CausalReward:
     The input is the model's chat template (user = prompt, assistant = response), or
     ``template``, a format with ``{prompt}`` and ``{response}`` once each. In an Engine it keeps
     each prompt's accepted response in its KV cache and decodes only each candidate's new
-    tokens plus the template's tail.
+    tokens plus the template's tail. ``kv_type="f32"`` keeps keys and values in float32
+    (llama.cpp's F16 cache alone moves scores by about 1e-3 relative).
     """
 
     def __init__(self, path: str | os.PathLike, *, template: str | None = None,
-                 n_gpu_layers: int = 0, n_ctx: int = 8192) -> None:
+                 n_gpu_layers: int = 0, n_ctx: int = 8192, kv_type: str = "f16") -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise ValueError(f"path must be a GGUF path, got {type(path).__name__}")
         if template is not None and not isinstance(template, str):
             raise ValueError(f"template must be a string or None, got {template!r}")
+        if kv_type not in ("f16", "f32"):
+            raise ValueError(f"kv_type must be 'f16' or 'f32', got {kv_type!r}")
         self.path, self.template, self.n_ctx = os.fspath(path), template or "", n_ctx
+        self.kv_type = kv_type
         self.model = load_model(self.path, n_gpu_layers, "path")
         # A standalone scorer for direct calls; it also checks the head at construction.
         self._native = self._make(None, 2048)
@@ -174,7 +178,8 @@ class CausalReward:
     def _make(self, policy: _core.Model | None, n_ctx: int,
               n_threads: int = 0) -> _core.CausalReward:
         return _core.CausalReward(self.model, self.path, policy, template=self.template,
-                                  n_ctx=n_ctx, n_threads=n_threads)
+                                  n_ctx=n_ctx, n_threads=n_threads,
+                                  kv_f32=self.kv_type == "f32")
 
     def _bind(self, policy: _core.Model, n_threads: int = 0) -> _core.Reward:
         if not self._native.shares_vocabulary:  # so score_policy_tokens takes this policy's ids

@@ -411,8 +411,8 @@ NB_MODULE(_core, m) {
 
   // The batched protocol the engine drives, for driving a native reward by hand (benchmarks,
   // tests). A row is (prompt index, trunk text, segment text, trunk tokens, segment tokens).
-  using Row = std::tuple<int32_t, std::string, std::string, std::vector<int32_t>,
-                         std::vector<int32_t>>;
+  using Row =
+      std::tuple<int32_t, std::string, std::string, std::vector<int32_t>, std::vector<int32_t>>;
   nb::class_<stars::Reward>(m, "Reward", "A native batched reward (one per Engine).")
       .def("begin", &stars::Reward::Begin, "prompts"_a, nb::call_guard<nb::gil_scoped_release>())
       .def(
@@ -421,9 +421,13 @@ NB_MODULE(_core, m) {
             std::vector<stars::RewardRow> views(rows.size());
             for (size_t i = 0; i < rows.size(); ++i) {
               const auto& [prompt, trunk_text, segment_text, trunk, segment] = rows[i];
-              views[i] = {prompt,       trunk_text,     segment_text,
-                          trunk.data(), static_cast<int32_t>(trunk.size()),
-                          segment.data(), static_cast<int32_t>(segment.size())};
+              views[i] = {prompt,
+                          trunk_text,
+                          segment_text,
+                          trunk.data(),
+                          static_cast<int32_t>(trunk.size()),
+                          segment.data(),
+                          static_cast<int32_t>(segment.size())};
             }
             std::vector<double> scores;
             nb::gil_scoped_release release;
@@ -498,15 +502,16 @@ NB_MODULE(_core, m) {
           "__init__",
           [](stars::CausalReward* self, std::shared_ptr<stars::Model> model,
              const std::string& path, std::shared_ptr<stars::Model> policy,
-             const std::string& input_template, int32_t n_ctx, int32_t n_threads) {
+             const std::string& input_template, int32_t n_ctx, int32_t n_threads, bool kv_f32) {
             stars::CausalOptions options;
             options.input_template = input_template;
+            options.kv_f32 = kv_f32;
             options.n_ctx = n_ctx;
             options.n_threads = n_threads;
             new (self) stars::CausalReward(std::move(model), path, policy, options);
           },
           "model"_a, "path"_a, "policy"_a.none(), "template"_a = "", "n_ctx"_a = 8192,
-          "n_threads"_a = 0)
+          "n_threads"_a = 0, "kv_f32"_a = false)
       .def_prop_ro("head",
                    [](const stars::CausalReward& reward) {
                      return std::vector<float>(reward.head().begin(), reward.head().end());

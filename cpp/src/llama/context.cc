@@ -35,6 +35,7 @@ Context::Context(std::shared_ptr<Model> model, const ContextOptions& options)
   params.n_threads_batch = threads;
   params.embeddings = options.embeddings;
   params.pooling_type = options.pooling;
+  if (options.kv_f32) params.type_k = params.type_v = GGML_TYPE_F32;
   // One pool of cells for every sequence: forks share the trunk's cells instead of copying.
   params.kv_unified = true;
   // Forks and rewinds need every position a sequence still reads, sliding-window layers too.

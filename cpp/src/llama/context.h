@@ -19,6 +19,7 @@ struct ContextOptions {
   int32_t n_threads = 0;  // 0: all hardware threads
   bool embeddings = false;
   enum llama_pooling_type pooling = LLAMA_POOLING_TYPE_UNSPECIFIED;
+  bool kv_f32 = false;  // an F32 KV cache instead of llama.cpp's F16 one
 };
 
 class Context {

@@ -1,6 +1,5 @@
 #include "llama/sampler.h"
 
-
 namespace stars {
 namespace {
 

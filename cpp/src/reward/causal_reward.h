@@ -20,6 +20,8 @@ struct CausalOptions {
   std::string input_template;
   int32_t n_ctx = 8192;
   int32_t n_threads = 0;
+  // An F32 KV cache: F16 keys and values alone move scores by about 1e-3 relative.
+  bool kv_f32 = false;
 };
 
 class CausalReward : public KvCachedReward {
