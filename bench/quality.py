@@ -49,7 +49,7 @@ TASKS: dict[str, dict[str, Any]] = {
         "held_out": f"Gemma-3-270M judge: {HELD_OUT_QUESTION!r}",
         "prompts": "instructions.txt",
         "chat": True,
-        "params": {"max_tokens": 48},
+        "params": {"max_tokens": 32},
     },
 }
 
