@@ -13,7 +13,10 @@ Every method runs in its own process (peak resident memory is per method) on the
 of prompts. STARS uses hard acceptance against tau* = the 0.8 quantile of plain sampling's
 rewards on the same prompts (the paper hand-sets tau* per reward; this calibrates it once).
 
-    python bench/quality.py [--quick] [--task sentiment|helpfulness]
+    python bench/quality.py [--quick] [--task sentiment|helpfulness] [--prompts N]
+
+--task runs only that task (repeatable) and keeps the other tasks' last results in the JSON;
+each task records its own command, machine and date.
 """
 
 from __future__ import annotations
@@ -231,17 +234,27 @@ def main() -> None:
         return
 
     n_prompts = args.prompts or (6 if args.quick else 50)
-    start = time.perf_counter()
-    tasks = [run_task(name, n_prompts, args.quick) for name in (args.task or sorted(TASKS))]
     name = "quality_quick" if args.quick else "quality"
     machine = _common.machine()
-    payload = {"bench": "quality", "command": "python " + " ".join(sys.argv),
-               "machine": machine, "seconds": time.perf_counter() - start, "tasks": tasks}
+    command = "python " + " ".join(sys.argv)
+    tasks = []
+    for task_name in args.task or sorted(TASKS):
+        start = time.perf_counter()
+        task = run_task(task_name, n_prompts, args.quick)
+        tasks.append({**task, "command": command, "machine": machine,
+                      "seconds": time.perf_counter() - start})
+    # A run of some tasks replaces those and keeps the others' last results.
+    previous = _common.RESULTS / f"{name}.json"
+    if args.task and previous.exists():
+        kept = [t for t in json.loads(previous.read_text()).get("tasks", [])
+                if t["task"] not in args.task and "machine" in t]
+        tasks = sorted(kept + tasks, key=lambda t: t["task"])
+    payload = {"bench": "quality", "command": command, "machine": machine, "tasks": tasks}
     out = _common.write_json(name, payload)
     plot(tasks, out.with_suffix(".png"),
          f"held-out score vs compute, {n_prompts} prompts per task, {machine['cpu']}")
     for task in tasks:
-        print(f"\n### {task['task']} (tau* = {task['tau']:.3f})\n")
+        print(f"\n### {task['task']} (tau* = {task['tau']:.3f}, {task['seconds']:.0f} s)\n")
         print(_common.markdown_table(task["summary"], list(task["summary"][0])))
     print(f"\nwrote {out}")
 

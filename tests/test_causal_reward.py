@@ -145,3 +145,31 @@ def test_from_scratch_rows_beyond_one_context(causal_rm):
     together = reward([PROMPT] * 8, texts)
     alone = [reward([PROMPT], [t])[0] for t in texts]
     assert together == pytest.approx(alone, abs=1e-4)
+
+
+def test_small_reward_context_evicts_and_rebuilds_trunks(tiny_llama, causal_rm):
+    # Eight prompts' trunks and forks need about 600 cells: a 256-cell reward context must
+    # evict trunks and rebuild them, and still give every chosen segment its from-scratch score.
+    prompts = [f"{PROMPT}, in town number {i}, there lived" for i in range(8)]
+    params = dict(segment_tokens=4, candidates=3, max_attempts=3, max_tokens=24, seed=5)
+    roomy = stars_cpp.CausalReward(causal_rm)
+    tight = stars_cpp.CausalReward(causal_rm, n_ctx=256)
+    wide = stars_cpp.Engine(str(tiny_llama), roomy, n_ctx=4096).generate(prompts, **params)
+    small = stars_cpp.Engine(str(tiny_llama), tight, n_ctx=4096).generate(prompts, **params)
+    assert [r.text for r in small] == [r.text for r in wide]
+    for prompt, result in zip(prompts, small):
+        for tokens, _, score in chosen(result):
+            assert score == pytest.approx(roomy.native.score_policy_tokens(prompt, tokens),
+                                          abs=1e-4)
+    # Rebuilt trunks are decoded again: the price of the small context, and proof it was paid.
+    decoded = [r.stats.reward_tokens_decoded for r in small]
+    assert sum(decoded) > sum(r.stats.reward_tokens_decoded for r in wide)
+
+
+def test_reward_context_too_small_for_one_row(tiny_llama, causal_rm):
+    tight = stars_cpp.CausalReward(causal_rm, n_ctx=256)
+    engine = stars_cpp.Engine(str(tiny_llama), tight, n_ctx=4096)
+    with pytest.raises(stars_cpp.ContextLengthError, match=r"n_ctx=256"):
+        engine.generate(PROMPT + " and" * 300, segment_tokens=4, max_tokens=8, seed=1)
+    # The engine and its reward keep working.
+    assert engine.generate(PROMPT, segment_tokens=4, max_tokens=8, seed=1).text

@@ -124,79 +124,181 @@ std::vector<double> KvCachedReward::Run(std::vector<Job>& jobs) {
   return scores;
 }
 
-void KvCachedReward::EnsureTrunks(const std::vector<int32_t>& prompts) {
-  std::vector<Job> jobs;
-  for (int32_t prompt : prompts) {
-    Trunk& trunk = trunks_.at(prompt);
-    if (trunk.seq >= 0) continue;
-    trunk.seq = pool_->Acquire();
-    std::vector<llama_token> prefix = PrefixTokens(prompts_.at(prompt));
-    if (prefix.empty()) {
+KvCachedReward::Trunk& KvCachedReward::PlannedTrunk(int32_t prompt) {
+  Trunk& trunk = trunks_.at(prompt);
+  if (trunk.prefix.empty()) {
+    trunk.prefix = PrefixTokens(prompts_.at(prompt));
+    if (trunk.prefix.empty()) {
       throw RewardError("the reward model's input before the response is empty for prompt " +
                         std::to_string(prompt) + ": give its template a head or a BOS token");
     }
-    trunk.n_prefix = static_cast<int32_t>(prefix.size());
-    trunk.last_prefix_token = prefix.back();
-    trunk.decoded += trunk.n_prefix;
-    jobs.push_back({trunk.seq, 0, std::move(prefix), false});
+    trunk.n_prefix = static_cast<int32_t>(trunk.prefix.size());
+  }
+  return trunk;
+}
+
+void KvCachedReward::EnsureTrunks(const std::vector<int32_t>& prompts) {
+  std::vector<Job> jobs;
+  for (int32_t prompt : prompts) {
+    Trunk& trunk = PlannedTrunk(prompt);
+    if (trunk.seq >= 0) continue;
+    trunk.seq = pool_->Acquire();
+    Job job{trunk.seq, 0, trunk.prefix, false};
+    job.tokens.insert(job.tokens.end(), trunk.response.begin(), trunk.response.end());
+    trunk.decoded += static_cast<int64_t>(job.tokens.size());
+    jobs.push_back(std::move(job));
   }
   Run(jobs);
 }
 
-void KvCachedReward::Score(const std::vector<RewardRow>& rows, std::vector<double>* scores) {
-  std::vector<int32_t> prompts;
-  for (const RewardRow& row : rows) prompts.push_back(row.prompt);
-  std::sort(prompts.begin(), prompts.end());
-  prompts.erase(std::unique(prompts.begin(), prompts.end()), prompts.end());
-  for (int32_t prompt : prompts) ReleaseForks(trunks_.at(prompt));
-  EnsureTrunks(prompts);
-
-  std::vector<Job> jobs;
-  jobs.reserve(rows.size());
-  for (const RewardRow& row : rows) {
-    Trunk& trunk = trunks_.at(row.prompt);
-    Fork fork;
-    fork.response =
-        ResponseTokens(row.ResponseText(), &trunk, row.segment_tokens, row.n_segment_tokens);
-    // Tokens the fork shares with the trunk stay; a moved token boundary is decoded again.
-    const size_t keep = CommonPrefix(fork.response, trunk.response);
-    fork.seq = pool_->Fork(trunk.seq);
-    if (keep < trunk.response.size())
-      pool_->Rewind(fork.seq, trunk.n_prefix + static_cast<llama_pos>(keep));
-    Job job{fork.seq, trunk.n_prefix + static_cast<llama_pos>(keep), {}, true};
-    job.tokens.assign(fork.response.begin() + static_cast<std::ptrdiff_t>(keep),
-                      fork.response.end());
-    job.tokens.insert(job.tokens.end(), suffix_.begin(), suffix_.end());
-    if (job.tokens.empty()) {
-      // No suffix and nothing new (r(x, empty) on an empty trunk, say): the reward is read at
-      // the trunk's last token, so decode that one again in the fork.
-      job.pos -= 1;
-      job.tokens = {keep > 0 ? fork.response[keep - 1] : trunk.last_prefix_token};
-      pool_->Rewind(fork.seq, job.pos);
-    }
-    trunk.decoded += static_cast<int64_t>(job.tokens.size());
-    trunk.forks.push_back(std::move(fork));
-    jobs.push_back(std::move(job));
+int64_t KvCachedReward::CellsInUse() const {
+  int64_t cells = 0;
+  for (const Trunk& trunk : trunks_) {
+    if (trunk.seq >= 0) cells += trunk.cells();
+    for (const Fork& fork : trunk.forks) cells += fork.cells;
   }
-  *scores = Run(jobs);
+  return cells;
+}
+
+void KvCachedReward::MakeRoom(int64_t cells, int32_t seqs, const std::vector<int32_t>& keep) {
+  auto fits = [&] {
+    return CellsInUse() + cells <= context_->n_ctx() && pool_->n_free() >= seqs;
+  };
+  if (fits()) return;
+  auto kept = [&](size_t prompt) {
+    return std::find(keep.begin(), keep.end(), static_cast<int32_t>(prompt)) != keep.end();
+  };
+  std::vector<size_t> idle;
+  for (size_t i = 0; i < trunks_.size(); ++i) {
+    if (!kept(i) && (trunks_[i].seq >= 0 || !trunks_[i].forks.empty())) idle.push_back(i);
+  }
+  std::sort(idle.begin(), idle.end(),
+            [&](size_t a, size_t b) { return trunks_[a].last_used < trunks_[b].last_used; });
+  for (size_t i : idle) {
+    Trunk& trunk = trunks_[i];
+    ReleaseForks(trunk);
+    if (trunk.seq >= 0) pool_->Release(trunk.seq);
+    trunk.seq = -1;
+    if (fits()) return;
+  }
+  for (int32_t prompt : keep) {
+    ReleaseForks(trunks_.at(prompt));
+    if (fits()) return;
+  }
+  throw ContextLengthError("the reward model's context (n_ctx=" +
+                           std::to_string(context_->n_ctx()) + ") cannot hold " +
+                           std::to_string(cells) + " more cells in " + std::to_string(seqs) +
+                           " sequences beside its current trunks: raise the reward's n_ctx");
+}
+
+void KvCachedReward::Score(const std::vector<RewardRow>& rows, std::vector<double>* scores) {
+  ++clock_;
+  // Each row: its tokens, how many it shares with its trunk, and the cells of its own.
+  std::vector<std::vector<llama_token>> responses(rows.size());
+  std::vector<size_t> keeps(rows.size());
+  std::vector<int64_t> row_cells(rows.size());
+  for (const RewardRow& row : rows) ReleaseForks(PlannedTrunk(row.prompt));
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const RewardRow& row = rows[r];
+    Trunk& trunk = trunks_.at(row.prompt);
+    trunk.last_used = clock_;
+    responses[r] =
+        ResponseTokens(row.ResponseText(), &trunk, row.segment_tokens, row.n_segment_tokens);
+    keeps[r] = CommonPrefix(responses[r], trunk.response);
+    row_cells[r] = std::max<int64_t>(
+        1, static_cast<int64_t>(responses[r].size() - keeps[r] + suffix_.size()));
+  }
+  // Rows of one prompt side by side, so that a group of rows needs few trunks.
+  std::vector<size_t> order(rows.size());
+  for (size_t r = 0; r < rows.size(); ++r) order[r] = r;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return rows[a].prompt < rows[b].prompt; });
+
+  scores->assign(rows.size(), 0.0);
+  size_t begin = 0;
+  while (begin < order.size()) {
+    // As many rows as the whole context holds with their trunks; usually all of them.
+    std::vector<int32_t> group;
+    int64_t cells = 0;
+    int32_t seqs = 0;
+    size_t end = begin;
+    for (; end < order.size(); ++end) {
+      const int32_t prompt = rows[order[end]].prompt;
+      const bool new_trunk = group.empty() || group.back() != prompt;
+      const int64_t more = row_cells[order[end]] + (new_trunk ? trunks_[prompt].cells() : 0);
+      const int32_t more_seqs = new_trunk ? 2 : 1;
+      if (end > begin &&
+          (cells + more > context_->n_ctx() || seqs + more_seqs > pool_->n_total())) {
+        break;
+      }
+      if (new_trunk) group.push_back(prompt);
+      cells += more;
+      seqs += more_seqs;
+    }
+    for (int32_t prompt : group) {
+      if (trunks_[prompt].seq >= 0) {
+        cells -= trunks_[prompt].cells();
+        seqs -= 1;
+      }
+    }
+    MakeRoom(cells, seqs, group);
+    EnsureTrunks(group);
+
+    std::vector<Job> jobs;
+    for (size_t i = begin; i < end; ++i) {
+      const size_t r = order[i];
+      Trunk& trunk = trunks_[rows[r].prompt];
+      const size_t keep = keeps[r];
+      Fork fork;
+      fork.response = std::move(responses[r]);
+      fork.cells = row_cells[r];
+      // Tokens the fork shares with the trunk stay; a moved token boundary is decoded again.
+      fork.seq = pool_->Fork(trunk.seq);
+      if (keep < trunk.response.size())
+        pool_->Rewind(fork.seq, trunk.n_prefix + static_cast<llama_pos>(keep));
+      Job job{fork.seq, trunk.n_prefix + static_cast<llama_pos>(keep), {}, true};
+      job.tokens.assign(fork.response.begin() + static_cast<std::ptrdiff_t>(keep),
+                        fork.response.end());
+      job.tokens.insert(job.tokens.end(), suffix_.begin(), suffix_.end());
+      if (job.tokens.empty()) {
+        // No suffix and nothing new (r(x, empty) on an empty trunk, say): the reward is read at
+        // the trunk's last token, so decode that one again in the fork.
+        job.pos -= 1;
+        job.tokens = {keep > 0 ? fork.response[keep - 1] : trunk.prefix.back()};
+        pool_->Rewind(fork.seq, job.pos);
+      }
+      trunk.decoded += static_cast<int64_t>(job.tokens.size());
+      trunk.forks.push_back(std::move(fork));
+      jobs.push_back(std::move(job));
+    }
+    const std::vector<double> group_scores = Run(jobs);
+    for (size_t i = begin; i < end; ++i) (*scores)[order[i]] = group_scores[i - begin];
+    begin = end;
+  }
 }
 
 void KvCachedReward::Commit(int32_t prompt, const int32_t* tokens, int32_t n_tokens,
                             std::string_view text) {
-  EnsureTrunks({prompt});
-  Trunk& trunk = trunks_.at(prompt);
+  ++clock_;
+  Trunk& trunk = PlannedTrunk(prompt);
+  trunk.last_used = clock_;
   const std::string new_text = trunk.text + std::string(text);
   std::vector<llama_token> response = ResponseTokens(new_text, &trunk, tokens, n_tokens);
   const llama_pos end = trunk.n_prefix + static_cast<llama_pos>(response.size());
   auto scored = std::find_if(trunk.forks.begin(), trunk.forks.end(),
                              [&](const Fork& fork) { return fork.response == response; });
-  if (scored != trunk.forks.end()) {
+  if (trunk.seq >= 0 && scored != trunk.forks.end()) {
     // The accepted candidate was scored last round: its fork, less the suffix, is the trunk.
     pool_->Rewind(scored->seq, end);
     trunk.seq = pool_->Adopt(trunk.seq, scored->seq);
     scored->seq = -1;
   } else {
+    // Not scored, or evicted since: extend the trunk (rebuilt first if it was evicted).
+    ReleaseForks(trunk);
     const size_t keep = CommonPrefix(response, trunk.response);
+    MakeRoom((trunk.seq >= 0 ? 0 : trunk.cells()) + static_cast<int64_t>(response.size() - keep),
+             trunk.seq >= 0 ? 0 : 1, {prompt});
+    EnsureTrunks({prompt});
     pool_->Rewind(trunk.seq, trunk.n_prefix + static_cast<llama_pos>(keep));
     std::vector<Job> jobs{
         {trunk.seq, trunk.n_prefix + static_cast<llama_pos>(keep),
@@ -239,14 +341,18 @@ std::vector<double> KvCachedReward::ScoreFromScratch(
   size_t first = 0;
   while (first < inputs.size()) {
     // Rows decoded together, each in its own sequence, as many as the context's cells hold.
-    std::vector<Job> jobs;
+    size_t last = first;
     int64_t cells = 0;
-    for (size_t i = first; i < inputs.size() && jobs.size() < kScratchRows; ++i) {
-      const int64_t n = static_cast<int64_t>(inputs[i].size() + suffix_.size());
-      if (!jobs.empty() && cells + n > context_->n_ctx()) break;
+    for (; last < inputs.size() && last - first < kScratchRows; ++last) {
+      const int64_t n = static_cast<int64_t>(inputs[last].size() + suffix_.size());
+      if (last > first && cells + n > context_->n_ctx()) break;
+      cells += n;
+    }
+    MakeRoom(cells, static_cast<int32_t>(last - first), {});
+    std::vector<Job> jobs;
+    for (size_t i = first; i < last; ++i) {
       inputs[i].insert(inputs[i].end(), suffix_.begin(), suffix_.end());
       jobs.push_back({pool_->Acquire(), 0, std::move(inputs[i]), true});
-      cells += n;
     }
     first += jobs.size();
     std::vector<double> chunk;

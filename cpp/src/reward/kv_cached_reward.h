@@ -6,6 +6,11 @@
 // is re-tokenized and the longest common token prefix with the cached trunk is kept, so a token
 // boundary that moves is decoded again, and nothing else.
 //
+// The trunks and forks share one context. When a round needs more cells or sequence ids than
+// are free, the least recently used trunks are evicted (rebuilt, prefix and accepted response,
+// when their prompt comes back), and a round too large for the whole context is scored in
+// groups of rows. Either way tokens are decoded again, so size n_ctx to avoid it.
+//
 // Subclasses choose the rendering (SetLayout) and the readout at the scored row (Readout):
 // JudgeReward reads logit(yes) - logit(no), CausalReward a linear head on the hidden state.
 #pragma once
@@ -74,15 +79,19 @@ class KvCachedReward : public Reward {
   struct Fork {
     llama_seq_id seq = -1;
     std::vector<llama_token> response;  // model-vocab tokens of trunk + segment
+    int64_t cells = 0;                  // cells of its own (not shared with the trunk)
   };
   struct Trunk {
     llama_seq_id seq = -1;
+    std::vector<llama_token> prefix;    // template head, prompt, template middle; kept for rebuilds
     int32_t n_prefix = 0;
-    llama_token last_prefix_token = LLAMA_TOKEN_NULL;
     std::vector<llama_token> response;  // model-vocab tokens of the accepted response
     std::string text;
     std::vector<Fork> forks;  // the last Score call's rows, kept so Commit can adopt one
     int64_t decoded = 0;
+    uint64_t last_used = 0;  // Score/Commit clock, for eviction
+    // A live trunk holds the prefix and the whole accepted response.
+    int64_t cells() const { return n_prefix + static_cast<int64_t>(response.size()); }
   };
   // Tokens of one sequence from a start position; `score` reads the reward at the last one.
   struct Job {
@@ -100,8 +109,15 @@ class KvCachedReward : public Reward {
   std::vector<llama_token> PrefixTokens(const std::string& prompt) const;
   std::vector<llama_token> ResponseTokens(std::string_view text, const Trunk* trunk,
                                           const int32_t* policy_tokens, int32_t n) const;
+  // Decodes the trunk (prefix and accepted response) of each prompt that has none.
   void EnsureTrunks(const std::vector<int32_t>& prompts);
+  // Tokenizes the prompt's prefix once. Throws RewardError when it is empty.
+  Trunk& PlannedTrunk(int32_t prompt);
   void ReleaseForks(Trunk& trunk);
+  // Frees `cells` cells and `seqs` sequence ids by releasing least recently used trunks outside
+  // `keep`, then the forks of those in it. Throws ContextLengthError when even that is short.
+  void MakeRoom(int64_t cells, int32_t seqs, const std::vector<int32_t>& keep);
+  int64_t CellsInUse() const;
 
   bool shared_vocab_ = false;
   std::string prefix_head_;          // rendered text before the prompt
@@ -113,6 +129,7 @@ class KvCachedReward : public Reward {
   std::unique_ptr<Batch> batch_;
   std::vector<std::string> prompts_;
   std::vector<Trunk> trunks_;
+  uint64_t clock_ = 0;
 };
 
 }  // namespace stars
