@@ -21,7 +21,7 @@ endif
 
 DEMO_PROMPT ?= Give me three tips for staying focused while studying.
 
-.PHONY: all install demo test test-cpp lint stubs bench bench-quick bench-install rebuild-llama clean
+.PHONY: all install demo test test-cpp lint stubs bench bench-full bench-quick bench-install rebuild-llama clean
 
 all: install
 
@@ -65,14 +65,23 @@ lint: install
 bench-install: install
 	$(BIN)/pip install --no-build-isolation ".[test,bench]"
 
+# The CPU suite, under 20 minutes on 2 cores: the helpfulness task (judge-rewarded, the costly
+# one) on its first HELPFULNESS_PROMPTS instructions; `make bench-full` runs all 50.
+HELPFULNESS_PROMPTS ?= 6
 bench: bench-install
 	$(BIN)/python bench/decode_ceiling.py
 	$(BIN)/python bench/vs_python.py
-	$(BIN)/python bench/quality.py
+	$(BIN)/python bench/reward_cost.py
+	$(BIN)/python bench/quality.py --task sentiment
+	$(BIN)/python bench/quality.py --task helpfulness --prompts $(HELPFULNESS_PROMPTS)
+
+bench-full: bench
+	$(BIN)/python bench/quality.py --task helpfulness
 
 bench-quick: bench-install
 	$(BIN)/python bench/decode_ceiling.py --quick
 	$(BIN)/python bench/vs_python.py --quick
+	$(BIN)/python bench/reward_cost.py --quick
 	$(BIN)/python bench/quality.py --quick
 
 # Regenerates the extension's typed stubs; tests/test_stubs.py checks they are current.
