@@ -69,7 +69,7 @@ bench-install: install
 # one) on its first HELPFULNESS_PROMPTS instructions; `make bench-full` runs all 50.
 HELPFULNESS_PROMPTS ?= 6
 bench: bench-install
-	$(BIN)/python bench/decode_ceiling.py
+	$(BIN)/python bench/decode_ceiling.py --repeats 2
 	$(BIN)/python bench/vs_python.py
 	$(BIN)/python bench/reward_cost.py
 	$(BIN)/python bench/quality.py --task sentiment

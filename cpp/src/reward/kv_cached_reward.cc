@@ -161,9 +161,7 @@ int64_t KvCachedReward::CellsInUse() const {
 }
 
 void KvCachedReward::MakeRoom(int64_t cells, int32_t seqs, const std::vector<int32_t>& keep) {
-  auto fits = [&] {
-    return CellsInUse() + cells <= context_->n_ctx() && pool_->n_free() >= seqs;
-  };
+  auto fits = [&] { return CellsInUse() + cells <= context_->n_ctx() && pool_->n_free() >= seqs; };
   if (fits()) return;
   auto kept = [&](size_t prompt) {
     return std::find(keep.begin(), keep.end(), static_cast<int32_t>(prompt)) != keep.end();
@@ -185,10 +183,10 @@ void KvCachedReward::MakeRoom(int64_t cells, int32_t seqs, const std::vector<int
     ReleaseForks(trunks_.at(prompt));
     if (fits()) return;
   }
-  throw ContextLengthError("the reward model's context (n_ctx=" +
-                           std::to_string(context_->n_ctx()) + ") cannot hold " +
-                           std::to_string(cells) + " more cells in " + std::to_string(seqs) +
-                           " sequences beside its current trunks: raise the reward's n_ctx");
+  throw ContextLengthError(
+      "the reward model's context (n_ctx=" + std::to_string(context_->n_ctx()) + ") cannot hold " +
+      std::to_string(cells) + " more cells in " + std::to_string(seqs) +
+      " sequences beside its current trunks: raise the reward's n_ctx");
 }
 
 void KvCachedReward::Score(const std::vector<RewardRow>& rows, std::vector<double>* scores) {
@@ -205,8 +203,8 @@ void KvCachedReward::Score(const std::vector<RewardRow>& rows, std::vector<doubl
     responses[r] =
         ResponseTokens(row.ResponseText(), &trunk, row.segment_tokens, row.n_segment_tokens);
     keeps[r] = CommonPrefix(responses[r], trunk.response);
-    row_cells[r] = std::max<int64_t>(
-        1, static_cast<int64_t>(responses[r].size() - keeps[r] + suffix_.size()));
+    row_cells[r] =
+        std::max<int64_t>(1, static_cast<int64_t>(responses[r].size() - keeps[r] + suffix_.size()));
   }
   // Rows of one prompt side by side, so that a group of rows needs few trunks.
   std::vector<size_t> order(rows.size());

@@ -83,7 +83,7 @@ class KvCachedReward : public Reward {
   };
   struct Trunk {
     llama_seq_id seq = -1;
-    std::vector<llama_token> prefix;    // template head, prompt, template middle; kept for rebuilds
+    std::vector<llama_token> prefix;  // template head, prompt, template middle; kept for rebuilds
     int32_t n_prefix = 0;
     std::vector<llama_token> response;  // model-vocab tokens of the accepted response
     std::string text;

@@ -1,0 +1,139 @@
+"""Renders the README's Performance tables from bench/results/*.json.
+
+    python bench/report.py            # print the tables
+    python bench/report.py --readme   # replace README.md's generated block with them
+
+Only the numbers are generated; the prose around them in README.md is written by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+BEGIN, END = "<!-- bench/report.py: begin -->", "<!-- bench/report.py: end -->"
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def where(data: dict[str, Any]) -> str:
+    m = data["machine"]
+    device = m.get("gpu") or f"{m['cpu']}, {m['cores']} cores"
+    return (f"{device}, {m['backend']}, llama-cpp-python {m['llama_cpp_python']}, "
+            f"{m['date'][:10]}")
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def decode_ceiling(name: str, title: str) -> list[str]:
+    data = load(name)
+    if data is None:
+        return []
+    rows = [[str(r["batch"]), f"{r['ceiling_tokens_per_s']:.0f}",
+             f"{r['engine_tokens_per_s']:.0f}", f"{r['efficiency']:.0%}"]
+            for r in data["results"]]
+    return [f"**{title}**: {data['model']}; {where(data)}; `{data['command']}`", ""] + table(
+        ["batch", "ceiling tok/s", "engine tok/s", "engine / ceiling"], rows) + [
+        "", f"![{name}](bench/results/{name}.png)", ""]
+
+
+def vs_python() -> list[str]:
+    data = load("vs_python")
+    if data is None:
+        return []
+    p = data["parameters"]
+    out = [f"**STARS against Python**: {p['model']}, reward `{p['reward']}`, "
+           f"K={p['segment_tokens']}, N={p['candidates']}, M={p['max_attempts']}, "
+           f"T={p['max_tokens']}, {len(p['prompts'])} prompts one at a time, "
+           f"{p['acceptance']} acceptance; {where(data)}; `python bench/vs_python.py`", ""]
+    rows = []
+    for run in data["runs"]:
+        for name, m in run["methods"].items():
+            ratio = run["stars_cpp_vs"].get(name)
+            rows.append([str(run["threshold"]), name, f"{m['ms_per_accepted_token']:.1f}",
+                         f"{m['candidate_tokens_per_s']:.0f}",
+                         f"{m['attempts_per_segment']:.2f}",
+                         f"{ratio['speedup_time_per_accepted_token']:.2f}x" if ratio
+                         else "", ])
+    return out + table(["tau*", "method", "ms / accepted token", "candidate tok/s",
+                        "attempts / segment", "stars_cpp speedup per accepted token"], rows) + [
+        "", "![vs_python](bench/results/vs_python.png)", ""]
+
+
+def reward_cost() -> list[str]:
+    data = load("reward_cost")
+    if data is None:
+        return []
+    rows = []
+    for reward in data["results"]:
+        for r in reward["rows"]:
+            rows.append([reward["reward"], str(r["prefix_tokens"]), f"{r['round_ms']:.0f}",
+                         f"{r['ms_per_candidate']:.0f}",
+                         f"{r['tokens_decoded_per_candidate']:.0f}",
+                         f"{reward['peak_rss_mib']:.0f}"])
+    return [f"**Reward cost**: one round of {data['candidates']} candidates of "
+            f"{data['segment_tokens']} tokens; {where(data)}; `{data['command']}`", ""] + table(
+        ["reward", "prefix tokens", "round ms", "ms / candidate", "tokens decoded / candidate",
+         "peak RSS MiB"], rows) + ["", "![reward_cost](bench/results/reward_cost.png)", ""]
+
+
+def quality() -> list[str]:
+    data = load("quality")
+    if data is None:
+        return []
+    out = []
+    for task in data["tasks"]:
+        s = task["setup"]
+        out += [f"**Quality, {task['task']}**: {task['n_prompts']} prompts, policy {s['policy']},"
+                f" reward {s['reward']}, held out: {s['held_out']}; tau* = {task['tau']:.3f} "
+                f"(hard acceptance); {where(task)}; `{task['command']}` "
+                f"({task['seconds'] / 60:.1f} min)", ""]
+        rows = [[r["method"], f"{r['mean_reward']:.3f}", f"{r['held_out_mean']:.2f}",
+                 f"{r['win_rate_vs_plain']:.2f}", str(r["policy_tokens_sampled"]),
+                 str(r["reward_tokens_decoded"]), f"{r['wall_s']:.1f}",
+                 f"{r['time_to_first_segment_s']:.1f}", f"{r['peak_rss_mib']:.0f}"]
+                for r in task["summary"]]
+        out += table(["method", "mean reward", "held-out", "win vs plain", "policy tokens",
+                      "reward tokens", "wall s", "first segment s", "peak RSS MiB"], rows)
+        out.append("")
+    return out + ["![quality](bench/results/quality.png)", ""]
+
+
+def render() -> str:
+    parts = (decode_ceiling("decode_ceiling", "Decode ceiling, CPU")
+             + decode_ceiling("decode_ceiling_gpu_h100", "Decode ceiling, GPU")
+             + vs_python() + reward_cost() + quality())
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", action="store_true", help="rewrite README.md's block")
+    args = parser.parse_args()
+    text = render()
+    if not args.readme:
+        print(text)
+        return
+    readme = ROOT / "README.md"
+    old = readme.read_text()
+    if BEGIN not in old or END not in old:
+        raise SystemExit(f"README.md has no {BEGIN} ... {END} block")
+    new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END),
+                 lambda _: f"{BEGIN}\n{text}{END}", old, flags=re.S)
+    readme.write_text(new)
+    print(f"rewrote the Performance tables in {readme}")
+
+
+if __name__ == "__main__":
+    main()
