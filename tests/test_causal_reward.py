@@ -173,3 +173,19 @@ def test_reward_context_too_small_for_one_row(tiny_llama, causal_rm):
         engine.generate(PROMPT + " and" * 300, segment_tokens=4, max_tokens=8, seed=1)
     # The engine and its reward keep working.
     assert engine.generate(PROMPT, segment_tokens=4, max_tokens=8, seed=1).text
+
+
+def test_round_larger_than_the_reward_context_is_scored_in_groups(tiny_llama, causal_rm):
+    # 16 candidates of 16 tokens plus the template's tail need over 256 cells beside the trunk:
+    # one prompt's round is split, and the accepted fork may be gone by the commit.
+    params = dict(segment_tokens=16, candidates=16, max_attempts=16, max_tokens=48, seed=9)
+    roomy = stars_cpp.CausalReward(causal_rm)
+    tight = stars_cpp.CausalReward(causal_rm, n_ctx=256)
+    wide = stars_cpp.Engine(str(tiny_llama), roomy, n_ctx=4096).generate(PROMPT, **params)
+    small = stars_cpp.Engine(str(tiny_llama), tight, n_ctx=4096).generate(PROMPT, **params)
+    assert small.text == wide.text
+    flat = [r for s in small.segments for r in s.rewards]
+    assert flat == pytest.approx([r for s in wide.segments for r in s.rewards], abs=1e-4)
+    for tokens, _, score in chosen(small):
+        assert score == pytest.approx(roomy.native.score_policy_tokens(PROMPT, tokens), abs=1e-4)
+    assert small.stats.reward_tokens_decoded > wide.stats.reward_tokens_decoded
