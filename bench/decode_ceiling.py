@@ -165,6 +165,8 @@ def main() -> None:
     parser.add_argument("--name", default=None, help="results file stem")
     parser.add_argument("--out-dir", type=Path, default=_common.RESULTS)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
 
     path = args.model or str(smollm2_path())
     sizes = [1, 4, 16] if args.quick else BATCH_SIZES
@@ -182,24 +184,23 @@ def main() -> None:
     rows = []
     for n_seq in sizes:
         # Alternate the two, several times: this shared 2-core VM drifts by 10-20% between runs.
-        raw = [ceiling.run(n_seq, steps) for _ in range(1)]
-        ours = [engine_rate(engine, n_seq, steps)]
-        for _ in range(args.repeats - 1):
+        raw, ours = [], []
+        for _ in range(args.repeats):
             raw.append(ceiling.run(n_seq, steps))
             ours.append(engine_rate(engine, n_seq, steps))
-        ceiling_rate = float(np.median([r["tokens_per_s"] for r in raw]))
-        engine_rate_ = float(np.median([r["tokens_per_s"] for r in ours]))
+        ceiling_tps = float(np.median([r["tokens_per_s"] for r in raw]))
+        engine_tps = float(np.median([r["tokens_per_s"] for r in ours]))
         rows.append({
             "batch": n_seq,
-            "ceiling_tokens_per_s": ceiling_rate,
-            "engine_tokens_per_s": engine_rate_,
-            "efficiency": engine_rate_ / ceiling_rate,
+            "ceiling_tokens_per_s": ceiling_tps,
+            "engine_tokens_per_s": engine_tps,
+            "efficiency": engine_tps / ceiling_tps,
             "engine_mean_batch": float(np.mean([r["mean_batch"] for r in ours])),
             "ceiling_runs": [r["tokens_per_s"] for r in raw],
             "engine_runs": [r["tokens_per_s"] for r in ours],
         })
-        print(f"batch {n_seq:3d}: ceiling {ceiling_rate:8.1f} tok/s, engine "
-              f"{engine_rate_:8.1f} tok/s ({rows[-1]['efficiency']:.0%})", flush=True)
+        print(f"batch {n_seq:3d}: ceiling {ceiling_tps:8.1f} tok/s, engine "
+              f"{engine_tps:8.1f} tok/s ({rows[-1]['efficiency']:.0%})", flush=True)
     ceiling.close()
 
     name = args.name or ("decode_ceiling_quick" if args.quick else "decode_ceiling")
