@@ -74,6 +74,17 @@ def write_json(name: str, payload: dict[str, Any], out_dir: Path = RESULTS) -> P
     return path
 
 
+def fill_batch(batch, rows) -> None:
+    """Writes (token, position, sequence, wants logits) rows into a llama_batch."""
+    batch.n_tokens = len(rows)
+    for i, (token, pos, seq, logits) in enumerate(rows):
+        batch.token[i] = token
+        batch.pos[i] = pos
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = seq
+        batch.logits[i] = logits
+
+
 def pyplot():
     """matplotlib's pyplot on a file-only backend."""
     import matplotlib

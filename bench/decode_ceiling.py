@@ -84,7 +84,8 @@ class Ceiling:
             # last sampled token is never decoded). Token ids are fixed: this measures decoding.
             prompt = self.tokenize(PROMPT)
             start = time.perf_counter()
-            self._fill(batch, [(t, i, 0, i == len(prompt) - 1) for i, t in enumerate(prompt)])
+            _common.fill_batch(batch,
+                               [(t, i, 0, i == len(prompt) - 1) for i, t in enumerate(prompt)])
             self._decode(ctx, batch)
             memory = llama_cpp.llama_get_memory(ctx)
             for seq in range(1, n_seq):
@@ -92,7 +93,7 @@ class Ceiling:
             token = prompt[-1]
             for step in range(steps - 1):
                 pos = len(prompt) + step
-                self._fill(batch, [(token, pos, seq, True) for seq in range(n_seq)])
+                _common.fill_batch(batch, [(token, pos, seq, True) for seq in range(n_seq)])
                 self._decode(ctx, batch)
                 llama_cpp.llama_get_logits_ith(ctx, n_seq - 1)
             llama_cpp.llama_synchronize(ctx)
@@ -102,16 +103,6 @@ class Ceiling:
             llama_cpp.llama_free(ctx)
         return {"tokens": n_seq * steps, "seconds": seconds,
                 "tokens_per_s": n_seq * steps / seconds}
-
-    @staticmethod
-    def _fill(batch, rows) -> None:
-        batch.n_tokens = len(rows)
-        for i, (token, pos, seq, logits) in enumerate(rows):
-            batch.token[i] = token
-            batch.pos[i] = pos
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = seq
-            batch.logits[i] = logits
 
     @staticmethod
     def _decode(ctx, batch) -> None:

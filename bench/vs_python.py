@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import datetime
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -42,7 +40,10 @@ import stars_cpp
 from stars_cpp.models import smollm2_path
 from stars_cpp.rewards import lexical_diversity
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+RESULTS = _common.RESULTS
 
 PROMPTS = [
     "Give me three tips for staying focused while studying.",
@@ -271,13 +272,7 @@ class CtypesStars:
         if len(entries) > self.capacity:
             raise RuntimeError(f"batch of {len(entries)} exceeds capacity {self.capacity}")
         b = self.batch
-        for i, (token, pos, seq, logits) in enumerate(entries):
-            b.token[i] = token
-            b.pos[i] = pos
-            b.n_seq_id[i] = 1
-            b.seq_id[i][0] = seq
-            b.logits[i] = logits
-        b.n_tokens = len(entries)
+        _common.fill_batch(b, entries)
         code = llama_cpp.llama_decode(self.ctx, b)
         if code != 0:
             reason = {1: "no KV slot", 2: "aborted", -1: "invalid batch"}.get(code, "error")
@@ -476,23 +471,8 @@ def summarize(runs: list[PromptStats]) -> dict[str, Any]:
 
 
 def machine_record() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next((line.split(":", 1)[1].strip() for line in info
-                        if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "backend": "cpu",  # n_gpu_layers=0 everywhere, whatever libllama was built with
-        "llama_cpp_python": llama_cpp.__version__,
-        "stars_cpp": stars_cpp.__version__,
-        "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "loadavg_at_start": list(os.getloadavg()),
-    }
+    # n_gpu_layers=0 everywhere, whatever libllama was built with.
+    return {**_common.machine(), "backend": "cpu", "loadavg_at_start": list(os.getloadavg())}
 
 
 def benchmark(config: dict[str, Any]) -> dict[str, Any]:
@@ -616,11 +596,7 @@ def markdown(payload: dict[str, Any]) -> str:
 
 
 def plot(payload: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _common.pyplot()
     runs = payload["runs"]
     names = list(runs[0]["methods"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))

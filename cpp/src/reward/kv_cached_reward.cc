@@ -132,7 +132,6 @@ KvCachedReward::Trunk& KvCachedReward::PlannedTrunk(int32_t prompt) {
       throw RewardError("the reward model's input before the response is empty for prompt " +
                         std::to_string(prompt) + ": give its template a head or a BOS token");
     }
-    trunk.n_prefix = static_cast<int32_t>(trunk.prefix.size());
   }
   return trunk;
 }
@@ -253,8 +252,8 @@ void KvCachedReward::Score(const std::vector<RewardRow>& rows, std::vector<doubl
       // Tokens the fork shares with the trunk stay; a moved token boundary is decoded again.
       fork.seq = pool_->Fork(trunk.seq);
       if (keep < trunk.response.size())
-        pool_->Rewind(fork.seq, trunk.n_prefix + static_cast<llama_pos>(keep));
-      Job job{fork.seq, trunk.n_prefix + static_cast<llama_pos>(keep), {}, true};
+        pool_->Rewind(fork.seq, trunk.n_prefix() + static_cast<llama_pos>(keep));
+      Job job{fork.seq, trunk.n_prefix() + static_cast<llama_pos>(keep), {}, true};
       job.tokens.assign(fork.response.begin() + static_cast<std::ptrdiff_t>(keep),
                         fork.response.end());
       job.tokens.insert(job.tokens.end(), suffix_.begin(), suffix_.end());
@@ -282,7 +281,7 @@ void KvCachedReward::Commit(int32_t prompt, const int32_t* tokens, int32_t n_tok
   trunk.last_used = clock_;
   const std::string new_text = trunk.text + std::string(text);
   std::vector<llama_token> response = ResponseTokens(new_text, &trunk, tokens, n_tokens);
-  const llama_pos end = trunk.n_prefix + static_cast<llama_pos>(response.size());
+  const llama_pos end = trunk.n_prefix() + static_cast<llama_pos>(response.size());
   auto scored = std::find_if(trunk.forks.begin(), trunk.forks.end(),
                              [&](const Fork& fork) { return fork.response == response; });
   if (trunk.seq >= 0 && scored != trunk.forks.end()) {
@@ -297,9 +296,9 @@ void KvCachedReward::Commit(int32_t prompt, const int32_t* tokens, int32_t n_tok
     MakeRoom((trunk.seq >= 0 ? 0 : trunk.cells()) + static_cast<int64_t>(response.size() - keep),
              trunk.seq >= 0 ? 0 : 1, {prompt});
     EnsureTrunks({prompt});
-    pool_->Rewind(trunk.seq, trunk.n_prefix + static_cast<llama_pos>(keep));
+    pool_->Rewind(trunk.seq, trunk.n_prefix() + static_cast<llama_pos>(keep));
     std::vector<Job> jobs{
-        {trunk.seq, trunk.n_prefix + static_cast<llama_pos>(keep),
+        {trunk.seq, trunk.n_prefix() + static_cast<llama_pos>(keep),
          std::vector<llama_token>(response.begin() + static_cast<std::ptrdiff_t>(keep),
                                   response.end()),
          false}};

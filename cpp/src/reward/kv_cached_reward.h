@@ -83,15 +83,15 @@ class KvCachedReward : public Reward {
   };
   struct Trunk {
     llama_seq_id seq = -1;
-    std::vector<llama_token> prefix;  // template head, prompt, template middle; kept for rebuilds
-    int32_t n_prefix = 0;
+    std::vector<llama_token> prefix;    // template head, prompt, template middle; kept for rebuilds
     std::vector<llama_token> response;  // model-vocab tokens of the accepted response
     std::string text;
     std::vector<Fork> forks;  // the last Score call's rows, kept so Commit can adopt one
     int64_t decoded = 0;
     uint64_t last_used = 0;  // Score/Commit clock, for eviction
+    int32_t n_prefix() const { return static_cast<int32_t>(prefix.size()); }
     // A live trunk holds the prefix and the whole accepted response.
-    int64_t cells() const { return n_prefix + static_cast<int64_t>(response.size()); }
+    int64_t cells() const { return n_prefix() + static_cast<int64_t>(response.size()); }
   };
   // Tokens of one sequence from a start position; `score` reads the reward at the last one.
   struct Job {
