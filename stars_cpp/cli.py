@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from stars_cpp.engine import DEFAULT_PARAMS, MODES, STATS_FIELDS, result_to_dict
+from stars_cpp.engine import DEFAULT_PARAMS, MODES, STATS_FIELDS, WIDTHS, result_to_dict
 
 DEFAULT_REWARD = "judge:policy"
 
@@ -69,7 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("alpha", "beta", "temperature", "top_p", "min_p"):
         _flag(gen, name, type=float, default=DEFAULT_PARAMS[name])
     _flag(gen, "threshold", type=_threshold, default="auto")
-    _flag(gen, "acceptance", choices=("soft", "hard"), default="soft")
+    _flag(gen, "acceptance", choices=("soft", "hard"), default=DEFAULT_PARAMS["acceptance"])
+    _flag(gen, "width", choices=WIDTHS, default=DEFAULT_PARAMS["width"],
+          help="adaptive: each round as wide as pays off, up to --candidates; fixed: always "
+          "--candidates (the output is the same)")
     _flag(gen, "seed", type=int, default=None)
     _flag(gen, "stop", action="append", default=[], help="a stop string (repeatable)")
     gen.add_argument("--json", action="store_true", help="print the whole Result as JSON")

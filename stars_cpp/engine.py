@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Callable, Union
 
 from stars_cpp import _core
+from stars_cpp._core import ParameterError
 
 Result = _core.Result
 Segment = _core.Segment
@@ -19,7 +20,8 @@ Message = Mapping[str, str]
 PromptLike = Union[str, Sequence[Message]]
 RewardFn = Callable[[list, list], Sequence[float]]
 
-# The parameters of DESIGN section 1, with their defaults; seed None draws a random seed.
+# The generation parameters with their defaults (README, "Parameters"); seed None draws a
+# random seed.
 DEFAULT_PARAMS: dict[str, Any] = {
     "segment_tokens": 16,
     "candidates": 4,
@@ -28,6 +30,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "alpha": 0.5,
     "beta": 0.7,
     "acceptance": "soft",
+    "width": "adaptive",
     "max_tokens": 256,
     "temperature": 0.8,
     "top_k": 40,
@@ -37,6 +40,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "stop": [],
 }
 MODES = ("plain", "best_of_n", "stars")
+WIDTHS = ("adaptive", "fixed")
 _INT_PARAMS = ("segment_tokens", "candidates", "max_attempts", "max_tokens", "top_k")
 _FLOAT_PARAMS = ("alpha", "beta", "temperature", "top_p", "min_p")
 
@@ -51,13 +55,14 @@ def _chat_pairs(messages: Sequence[Message], where: str) -> list[tuple[str, str]
     pairs = []
     for i, message in enumerate(messages):
         if not isinstance(message, Mapping) or "role" not in message or "content" not in message:
-            raise ValueError(f"{where}: message {i} must be a mapping with 'role' and 'content'")
+            raise ParameterError(
+                f"{where}: message {i} must be a mapping with 'role' and 'content'")
         role, content = message["role"], message["content"]
         if not isinstance(role, str) or not isinstance(content, str):
-            raise ValueError(f"{where}: message {i} role and content must be strings")
+            raise ParameterError(f"{where}: message {i} role and content must be strings")
         pairs.append((role, content))
     if not pairs:
-        raise ValueError(f"{where}: a chat prompt needs at least one message")
+        raise ParameterError(f"{where}: a chat prompt needs at least one message")
     return pairs
 
 
@@ -75,17 +80,33 @@ def _normalize_prompts(prompt: object) -> tuple[list, bool]:
             elif _is_chat(item):
                 items.append(_chat_pairs(item, f"prompt[{i}]"))
             else:
-                raise ValueError(
+                raise ParameterError(
                     f"prompt[{i}] must be a string or a list of chat messages, "
                     f"got {type(item).__name__}"
                 )
         if not items:
-            raise ValueError("prompt: the batch is empty")
+            raise ParameterError("prompt: the batch is empty")
         return items, True
-    raise ValueError(
+    raise ParameterError(
         f"prompt must be a string, a list of chat messages, or a list of either, "
         f"got {type(prompt).__name__}"
     )
+
+
+def _keys(keys: Sequence[str | int] | None, n_prompts: int) -> list[str] | None:
+    """Explicit prompt keys as the core takes them: one str per prompt (ints as decimal)."""
+    if keys is None:
+        return None
+    if isinstance(keys, (str, bytes)) or not isinstance(keys, Sequence):
+        raise ParameterError(f"keys must be a list with one key per prompt, got {keys!r}")
+    if len(keys) != n_prompts:
+        raise ParameterError(f"keys has {len(keys)} entries for {n_prompts} prompt(s)")
+    out = []
+    for i, key in enumerate(keys):
+        if isinstance(key, bool) or not isinstance(key, (str, int)):
+            raise ParameterError(f"keys[{i}] must be a str or an int, got {type(key).__name__}")
+        out.append(str(key))
+    return out
 
 
 def _check_number(name: str, value: object, kind: type) -> None:
@@ -93,7 +114,8 @@ def _check_number(name: str, value: object, kind: type) -> None:
     if kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     if not ok:
-        raise ValueError(f"{name} must be {'an int' if kind is int else 'a number'}, got {value!r}")
+        kind_name = "an int" if kind is int else "a number"
+        raise ParameterError(f"{name} must be {kind_name}, got {value!r}")
 
 
 def build_params(mode: str, params: Mapping[str, Any], default_seed: int | None):
@@ -103,11 +125,11 @@ def build_params(mode: str, params: Mapping[str, Any], default_seed: int | None)
     """
     unknown = sorted(set(params) - set(DEFAULT_PARAMS))
     if unknown:
-        raise ValueError(
+        raise ParameterError(
             f"unknown parameter(s): {', '.join(unknown)}; known: {', '.join(DEFAULT_PARAMS)}"
         )
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+        raise ParameterError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
     merged = {**DEFAULT_PARAMS, **params}
     core = _core.GenerationParams()
     core.mode = mode
@@ -123,23 +145,27 @@ def build_params(mode: str, params: Mapping[str, Any], default_seed: int | None)
     elif isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
         core.threshold = float(threshold)
     else:
-        raise ValueError(f"threshold must be a float or 'auto', got {threshold!r}")
+        raise ParameterError(f"threshold must be a float or 'auto', got {threshold!r}")
     acceptance = merged["acceptance"]
     if acceptance not in ("soft", "hard"):
-        raise ValueError(f"acceptance must be 'soft' or 'hard', got {acceptance!r}")
+        raise ParameterError(f"acceptance must be 'soft' or 'hard', got {acceptance!r}")
     core.acceptance = acceptance
+    width = merged["width"]
+    if width not in WIDTHS:
+        raise ParameterError(f"width must be one of {', '.join(map(repr, WIDTHS))}, got {width!r}")
+    core.width = width
     stop = merged["stop"]
     if isinstance(stop, str):
         stop = [stop]
     if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop):
-        raise ValueError(f"stop must be a string or a list of strings, got {stop!r}")
+        raise ParameterError(f"stop must be a string or a list of strings, got {stop!r}")
     core.stop = list(stop)
     seed = merged["seed"] if merged["seed"] is not None else default_seed
     if seed is None:
         seed = int.from_bytes(os.urandom(8), "little")
     _check_number("seed", seed, int)
     if not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+        raise ParameterError(f"seed must be in [0, 2**64), got {seed}")
     core.seed = seed
     return core
 
@@ -158,7 +184,7 @@ def load_model(model: object, n_gpu_layers: int = 0, what: str = "model") -> _co
         address = ctypes.cast(model.model, ctypes.c_void_p).value
         return _core.Model.borrow(address, model, f"llama_cpp.Llama({model.model_path})",
                                   model.model_params.n_gpu_layers)
-    raise ValueError(
+    raise ParameterError(
         f"{what} must be a GGUF path or a llama_cpp.Llama, got {type(model).__name__}"
     )
 
@@ -190,7 +216,7 @@ class Engine:
         seed: int | None = None,
     ) -> None:
         if reward is not None and not callable(reward):
-            raise ValueError(
+            raise ParameterError(
                 f"reward must be None, a callable, ClassifierReward or JudgeReward, "
                 f"got {type(reward).__name__}")
         _check_number("n_ctx", n_ctx, int)
@@ -198,7 +224,7 @@ class Engine:
         if n_threads is not None:
             _check_number("n_threads", n_threads, int)
             if n_threads < 1:
-                raise ValueError(f"n_threads must be >= 1 or None, got {n_threads}")
+                raise ParameterError(f"n_threads must be >= 1 or None, got {n_threads}")
         _quiet_llama_logs()
         self.model = load_model(model, n_gpu_layers)
         self.reward = reward
@@ -209,27 +235,35 @@ class Engine:
 
     def generate(self, prompt: PromptLike | Sequence[PromptLike], *, mode: str = "stars",
                  on_segment: Callable[[int, Segment], None] | None = None,
+                 keys: Sequence[str | int] | None = None,
                  **params: Any) -> Result | list[Result]:
         """Generates for one prompt (returns a Result) or a batch (returns a list).
 
         A prompt is a string or a list of OpenAI-style chat messages, rendered through the
-        model's chat template. ``params`` are the names of DESIGN section 1.
+        model's chat template. ``params`` are the generation parameters (README, "Parameters").
         ``on_segment(prompt_index, segment)`` is called as each segment is accepted; an
         exception it raises stops the generation and reaches the caller.
+
+        A prompt's samples derive from the seed and its key: by default its tokens and its
+        occurrence among identical prompts of the call, so a result does not depend on its
+        position in the batch. ``keys`` (one str or int per prompt, e.g. dataset ids) sets them.
         """
         prompts, batched = _normalize_prompts(prompt)
         core_params = build_params(mode, params, self.seed)
-        results = self._core.generate(prompts, core_params, on_segment)
+        core_keys = _keys(keys, len(prompts))
+        results = self._core.generate(prompts, core_params, on_segment, core_keys)
         return results if batched else results[0]
 
     def stream(
-        self, prompt: PromptLike, *, mode: str = "stars", **params: Any
+        self, prompt: PromptLike, *, mode: str = "stars",
+        keys: Sequence[str | int] | None = None, **params: Any
     ) -> Iterator[Segment]:
-        """Yields each segment of one prompt as it is accepted."""
+        """Yields each segment of one prompt as it is accepted (``keys``: as in generate)."""
         prompts, batched = _normalize_prompts(prompt)
         if batched:
-            raise ValueError("stream takes one prompt, not a batch")
+            raise ParameterError("stream takes one prompt, not a batch")
         core_params = build_params(mode, params, self.seed)
+        core_keys = _keys(keys, len(prompts))
         segments: queue.Queue = queue.Queue()
         cancelled = threading.Event()
         done = object()
@@ -241,7 +275,7 @@ class Engine:
 
         def worker() -> None:
             try:
-                self._core.generate(prompts, core_params, on_segment)
+                self._core.generate(prompts, core_params, on_segment, core_keys)
                 segments.put(done)
             except BaseException as error:  # handed to the consumer's thread
                 segments.put(error)
@@ -265,14 +299,15 @@ class Engine:
 
 def generate(prompt: PromptLike | Sequence[PromptLike], *, model: object,
              reward: RewardFn | None = None, mode: str = "stars", n_ctx: int = 4096,
-             n_gpu_layers: int = 0, **params: Any) -> Result | list[Result]:
+             n_gpu_layers: int = 0, keys: Sequence[str | int] | None = None,
+             **params: Any) -> Result | list[Result]:
     """One-shot convenience: builds an Engine for ``model`` and ``reward`` and generates."""
     engine = Engine(model, reward, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers)
-    return engine.generate(prompt, mode=mode, **params)
+    return engine.generate(prompt, mode=mode, keys=keys, **params)
 
 
 def result_to_dict(result: Result) -> dict[str, Any]:
-    """A JSON-ready dict of a Result, with parameter names as in DESIGN section 1."""
+    """A JSON-ready dict of a Result, with the same names as the Python API."""
     stats = result.stats
     return {
         "text": result.text,
@@ -304,6 +339,8 @@ STATS_FIELDS = (
     "reward_rows",
     "reward_tokens_decoded",
     "reward_rows_truncated",
+    "rounds",
+    "mean_round_width",
     "seconds_policy",
     "seconds_reward",
     "seconds_total",

@@ -75,10 +75,10 @@ def test_incremental_equals_from_scratch_across_rounds(tiny_llama, causal_rm, te
     reward = stars_cpp.CausalReward(causal_rm, template=template)
     engine = stars_cpp.Engine(str(tiny_llama), reward, n_ctx=4096)
     k = 4
-    # candidates == max_attempts: each round's candidates are all scored, and the accepted
-    # one's fork becomes the trunk, so every later row is decoded on a forked sequence.
+    # A fixed width with candidates == max_attempts: each round's candidates are all scored,
+    # and the accepted one's fork becomes the trunk, so every later row is decoded on a fork.
     result = engine.generate(PROMPT, segment_tokens=k, candidates=3, max_attempts=3,
-                             max_tokens=24, seed=5)
+                             width="fixed", max_tokens=24, seed=5)
     native = reward.native
     assert native.shares_vocabulary
     assert len(result.segments) == 6
@@ -177,8 +177,10 @@ def test_reward_context_too_small_for_one_row(tiny_llama, causal_rm):
 
 def test_round_larger_than_the_reward_context_is_scored_in_groups(tiny_llama, causal_rm):
     # 16 candidates of 16 tokens plus the template's tail need over 256 cells beside the trunk:
-    # one prompt's round is split, and the accepted fork may be gone by the commit.
-    params = dict(segment_tokens=16, candidates=16, max_attempts=16, max_tokens=48, seed=9)
+    # one prompt's round is split, and the accepted fork may be gone by the commit. The width is
+    # fixed so that every round is that wide.
+    params = dict(segment_tokens=16, candidates=16, max_attempts=16, width="fixed",
+                  max_tokens=48, seed=9)
     roomy = stars_cpp.CausalReward(causal_rm)
     tight = stars_cpp.CausalReward(causal_rm, n_ctx=256)
     wide = stars_cpp.Engine(str(tiny_llama), roomy, n_ctx=4096).generate(PROMPT, **params)

@@ -31,10 +31,10 @@ def test_incremental_cost_is_segment_plus_suffix(tiny_llama):
     judge = stars_cpp.JudgeReward("policy", **TINY_YES_NO)
     engine = stars_cpp.Engine(str(tiny_llama), judge, n_ctx=4096)
     k = 4
-    # candidates == max_attempts: one round per segment, so every accepted candidate was scored
-    # in the round before its Commit and its fork becomes the judge's trunk.
+    # A fixed width with candidates == max_attempts: one round per segment, so every accepted
+    # candidate was scored in the round before its Commit and its fork becomes the judge's trunk.
     result = engine.generate(PROMPT, segment_tokens=k, candidates=3, max_attempts=3,
-                             max_tokens=24, seed=5)
+                             width="fixed", max_tokens=24, seed=5)
     native = judge.native
     assert native.shares_vocabulary
     stats = result.stats
@@ -83,8 +83,9 @@ def test_smollm2_judges_itself(smollm2):
     engine = stars_cpp.Engine(str(smollm2), judge, n_ctx=4096)
     prompt = [{"role": "user", "content": "How do I make a cup of tea?"}]
     k = 8
+    # A fixed width with candidates == max_attempts: one round per segment.
     result = engine.generate(prompt, segment_tokens=k, candidates=3, max_attempts=3,
-                             max_tokens=32, seed=7)
+                             width="fixed", max_tokens=32, seed=7)
     native = judge.native
     stats = result.stats
     user = prompt[0]["content"]

@@ -235,11 +235,14 @@ std::shared_ptr<stars::Model> BorrowModel(uintptr_t address, nb::object owner,
                               std::move(description), n_gpu_layers);
 }
 
-std::vector<stars::Prompt> ToPrompts(const nb::list& items) {
+// `keys` is None or one str per prompt (engine.py checks and converts them).
+std::vector<stars::Prompt> ToPrompts(const nb::list& items, const nb::object& keys) {
   std::vector<stars::Prompt> prompts;
   prompts.reserve(items.size());
-  for (nb::handle item : items) {
+  for (size_t i = 0; i < items.size(); ++i) {
+    nb::handle item = items[i];
     stars::Prompt prompt;
+    if (!keys.is_none()) prompt.key = nb::cast<std::string>(keys[nb::int_(i)]);
     if (nb::isinstance<nb::str>(item)) {
       prompt.text = nb::cast<std::string>(item);
     } else {
@@ -362,6 +365,10 @@ NB_MODULE(_core, m) {
           [](stars::GenerationParams& p, const std::string& v) {
             p.acceptance = stars::ParseAcceptance(v);
           })
+      .def_prop_rw(
+          "width",
+          [](const stars::GenerationParams& p) { return std::string(stars::WidthName(p.width)); },
+          [](stars::GenerationParams& p, const std::string& v) { p.width = stars::ParseWidth(v); })
       .def_rw("max_tokens", &stars::GenerationParams::max_tokens)
       .def_prop_rw(
           "temperature", [](const stars::GenerationParams& p) { return p.sampling.temperature; },
@@ -396,6 +403,8 @@ NB_MODULE(_core, m) {
       .def_ro("reward_rows", &stars::Stats::reward_rows)
       .def_ro("reward_tokens_decoded", &stars::Stats::reward_tokens_decoded)
       .def_ro("reward_rows_truncated", &stars::Stats::reward_rows_truncated)
+      .def_ro("rounds", &stars::Stats::rounds)
+      .def_ro("mean_round_width", &stars::Stats::mean_round_width)
       .def_ro("seconds_policy", &stars::Stats::seconds_policy)
       .def_ro("seconds_reward", &stars::Stats::seconds_reward)
       .def_ro("seconds_total", &stars::Stats::seconds_total);
@@ -536,8 +545,8 @@ NB_MODULE(_core, m) {
       .def(
           "generate",
           [](stars::Engine& engine, const nb::list& items, const stars::GenerationParams& params,
-             nb::object on_segment) {
-            const std::vector<stars::Prompt> prompts = ToPrompts(items);
+             nb::object on_segment, nb::object keys) {
+            const std::vector<stars::Prompt> prompts = ToPrompts(items, keys);
             stars::GenerateHooks hooks;
             // KeyboardInterrupt: Python's signal handler only runs when asked, under the GIL.
             hooks.check_interrupt = [] {
@@ -553,5 +562,6 @@ NB_MODULE(_core, m) {
             nb::gil_scoped_release release;
             return engine.Generate(prompts, params, hooks);
           },
-          "prompts"_a, "params"_a, "on_segment"_a.none() = nb::none());
+          "prompts"_a, "params"_a, "on_segment"_a.none() = nb::none(),
+          "keys"_a.none() = nb::none());
 }

@@ -29,6 +29,12 @@ Acceptance ParseAcceptance(const std::string& name) {
   Invalid("acceptance", "one of 'soft', 'hard'", "'" + name + "'");
 }
 
+Width ParseWidth(const std::string& name) {
+  if (name == "adaptive") return Width::kAdaptive;
+  if (name == "fixed") return Width::kFixed;
+  Invalid("width", "one of 'adaptive', 'fixed'", "'" + name + "'");
+}
+
 const char* ModeName(Mode mode) {
   switch (mode) {
     case Mode::kPlain:
@@ -44,6 +50,8 @@ const char* ModeName(Mode mode) {
 const char* AcceptanceName(Acceptance acceptance) {
   return acceptance == Acceptance::kSoft ? "soft" : "hard";
 }
+
+const char* WidthName(Width width) { return width == Width::kAdaptive ? "adaptive" : "fixed"; }
 
 const char* FinishReasonName(FinishReason reason) {
   return reason == FinishReason::kStop ? "stop" : "length";

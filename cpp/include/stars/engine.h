@@ -1,11 +1,12 @@
 // The STARS engine: plain, best-of-N and STARS decoding over one llama.cpp context, many
-// prompts in lockstep (DESIGN sections 1 and 2).
+// prompts in lockstep.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@ namespace stars {
 
 class Model;
 class Context;
+class RoundCostModel;
 class Tokenizer;
 
 struct EngineOptions {
@@ -29,6 +31,10 @@ struct Prompt {
   std::string text;
   std::vector<std::string> roles;     // chat messages when non-empty ...
   std::vector<std::string> contents;  // ... with one content per role
+  // The prompt key that its samples derive from (a dataset record's id, a request's key). When
+  // empty, the key comes from the prompt's tokens and its occurrence among identical prompts of
+  // the call: a result then depends neither on its position nor on the other prompts.
+  std::optional<std::string> key;
 };
 
 struct GenerateHooks {
@@ -68,6 +74,7 @@ class Engine {
   EngineOptions options_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<Context> context_;
+  std::unique_ptr<RoundCostModel> costs_;  // decode and reward costs measured across calls
   std::mutex mutex_;
 };
 

@@ -1,4 +1,5 @@
-// Generation parameters. Names follow DESIGN section 1 exactly, as in Python, the CLI and JSON.
+// Generation parameters. Names are the same in C++, Python, the CLI and JSON (README.md,
+// "Parameters").
 #pragma once
 
 #include <cstdint>
@@ -10,13 +11,20 @@ namespace stars {
 
 enum class Mode { kPlain, kBestOfN, kStars };
 enum class Acceptance { kSoft, kHard };
+// How wide a STARS round is: "adaptive" picks each round's width up to `candidates` from the
+// prompt's acceptance rate and the measured decode cost; "fixed" always samples
+// min(candidates, attempts left). Outputs are the same either way; only the cost differs.
+enum class Width { kAdaptive, kFixed };
 
-// Parse and print the names used in Python ("plain", "best_of_n", "stars"; "soft", "hard").
+// Parse and print the names used in Python ("plain", "best_of_n", "stars"; "soft", "hard";
+// "adaptive", "fixed").
 // Parse* throws ParameterError naming the parameter and the value.
 Mode ParseMode(const std::string& name);
 Acceptance ParseAcceptance(const std::string& name);
+Width ParseWidth(const std::string& name);
 const char* ModeName(Mode mode);
 const char* AcceptanceName(Acceptance acceptance);
+const char* WidthName(Width width);
 
 // Proposal sampling, as in llama.cpp: temperature 0 is greedy; top_k <= 0, top_p == 1 and
 // min_p == 0 each switch that filter off.
@@ -30,12 +38,13 @@ struct SamplingParams {
 struct GenerationParams {
   Mode mode = Mode::kStars;
   int32_t segment_tokens = 16;      // K
-  int32_t candidates = 4;           // N
+  int32_t candidates = 4;           // N: the widest a round may be
   int32_t max_attempts = 16;        // M
   std::optional<double> threshold;  // tau*; empty means "auto"
   double alpha = 0.5;
   double beta = 0.7;
   Acceptance acceptance = Acceptance::kSoft;
+  Width width = Width::kAdaptive;
   int32_t max_tokens = 256;  // T
   SamplingParams sampling;
   uint64_t seed = 0;

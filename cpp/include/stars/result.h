@@ -32,6 +32,8 @@ struct Stats {
   int64_t reward_rows = 0;
   int64_t reward_tokens_decoded = 0;
   int64_t reward_rows_truncated = 0;
+  int64_t rounds = 0;             // rounds in which this prompt sampled candidates
+  double mean_round_width = 0.0;  // candidates sampled per round
   double seconds_policy = 0.0;
   double seconds_reward = 0.0;
   double seconds_total = 0.0;

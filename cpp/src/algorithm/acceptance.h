@@ -1,8 +1,5 @@
-// The STARS acceptance rule (DESIGN section 1), on plain numbers: no llama.h here.
+// The STARS acceptance rule, on plain numbers: no llama.h here.
 #pragma once
-
-#include <cstdint>
-#include <random>
 
 #include "stars/params.h"
 
@@ -12,20 +9,18 @@ namespace stars {
 // exp(min(0, (reward - tau) / beta)). Requires beta > 0.
 double SoftAcceptanceProbability(double reward, double tau, double beta);
 
-// Decides acceptance for one candidate at a time, drawing u ~ U(0, 1) from its own seeded
-// generator so that a prompt's decisions depend only on its seed.
+// Decides acceptance for one candidate. The soft rule's u ~ U[0, 1) comes from the caller (the
+// attempt's key), so a decision depends only on the attempt, not on the order of draws.
 class AcceptanceRule {
  public:
-  AcceptanceRule(Acceptance kind, double beta, uint64_t seed);
+  AcceptanceRule(Acceptance kind, double beta);
 
-  // Returns true when the candidate is accepted. Soft draws one u per call, hard draws none.
-  bool Accept(double reward, double tau);
+  // Hard: reward >= tau. Soft: u < SoftAcceptanceProbability(reward, tau, beta).
+  bool Accept(double reward, double tau, double u) const;
 
  private:
   Acceptance kind_;
   double beta_;
-  std::mt19937_64 rng_;
-  std::uniform_real_distribution<double> uniform_{0.0, 1.0};
 };
 
 }  // namespace stars

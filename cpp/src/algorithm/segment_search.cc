@@ -1,19 +1,13 @@
 #include "algorithm/segment_search.h"
 
-#include <algorithm>
-
 namespace stars {
 
-SegmentSearch::SegmentSearch(int32_t candidates, int32_t max_attempts)
-    : candidates_(candidates), max_attempts_(max_attempts) {}
-
-int32_t SegmentSearch::NextRoundSize() const {
-  return std::min(candidates_, max_attempts_ - attempts_);
-}
+SegmentSearch::SegmentSearch(int32_t max_attempts) : max_attempts_(max_attempts) {}
 
 SegmentSearch::Decision SegmentSearch::Consider(const std::vector<double>& rewards,
                                                 const std::vector<double>& thresholds,
-                                                AcceptanceRule& rule) {
+                                                const std::vector<double>& draws,
+                                                const AcceptanceRule& rule) {
   int32_t new_best_slot = -1;
   for (size_t j = 0; j < rewards.size(); ++j) {
     const int32_t slot = static_cast<int32_t>(j);
@@ -26,14 +20,16 @@ SegmentSearch::Decision SegmentSearch::Consider(const std::vector<double>& rewar
       best_threshold_ = thresholds[j];
       new_best_slot = slot;
     }
-    if (rule.Accept(rewards[j], thresholds[j])) {
-      return {Outcome::kAccepted, slot, new_best_slot, thresholds[j], rewards[j]};
+    if (rule.Accept(rewards[j], thresholds[j], draws[j])) {
+      return {Outcome::kAccepted, slot, new_best_slot, thresholds[j], rewards[j], slot + 1};
     }
   }
+  const int32_t considered = static_cast<int32_t>(rewards.size());
   if (attempts_ >= max_attempts_) {
-    return {Outcome::kFallback, new_best_slot, new_best_slot, best_threshold_, best_reward_};
+    return {Outcome::kFallback, new_best_slot, new_best_slot,
+            best_threshold_,    best_reward_,  considered};
   }
-  return {Outcome::kContinue, -1, new_best_slot, 0.0, 0.0};
+  return {Outcome::kContinue, -1, new_best_slot, 0.0, 0.0, considered};
 }
 
 }  // namespace stars

@@ -1,5 +1,6 @@
-// Round bookkeeping for one segment of one prompt (DESIGN section 1): how many candidates the
-// next round samples, which candidate is accepted, and the best one kept for the fallback.
+// The search for one segment of one prompt: which attempt is accepted, and the best one kept for
+// the fallback after max_attempts. Attempts are considered one at a time in order, whatever
+// rounds they were sampled in, so the outcome does not depend on the round width.
 // Plain numbers only: no llama.h here.
 #pragma once
 
@@ -25,24 +26,26 @@ class SegmentSearch {
     // The threshold the chosen candidate was held to.
     double threshold;
     double reward;
+    // Slots of this round that were considered; those after an accepted one are waste.
+    int32_t considered;
   };
 
-  SegmentSearch(int32_t candidates, int32_t max_attempts);
+  explicit SegmentSearch(int32_t max_attempts);
 
-  // min(N, M - attempts): the size of the next round of this segment.
-  int32_t NextRoundSize() const;
+  // Attempts this segment may still take: max_attempts - attempts().
+  int32_t attempts_left() const { return max_attempts_ - attempts_; }
 
-  // Considers this round's candidates in slot order. rewards[j] and thresholds[j] belong to
-  // slot j; slots after an accepted one are not considered.
+  // Considers this round's candidates in slot order: rewards[j], thresholds[j] and the soft
+  // rule's draws[j] belong to slot j. Slots after an accepted one are not considered. Requires
+  // 1 <= rewards.size() <= attempts_left() and equal sizes.
   Decision Consider(const std::vector<double>& rewards, const std::vector<double>& thresholds,
-                    AcceptanceRule& rule);
+                    const std::vector<double>& draws, const AcceptanceRule& rule);
 
   int32_t attempts() const { return attempts_; }
   // The rewards of the candidates considered so far, in order.
   const std::vector<double>& rewards() const { return rewards_; }
 
  private:
-  int32_t candidates_;
   int32_t max_attempts_;
   int32_t attempts_ = 0;
   std::vector<double> rewards_;

@@ -1,4 +1,4 @@
-// The rising threshold tau(t) of DESIGN section 1, on plain numbers: no llama.h here.
+// The rising threshold tau(t), on plain numbers: no llama.h here.
 #pragma once
 
 #include <cstdint>

@@ -1,9 +1,12 @@
 #include "stars/engine.h"
 
 #include <algorithm>
+#include <map>
 #include <string>
 #include <utility>
 
+#include "algorithm/attempt_key.h"
+#include "algorithm/round_cost.h"
 #include "engine/generation.h"
 #include "llama/context.h"
 #include "llama/model.h"
@@ -29,7 +32,8 @@ Engine::Engine(std::shared_ptr<Model> model, std::shared_ptr<Reward> reward,
     : model_(std::move(model)),
       reward_(std::move(reward)),
       options_(options),
-      tokenizer_(std::make_unique<Tokenizer>(*model_)) {
+      tokenizer_(std::make_unique<Tokenizer>(*model_)),
+      costs_(std::make_unique<RoundCostModel>()) {
   if (options_.n_ctx < 16) {
     throw ParameterError("n_ctx must be at least 16, got " + std::to_string(options_.n_ctx));
   }
@@ -61,6 +65,7 @@ std::vector<Result> Engine::Generate(const std::vector<Prompt>& prompts,
   }
 
   std::vector<PromptRun> runs(prompts.size());
+  std::map<std::vector<llama_token>, uint64_t> occurrences;  // of each token list in this call
   for (size_t i = 0; i < prompts.size(); ++i) {
     const Prompt& prompt = prompts[i];
     PromptRun& run = runs[i];
@@ -82,6 +87,8 @@ std::vector<Result> Engine::Generate(const std::vector<Prompt>& prompts,
     if (run.prompt_tokens.empty()) {
       throw ParameterError("prompt " + std::to_string(i) + " is empty (no tokens)");
     }
+    run.key = prompt.key ? PromptKeyOfId(*prompt.key)
+                         : PromptKeyOfTokens(run.prompt_tokens, occurrences[run.prompt_tokens]++);
     const int64_t n_prompt = static_cast<int64_t>(run.prompt_tokens.size());
     if (n_prompt >= options_.n_ctx) {
       throw ContextLengthError(
@@ -110,7 +117,7 @@ std::vector<Result> Engine::Generate(const std::vector<Prompt>& prompts,
     for (const PromptRun& run : runs) texts.push_back(run.reward_text);
     reward_->Begin(texts);
   }
-  Generation generation(context, *tokenizer_, reward_.get(), params, hooks);
+  Generation generation(context, *tokenizer_, reward_.get(), params, hooks, *costs_);
   return generation.Run(std::move(runs));
 }
 

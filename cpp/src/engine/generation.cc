@@ -4,7 +4,9 @@
 #include <cmath>
 #include <string>
 
+#include "algorithm/attempt_key.h"
 #include "algorithm/response_text.h"
+#include "algorithm/round_width.h"
 #include "engine/parallel_sampling.h"
 #include "llama/sampler.h"
 #include "stars/errors.h"
@@ -35,12 +37,15 @@ RewardRow MakeRow(const PromptRun& run, const Candidate* candidate) {
 }  // namespace
 
 Generation::Generation(Context& context, const Tokenizer& tokenizer, Reward* reward,
-                       const GenerationParams& params, const GenerateHooks& hooks)
+                       const GenerationParams& params, const GenerateHooks& hooks,
+                       RoundCostModel& costs)
     : context_(context),
       tokenizer_(tokenizer),
       reward_(reward),
       params_(params),
       hooks_(hooks),
+      costs_(costs),
+      rule_(params.acceptance, params.beta),
       pool_(context),
       batch_(context.n_batch()) {}
 
@@ -106,20 +111,18 @@ void Generation::Admit() {
     run.trunk = pool_.Acquire();
     run.pending = run.prompt_tokens;
     run.result.stats.prompt_tokens = static_cast<int64_t>(run.prompt_tokens.size());
-    if (params_.mode == Mode::kStars) {
-      run.search.emplace(params_.candidates, params_.max_attempts);
-      run.rule.emplace(params_.acceptance, params_.beta,
-                       DeriveSeed(params_.seed, static_cast<uint64_t>(run.index), ~0ULL, 0));
-    }
+    if (params_.mode == Mode::kStars) run.search.emplace(params_.max_attempts);
     active_.push_back(&run);
   }
 }
 
-void Generation::Decode() {
+double Generation::Decode() {
   const auto start = Clock::now();
   context_.Decode(batch_);
-  seconds_policy_ += SecondsSince(start);
+  const double seconds = SecondsSince(start);
+  seconds_policy_ += seconds;
   if (hooks_.check_interrupt) hooks_.check_interrupt();
+  return seconds;
 }
 
 // Step 0 of a round: the trunk's undecoded tokens (a new prompt, or the last token of the
@@ -160,9 +163,19 @@ int32_t Generation::RoundSize(const PromptRun& run) const {
     case Mode::kBestOfN:
       return params_.candidates;
     case Mode::kStars:
-      return run.search->NextRoundSize();
+      break;
   }
-  return 0;
+  const int32_t left = run.search->attempts_left();
+  const int32_t widest = std::min(params_.candidates, left);
+  // Nothing seen yet (the prompt's first round): as wide as allowed.
+  if (params_.width == Width::kFixed || run.attempts_considered == 0) return widest;
+  const double p = EstimateAcceptance(run.segments_accepted, run.attempts_considered);
+  // A candidate's first token comes from the trunk's logits and its last is decoded only if it
+  // is accepted: cap - 1 batched steps. The other prompts' sequences decode alongside.
+  const int32_t steps = Cap(run) - 1;
+  const int32_t others = static_cast<int32_t>(active_.size()) - 1;
+  return ChooseRoundWidth(widest, left, p,
+                          [&](int32_t width) { return costs_.RoundSeconds(others, width, steps); });
 }
 
 int32_t Generation::Cap(const PromptRun& run) const {
@@ -177,16 +190,21 @@ void Generation::SampleFirstTokens() {
     const int32_t n = RoundSize(*run);
     run->candidates.clear();
     run->candidates.reserve(static_cast<size_t>(n));
+    ++run->result.stats.rounds;
+    run->candidates_sampled += n;
+    // Attempt j of segment s: the j-th attempt whatever round it falls in (best-of-N's N
+    // responses are the attempts of one segment; plain takes one attempt per segment).
+    const int32_t first_attempt = run->search ? run->search->attempts() : 0;
     for (int32_t slot = 0; slot < n; ++slot) {
-      const uint32_t seed =
-          DeriveSeed(params_.seed, static_cast<uint64_t>(run->index),
-                     static_cast<uint64_t>(run->round), static_cast<uint64_t>(slot));
+      const uint64_t key =
+          AttemptKey(params_.seed, run->key, static_cast<uint64_t>(run->segment_index()),
+                     static_cast<uint64_t>(first_attempt + slot));
       Candidate& candidate = run->candidates.emplace_back(
-          pool_.Fork(run->trunk), Sampler(params_.sampling, seed), run->n_past, Cap(*run));
+          pool_.Fork(run->trunk), key, Sampler(params_.sampling, key), run->n_past, Cap(*run));
       const llama_token token =
           candidate.sampler.SampleFromLogits(run->logits.data(), n_vocab, &scratch_);
       ++run->result.stats.policy_tokens_sampled;
-      PushToken(tokenizer_, params_.stop, token, &candidate);
+      PushToken(tokenizer_, params_.stop, run->response_text, token, &candidate);
     }
   }
   seconds_policy_ += SecondsSince(start);
@@ -198,7 +216,7 @@ void Generation::SampleFirstTokens() {
 void Generation::DecodeCandidates() {
   std::vector<std::pair<PromptRun*, Candidate*>> waiting;
   auto flush = [&] {
-    Decode();
+    costs_.RecordStep(batch_.size(), Decode());
     const auto start = Clock::now();
     std::vector<SamplingJob> jobs;
     jobs.reserve(waiting.size());
@@ -209,7 +227,7 @@ void Generation::DecodeCandidates() {
     for (size_t i = 0; i < waiting.size(); ++i) {
       auto& [run, candidate] = waiting[i];
       ++run->result.stats.policy_tokens_sampled;
-      PushToken(tokenizer_, params_.stop, jobs[i].token, candidate);
+      PushToken(tokenizer_, params_.stop, run->response_text, jobs[i].token, candidate);
     }
     seconds_policy_ += SecondsSince(start);
     waiting.clear();
@@ -269,7 +287,9 @@ void Generation::ScoreRound() {
   if (!rows.empty()) {
     const auto start = Clock::now();
     reward_->Score(rows, &scores);
-    seconds_reward_ += SecondsSince(start);
+    const double seconds = SecondsSince(start);
+    seconds_reward_ += seconds;
+    costs_.RecordReward(static_cast<int64_t>(rows.size()), seconds);
     CheckScores(rows, scores);
   }
   std::vector<PromptRun*> still_active;
@@ -284,7 +304,6 @@ void Generation::ScoreRound() {
       segment.attempts = 1;
       AcceptCandidate(run, run.candidates.front(), std::move(segment));
     }
-    ++run.round;
     if (!run.finished) {
       still_active.push_back(&run);
     } else if (!scored && reward_ != nullptr) {
@@ -338,14 +357,20 @@ void Generation::Decide(PromptRun& run, const double* rewards, size_t n_rewards)
         params_.threshold ? *params_.threshold : Quantile(round_rewards, kAutoThresholdQuantile);
     run.schedule.emplace(reward_empty, tau_star, params_.alpha, params_.max_tokens);
   }
-  std::vector<double> thresholds;
+  std::vector<double> thresholds, draws;
   thresholds.reserve(run.candidates.size());
+  draws.reserve(run.candidates.size());
   for (const Candidate& candidate : run.candidates) {
     const int32_t length = run.response_length() + static_cast<int32_t>(candidate.tokens.size());
     thresholds.push_back(run.schedule->At(length));
+    draws.push_back(AcceptanceDraw(candidate.attempt_key));
   }
   const SegmentSearch::Decision decision =
-      run.search->Consider(round_rewards, thresholds, *run.rule);
+      run.search->Consider(round_rewards, thresholds, draws, rule_);
+  // Candidates after an accepted one were sampled and scored for nothing: waste, and nothing
+  // else (they must not move the width estimate, or outputs would depend on the width).
+  run.attempts_considered += decision.considered;
+  if (decision.outcome == SegmentSearch::Outcome::kAccepted) ++run.segments_accepted;
   if (decision.outcome == SegmentSearch::Outcome::kContinue) {
     if (decision.new_best_slot >= 0) {
       // This round holds the best so far: keep its sequence for a later fallback.
@@ -364,7 +389,7 @@ void Generation::Decide(PromptRun& run, const double* rewards, size_t n_rewards)
   run.result.reward = decision.reward;
   Candidate& chosen = decision.chosen_slot >= 0 ? run.candidates[decision.chosen_slot] : *run.best;
   AcceptCandidate(run, chosen, std::move(segment));
-  run.search.emplace(params_.candidates, params_.max_attempts);
+  run.search.emplace(params_.max_attempts);
 }
 
 void Generation::ReleaseRound(PromptRun& run) {
@@ -381,6 +406,10 @@ void Generation::AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segm
   const int32_t n_decoded = std::min(chosen.n_decoded(), n_tokens);
   run.n_past = chosen.fork_pos + n_decoded;
   run.pending.assign(chosen.tokens.begin() + n_decoded, chosen.tokens.end());
+  // A stop string that began in the accepted response ends it where the stop string starts.
+  if (chosen.trunk_cut > 0) CutResponse(run, run.response_text.size() - chosen.trunk_cut);
+  const size_t base = run.response_text.size();
+  for (size_t offset : chosen.offsets) run.response_offsets.push_back(base + offset);
   run.response_tokens.insert(run.response_tokens.end(), chosen.tokens.begin(), chosen.tokens.end());
   run.response_text += chosen.text;
   run.result.stats.tokens_accepted += n_tokens;
@@ -388,13 +417,14 @@ void Generation::AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segm
     reward_->Commit(run.index, chosen.tokens.data(), n_tokens, chosen.text);
   }
 
-  std::string text = std::move(run.utf8_carry);
-  text += chosen.text;
+  // Hold back a split UTF-8 character or the start of a stop string until the response grows
+  // or ends, so that no segment shows text that a later one takes back.
   const bool ends = chosen.ends_response || run.response_length() >= params_.max_tokens;
-  const size_t complete = ends ? text.size() : CompleteUtf8Prefix(text);
-  run.utf8_carry = text.substr(complete);
-  text.resize(complete);
-  segment.text = std::move(text);
+  const size_t shown = ends
+                           ? run.response_text.size()
+                           : std::max(run.n_shown, ShowablePrefix(run.response_text, params_.stop));
+  segment.text = run.response_text.substr(run.n_shown, shown - run.n_shown);
+  run.n_shown = shown;
   segment.tokens.assign(chosen.tokens.begin(), chosen.tokens.end());
   const bool chosen_ends = chosen.ends_response;
 
@@ -414,6 +444,27 @@ void Generation::AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segm
   }
 }
 
+// Cuts the accepted response to `size` bytes, with the tokens that start before it. Only held
+// back text is ever cut (ShowablePrefix), so what segments showed stays shown.
+void Generation::CutResponse(PromptRun& run, size_t size) {
+  size = std::max(size, run.n_shown);
+  int64_t dropped = 0;
+  while (!run.response_offsets.empty() && run.response_offsets.back() >= size) {
+    run.response_offsets.pop_back();
+    run.response_tokens.pop_back();
+    ++dropped;
+  }
+  run.response_text.resize(size);
+  run.result.stats.tokens_accepted -= dropped;
+  // The dropped tokens came last: take them off the segments that accepted them.
+  for (auto it = run.result.segments.rbegin(); dropped > 0 && it != run.result.segments.rend();
+       ++it) {
+    const int64_t n = std::min<int64_t>(dropped, static_cast<int64_t>(it->tokens.size()));
+    it->tokens.resize(it->tokens.size() - static_cast<size_t>(n));
+    dropped -= n;
+  }
+}
+
 void Generation::Finish(PromptRun& run, FinishReason reason) {
   run.finished = true;
   pool_.Release(run.trunk);
@@ -422,6 +473,8 @@ void Generation::Finish(PromptRun& run, FinishReason reason) {
   cells_reserved_ -= run.reserved_cells;
   Stats& stats = run.result.stats;
   stats.tokens_wasted = stats.policy_tokens_sampled - stats.tokens_accepted;
+  stats.mean_round_width =
+      stats.rounds > 0 ? static_cast<double>(run.candidates_sampled) / stats.rounds : 0.0;
   run.result.finish_reason = reason;
   run.result.text = run.response_text;
   run.result.tokens.assign(run.response_tokens.begin(), run.response_tokens.end());

@@ -7,6 +7,8 @@
 #include <deque>
 #include <vector>
 
+#include "algorithm/acceptance.h"
+#include "algorithm/round_cost.h"
 #include "engine/prompt_run.h"
 #include "llama/batch.h"
 #include "llama/context.h"
@@ -18,8 +20,10 @@ namespace stars {
 
 class Generation {
  public:
+  // `costs` is the engine's measured cost model: this call reads it to size rounds and adds its
+  // own measurements.
   Generation(Context& context, const Tokenizer& tokenizer, Reward* reward,
-             const GenerationParams& params, const GenerateHooks& hooks);
+             const GenerationParams& params, const GenerateHooks& hooks, RoundCostModel& costs);
 
   // Sequence ids one prompt holds at once in `params.mode`.
   static int32_t SequencesPerPrompt(const GenerationParams& params);
@@ -41,8 +45,9 @@ class Generation {
   void ReleaseRound(PromptRun& run);
   void ScoreFinalResponses(std::vector<PromptRun*>& runs);
   void CheckScores(const std::vector<RewardRow>& rows, const std::vector<double>& scores) const;
-  void Decode();
+  double Decode();
   int32_t RoundSize(const PromptRun& run) const;
+  void CutResponse(PromptRun& run, size_t size);
   int32_t Cap(const PromptRun& run) const;
 
   Context& context_;
@@ -50,6 +55,8 @@ class Generation {
   Reward* reward_;
   const GenerationParams& params_;
   const GenerateHooks& hooks_;
+  RoundCostModel& costs_;
+  AcceptanceRule rule_;
   SequencePool pool_;
   Batch batch_;
   std::vector<llama_token_data> scratch_;

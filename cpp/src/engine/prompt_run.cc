@@ -5,8 +5,8 @@
 
 namespace stars {
 
-bool PushToken(const Tokenizer& tokenizer, const std::vector<std::string>& stop, llama_token token,
-               Candidate* candidate) {
+bool PushToken(const Tokenizer& tokenizer, const std::vector<std::string>& stop,
+               std::string_view trunk_text, llama_token token, Candidate* candidate) {
   if (tokenizer.IsEog(token)) {
     candidate->done = candidate->ends_response = true;
     return false;
@@ -16,12 +16,14 @@ bool PushToken(const Tokenizer& tokenizer, const std::vector<std::string>& stop,
   candidate->tokens.push_back(token);
   candidate->text += tokenizer.Piece(token);
   if (!stop.empty()) {
-    const size_t at = FindStop(candidate->text, old_size, stop);
-    if (at != std::string::npos) {
+    const std::optional<std::ptrdiff_t> at = FindStop(trunk_text, candidate->text, old_size, stop);
+    if (at) {
       // Keep the text before the stop string and the tokens that start before it.
-      candidate->text.resize(at);
+      const size_t keep_bytes = *at > 0 ? static_cast<size_t>(*at) : 0;
+      candidate->trunk_cut = *at < 0 ? static_cast<size_t>(-*at) : 0;
+      candidate->text.resize(keep_bytes);
       size_t keep = 0;
-      while (keep < candidate->offsets.size() && candidate->offsets[keep] < at) ++keep;
+      while (keep < candidate->offsets.size() && candidate->offsets[keep] < keep_bytes) ++keep;
       candidate->tokens.resize(keep);
       candidate->offsets.resize(keep);
       candidate->done = candidate->ends_response = true;

@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "algorithm/acceptance.h"
 #include "algorithm/segment_search.h"
 #include "algorithm/threshold_schedule.h"
 #include "llama.h"
@@ -20,6 +19,7 @@ class Tokenizer;
 
 struct Candidate {
   llama_seq_id seq = -1;
+  uint64_t attempt_key = 0;  // seeds the sampler and the soft rule's draw
   Sampler sampler;
   llama_pos fork_pos = 0;  // first position of the segment in its sequence
   llama_pos next_pos = 0;  // position at which the next token is decoded
@@ -30,10 +30,18 @@ struct Candidate {
   std::string text;
   bool done = false;
   bool ends_response = false;  // end-of-generation token or stop string
+  // Bytes at the end of the accepted response where a stop string began that this candidate
+  // completed: accepting it cuts the response there.
+  size_t trunk_cut = 0;
   double reward = 0.0;
 
-  Candidate(llama_seq_id seq_id, Sampler&& chain, llama_pos pos, int32_t max_tokens)
-      : seq(seq_id), sampler(std::move(chain)), fork_pos(pos), next_pos(pos), cap(max_tokens) {}
+  Candidate(llama_seq_id seq_id, uint64_t key, Sampler&& chain, llama_pos pos, int32_t max_tokens)
+      : seq(seq_id),
+        attempt_key(key),
+        sampler(std::move(chain)),
+        fork_pos(pos),
+        next_pos(pos),
+        cap(max_tokens) {}
 
   // Tokens of this candidate already in its sequence's KV cells.
   int32_t n_decoded() const { return static_cast<int32_t>(next_pos - fork_pos); }
@@ -41,6 +49,7 @@ struct Candidate {
 
 struct PromptRun {
   int32_t index = 0;
+  uint64_t key = 0;  // the prompt key: its samples depend on it, not on `index`
   std::string reward_text;
   std::vector<llama_token> prompt_tokens;
   int64_t reserved_cells = 0;
@@ -51,26 +60,30 @@ struct PromptRun {
   std::vector<llama_token> pending;  // trunk tokens sampled but not yet decoded
   std::vector<float> logits;         // the trunk's next-token logits
   std::vector<llama_token> response_tokens;
+  std::vector<size_t> response_offsets;  // byte offset of each response token's text
   std::string response_text;
-  std::string utf8_carry;  // bytes of a character split across segments
+  size_t n_shown = 0;  // bytes of response_text already given out in segments
 
-  int32_t round = 0;
   std::vector<Candidate> candidates;  // this round's
   std::optional<Candidate> best;      // the best of earlier rounds of this segment
   std::optional<SegmentSearch> search;
   std::optional<ThresholdSchedule> schedule;
-  std::optional<AcceptanceRule> rule;
+  // The prompt's own acceptance record, for the width of its next round.
+  int64_t attempts_considered = 0;
+  int64_t segments_accepted = 0;
+  int64_t candidates_sampled = 0;
 
   bool finished = false;
   Result result;
-  int64_t reward_rows_seen = 0;
 
   int32_t response_length() const { return static_cast<int32_t>(response_tokens.size()); }
+  int32_t segment_index() const { return static_cast<int32_t>(result.segments.size()); }
 };
 
-// Appends `token` to `candidate`, or ends it at an end-of-generation token, a stop string or
-// its cap. Returns false once the candidate is done.
-bool PushToken(const Tokenizer& tokenizer, const std::vector<std::string>& stop, llama_token token,
-               Candidate* candidate);
+// Appends `token` to `candidate`, or ends it at an end-of-generation token, a stop string or its
+// cap. Stop strings are matched on the whole response, `trunk_text` (the accepted response)
+// followed by the candidate. Returns false once the candidate is done.
+bool PushToken(const Tokenizer& tokenizer, const std::vector<std::string>& stop,
+               std::string_view trunk_text, llama_token token, Candidate* candidate);
 
 }  // namespace stars

@@ -3,26 +3,16 @@
 namespace stars {
 namespace {
 
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
+// llama.cpp's dist sampler takes a 32-bit seed, and LLAMA_DEFAULT_SEED asks it for a random one:
+// fold the 64-bit key and never pass that value.
+uint32_t SeedOf(uint64_t key) {
+  const uint32_t seed = static_cast<uint32_t>(key >> 32) ^ static_cast<uint32_t>(key);
+  return seed == LLAMA_DEFAULT_SEED ? 0u : seed;
 }
 
 }  // namespace
 
-uint32_t DeriveSeed(uint64_t seed, uint64_t prompt, uint64_t round, uint64_t slot) {
-  uint64_t h = SplitMix64(seed);
-  h = SplitMix64(h ^ prompt);
-  h = SplitMix64(h ^ round);
-  h = SplitMix64(h ^ slot);
-  // LLAMA_DEFAULT_SEED (0xFFFFFFFF) asks llama.cpp for a random seed; never pass it.
-  const uint32_t derived = static_cast<uint32_t>(h >> 32);
-  return derived == LLAMA_DEFAULT_SEED ? 0u : derived;
-}
-
-Sampler::Sampler(const SamplingParams& params, uint32_t seed) {
+Sampler::Sampler(const SamplingParams& params, uint64_t key) {
   llama_sampler_chain_params chain_params = llama_sampler_chain_default_params();
   chain_params.no_perf = true;
   chain_ = llama_sampler_chain_init(chain_params);
@@ -38,7 +28,7 @@ Sampler::Sampler(const SamplingParams& params, uint32_t seed) {
     llama_sampler_chain_add(chain_, llama_sampler_init_min_p(params.min_p, 1));
   }
   llama_sampler_chain_add(chain_, llama_sampler_init_temp(params.temperature));
-  llama_sampler_chain_add(chain_, llama_sampler_init_dist(seed));
+  llama_sampler_chain_add(chain_, llama_sampler_init_dist(SeedOf(key)));
 }
 
 Sampler::~Sampler() {

@@ -11,7 +11,8 @@ namespace stars {
 
 class Sampler {
  public:
-  Sampler(const SamplingParams& params, uint32_t seed);
+  // `key` seeds the dist sampler (an attempt key: algorithm/attempt_key.h).
+  Sampler(const SamplingParams& params, uint64_t key);
   ~Sampler();
   Sampler(Sampler&& other) noexcept;
   Sampler& operator=(Sampler&& other) noexcept;
@@ -25,9 +26,5 @@ class Sampler {
  private:
   llama_sampler* chain_ = nullptr;
 };
-
-// A seed for slot `slot` of round `round` of prompt `prompt`, mixed from the call's seed so that
-// every candidate draws from its own stream and results do not depend on batch composition.
-uint32_t DeriveSeed(uint64_t seed, uint64_t prompt, uint64_t round, uint64_t slot);
 
 }  // namespace stars
