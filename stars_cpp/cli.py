@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from stars_cpp.engine import DEFAULT_PARAMS, MODES, STATS_FIELDS, WIDTHS, result_to_dict
+from stars_cpp.rewards import JUDGE_LAYOUTS
 
 DEFAULT_REWARD = "judge:policy"
 
@@ -23,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _threshold(value: str) -> float | str:
+def _float_or_auto(value: str) -> float | str:
     if value == "auto":
         return value
     try:
@@ -59,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the judge's yes answer, one token of its vocabulary (default ' Yes')")
     gen.add_argument("--judge-no", "--judge_no", dest="judge_no", default=None,
                      help="the judge's no answer, one token of its vocabulary (default ' No')")
+    gen.add_argument("--judge-layout", "--judge_layout", dest="judge_layout", default=None,
+                     choices=JUDGE_LAYOUTS,
+                     help="where the judge's question stands (default question_first)")
     gen.add_argument("--raw", action="store_true",
                      help="send the prompt as plain text instead of a user chat message")
     _flag(gen, "n_ctx", type=int, default=4096)
@@ -66,9 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(gen, "n_threads", type=int, default=None)
     for name in ("segment_tokens", "candidates", "max_attempts", "max_tokens", "top_k"):
         _flag(gen, name, type=int, default=DEFAULT_PARAMS[name])
-    for name in ("alpha", "beta", "temperature", "top_p", "min_p"):
+    for name in ("alpha", "target_attempts", "temperature", "top_p", "min_p"):
         _flag(gen, name, type=float, default=DEFAULT_PARAMS[name])
-    _flag(gen, "threshold", type=_threshold, default="auto")
+    for name in ("threshold", "beta"):
+        _flag(gen, name, type=_float_or_auto, default=DEFAULT_PARAMS[name])
     _flag(gen, "acceptance", choices=("soft", "hard"), default=DEFAULT_PARAMS["acceptance"])
     _flag(gen, "width", choices=WIDTHS, default=DEFAULT_PARAMS["width"],
           help="adaptive: each round as wide as pays off, up to --candidates; fixed: always "
@@ -104,7 +109,8 @@ def _reward(args: argparse.Namespace):
     import stars_cpp
     from stars_cpp.rewards import parse_reward_spec
 
-    judge = {"question": args.judge_question, "yes": args.judge_yes, "no": args.judge_no}
+    judge = {"question": args.judge_question, "yes": args.judge_yes, "no": args.judge_no,
+             "layout": args.judge_layout}
     judge = {key: value for key, value in judge.items() if value is not None}
     spec = args.reward
     if spec is None:

@@ -28,7 +28,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "max_attempts": 16,
     "threshold": "auto",
     "alpha": 0.5,
-    "beta": 0.7,
+    "beta": "auto",
+    "target_attempts": 3.0,
     "acceptance": "soft",
     "width": "adaptive",
     "max_tokens": 256,
@@ -42,7 +43,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
 MODES = ("plain", "best_of_n", "stars")
 WIDTHS = ("adaptive", "fixed")
 _INT_PARAMS = ("segment_tokens", "candidates", "max_attempts", "max_tokens", "top_k")
-_FLOAT_PARAMS = ("alpha", "beta", "temperature", "top_p", "min_p")
+_FLOAT_PARAMS = ("alpha", "target_attempts", "temperature", "top_p", "min_p")
+_AUTO_PARAMS = ("threshold", "beta")  # a float, or "auto"
 
 
 def _is_chat(prompt: object) -> bool:
@@ -139,13 +141,14 @@ def build_params(mode: str, params: Mapping[str, Any], default_seed: int | None)
     for name in _FLOAT_PARAMS:
         _check_number(name, merged[name], float)
         setattr(core, name, float(merged[name]))
-    threshold = merged["threshold"]
-    if threshold == "auto":
-        core.threshold = None
-    elif isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
-        core.threshold = float(threshold)
-    else:
-        raise ParameterError(f"threshold must be a float or 'auto', got {threshold!r}")
+    for name in _AUTO_PARAMS:
+        value = merged[name]
+        if isinstance(value, str) and value == "auto":
+            setattr(core, name, None)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            setattr(core, name, float(value))
+        else:
+            raise ParameterError(f"{name} must be a float or 'auto', got {value!r}")
     acceptance = merged["acceptance"]
     if acceptance not in ("soft", "hard"):
         raise ParameterError(f"acceptance must be 'soft' or 'hard', got {acceptance!r}")
@@ -320,6 +323,7 @@ def result_to_dict(result: Result) -> dict[str, Any]:
                 "tokens": list(s.tokens),
                 "attempts": s.attempts,
                 "rewards": list(s.rewards),
+                "reward": s.reward,
                 "threshold": s.threshold,
                 "fallback": s.fallback,
             }

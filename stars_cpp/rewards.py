@@ -14,9 +14,13 @@ from collections.abc import Sequence
 from typing import Any, Callable, Union
 
 from stars_cpp import _core
+from stars_cpp._core import ParameterError
 from stars_cpp.engine import load_model
 
 DEFAULT_JUDGE_QUESTION = "Is the assistant's response helpful, harmless and on-topic?"
+# question_first asks before the exchange (a candidate costs its segment plus a few closing
+# tokens); question_last asks after the response (the whole question per candidate).
+JUDGE_LAYOUTS = ("question_first", "question_last")
 Label = Union[int, str, tuple]
 
 _WORD = re.compile(r"[A-Za-z']+")
@@ -113,12 +117,16 @@ class JudgeReward:
     """
 
     def __init__(self, model: object = "policy", *, question: str = DEFAULT_JUDGE_QUESTION,
-                 yes: str = " Yes", no: str = " No", n_gpu_layers: int = 0,
-                 n_ctx: int = 8192) -> None:
+                 yes: str = " Yes", no: str = " No", layout: str = "question_first",
+                 n_gpu_layers: int = 0, n_ctx: int = 8192) -> None:
         for name, value in (("question", question), ("yes", yes), ("no", no)):
             if not isinstance(value, str) or not value:
-                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+                raise ParameterError(f"{name} must be a non-empty string, got {value!r}")
+        if layout not in JUDGE_LAYOUTS:
+            raise ParameterError(
+                f"layout must be one of {', '.join(map(repr, JUDGE_LAYOUTS))}, got {layout!r}")
         self.question, self.yes, self.no, self.n_ctx = question, yes, no, n_ctx
+        self.layout = layout
         self.model = None if model == "policy" else load_model(model, n_gpu_layers, "model")
         self._policy: _core.Model | None = None
         # A standalone judge for direct calls; it also checks yes/no against the vocabulary.
@@ -127,7 +135,7 @@ class JudgeReward:
     def _make(self, judge: _core.Model, policy: _core.Model | None, n_ctx: int,
               n_threads: int = 0) -> _core.JudgeReward:
         return _core.JudgeReward(judge, policy, self.question, self.yes, self.no, n_ctx=n_ctx,
-                                 n_threads=n_threads)
+                                 n_threads=n_threads, layout=self.layout)
 
     def _bind(self, policy: _core.Model, n_threads: int = 0) -> _core.Reward:
         judge = self.model if self.model is not None else policy
@@ -207,7 +215,7 @@ def _parse_label(text: str) -> Label:
 def parse_reward_spec(spec: str, **judge_options: str) -> Any:
     """The CLI's ``--reward``: ``classifier:PATH[:LABEL]`` (LABEL an index, a name or
     ``POS,NEG``), ``judge:PATH|policy``, ``causal:PATH`` or ``python:MODULE:FUNCTION``.
-    ``judge_options`` are JudgeReward's ``question``, ``yes`` and ``no``."""
+    ``judge_options`` are JudgeReward's ``question``, ``yes``, ``no`` and ``layout``."""
     kind, sep, rest = spec.partition(":")
     if judge_options and kind != "judge":
         raise ValueError("--judge-* flags need a judge reward (--reward judge:PATH|policy)")

@@ -22,24 +22,26 @@ def chosen_rewards(result):
     for segment in result.segments:
         tokens += list(segment.tokens)
         text += segment.text
-        out.append((list(tokens), text, max(segment.rewards) if segment.fallback
-                    else segment.rewards[-1]))
+        out.append((list(tokens), text, segment.reward))
     return out
 
 
-def test_incremental_cost_is_segment_plus_suffix(tiny_llama):
-    judge = stars_cpp.JudgeReward("policy", **TINY_YES_NO)
+@pytest.mark.parametrize("threshold", ["auto", 0.0])
+@pytest.mark.parametrize("layout", ["question_first", "question_last"])
+def test_incremental_cost_is_segment_plus_suffix(tiny_llama, layout, threshold):
+    judge = stars_cpp.JudgeReward("policy", layout=layout, **TINY_YES_NO)
     engine = stars_cpp.Engine(str(tiny_llama), judge, n_ctx=4096)
     k = 4
     # A fixed width with candidates == max_attempts: one round per segment, so every accepted
     # candidate was scored in the round before its Commit and its fork becomes the judge's trunk.
     result = engine.generate(PROMPT, segment_tokens=k, candidates=3, max_attempts=3,
-                             width="fixed", max_tokens=24, seed=5)
+                             width="fixed", max_tokens=24, seed=5, threshold=threshold)
     native = judge.native
     assert native.shares_vocabulary
     stats = result.stats
     n_prefix = native.n_prefix_tokens(PROMPT)
-    candidate_rows = stats.reward_rows - 1  # the first row is r(x, empty): the suffix alone
+    # A float threshold scores r(x, empty) first: the suffix alone.
+    candidate_rows = stats.reward_rows - (threshold != "auto")
     expected = n_prefix + candidate_rows * k + stats.reward_rows * native.n_suffix_tokens
     assert stats.reward_tokens_decoded == expected
     for tokens, _, reward in chosen_rewards(result):
@@ -90,8 +92,7 @@ def test_smollm2_judges_itself(smollm2):
     stats = result.stats
     user = prompt[0]["content"]
     assert result.finish_reason == "length"  # every candidate is a full segment of k tokens
-    expected = (native.n_prefix_tokens(user) + (stats.reward_rows - 1) * k
-                + stats.reward_rows * native.n_suffix_tokens)
+    expected = native.n_prefix_tokens(user) + stats.reward_rows * (k + native.n_suffix_tokens)
     assert stats.reward_tokens_decoded == expected
     for tokens, _, reward in chosen_rewards(result):
         scratch = native.score_policy_tokens(user, tokens)

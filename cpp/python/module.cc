@@ -356,7 +356,8 @@ NB_MODULE(_core, m) {
       .def_rw("max_attempts", &stars::GenerationParams::max_attempts)
       .def_rw("threshold", &stars::GenerationParams::threshold, nb::arg().none())
       .def_rw("alpha", &stars::GenerationParams::alpha)
-      .def_rw("beta", &stars::GenerationParams::beta)
+      .def_rw("beta", &stars::GenerationParams::beta, nb::arg().none())
+      .def_rw("target_attempts", &stars::GenerationParams::target_attempts)
       .def_prop_rw(
           "acceptance",
           [](const stars::GenerationParams& p) {
@@ -390,6 +391,7 @@ NB_MODULE(_core, m) {
       .def_ro("tokens", &stars::Segment::tokens)
       .def_ro("attempts", &stars::Segment::attempts)
       .def_ro("rewards", &stars::Segment::rewards)
+      .def_ro("reward", &stars::Segment::reward)
       .def_ro("threshold", &stars::Segment::threshold)
       .def_ro("fallback", &stars::Segment::fallback);
 
@@ -494,9 +496,11 @@ NB_MODULE(_core, m) {
           "__init__",
           [](stars::JudgeReward* self, std::shared_ptr<stars::Model> judge,
              std::shared_ptr<stars::Model> policy, const std::string& question,
-             const std::string& yes, const std::string& no, int32_t n_ctx, int32_t n_threads) {
+             const std::string& yes, const std::string& no, int32_t n_ctx, int32_t n_threads,
+             const std::string& layout) {
             stars::JudgeOptions options;
             options.question = question;
+            options.layout = stars::ParseJudgeLayout(layout);
             options.yes = yes;
             options.no = no;
             options.n_ctx = n_ctx;
@@ -504,7 +508,7 @@ NB_MODULE(_core, m) {
             new (self) stars::JudgeReward(std::move(judge), policy, options);
           },
           "judge"_a, "policy"_a.none(), "question"_a, "yes"_a, "no"_a, "n_ctx"_a = 8192,
-          "n_threads"_a = 0);
+          "n_threads"_a = 0, "layout"_a = "question_first");
 
   nb::class_<stars::CausalReward, stars::KvCachedReward>(m, "CausalReward")
       .def(

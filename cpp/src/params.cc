@@ -66,7 +66,10 @@ void GenerationParams::Validate(bool has_reward) const {
     Invalid("threshold", "finite or 'auto'", std::to_string(*threshold));
   if (!std::isfinite(alpha) || alpha < 0.0 || alpha > 1.0)
     Invalid("alpha", "in [0, 1]", std::to_string(alpha));
-  if (!std::isfinite(beta) || beta <= 0.0) Invalid("beta", "> 0", std::to_string(beta));
+  if (beta && (!std::isfinite(*beta) || *beta <= 0.0))
+    Invalid("beta", "> 0 or 'auto'", std::to_string(*beta));
+  if (!std::isfinite(target_attempts) || target_attempts < 1.0)
+    Invalid("target_attempts", ">= 1", std::to_string(target_attempts));
   const float temperature = sampling.temperature;
   if (!std::isfinite(temperature) || temperature < 0.0f) {
     Invalid("temperature", ">= 0", std::to_string(temperature));
@@ -85,10 +88,6 @@ void GenerationParams::Validate(bool has_reward) const {
   if (mode != Mode::kPlain && !has_reward) {
     throw ParameterError(std::string("mode='") + ModeName(mode) +
                          "' needs a reward: pass reward= to the Engine");
-  }
-  if (mode == Mode::kStars && !threshold && candidates < 2) {
-    Invalid("candidates", ">= 2 when threshold='auto' (tau* is a quantile of the first round)",
-            std::to_string(candidates));
   }
 }
 

@@ -3,12 +3,14 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "algorithm/acceptance.h"
 #include "algorithm/attempt_key.h"
+#include "algorithm/calibration.h"
 #include "algorithm/response_text.h"
 #include "algorithm/round_cost.h"
 #include "algorithm/round_width.h"
@@ -45,28 +47,139 @@ void TestSoftProbability() {
   CHECK_NEAR(stars::SoftAcceptanceProbability(0.3, 1.0, 0.7), std::exp(-1.0), 1e-12);
 }
 
-void TestHardRule() {
-  const stars::AcceptanceRule rule(stars::Acceptance::kHard, 0.7);
-  CHECK(rule.Accept(1.0, 1.0, 0.99));
-  CHECK(rule.Accept(1.5, 1.0, 0.99));
-  CHECK(!rule.Accept(0.999, 1.0, 0.0));
+// A calibration for a float threshold and the given acceptance (alpha 0.5, T 100, M 16).
+stars::Calibration FixedCalibration(double tau, stars::Acceptance acceptance,
+                                    std::optional<double> beta) {
+  stars::GenerationParams p;
+  p.threshold = tau;
+  p.acceptance = acceptance;
+  p.beta = beta;
+  p.max_tokens = 100;
+  p.max_attempts = 16;
+  stars::Calibration calibration(p);
+  calibration.SetEmptyReward(tau);  // a flat schedule at tau
+  return calibration;
 }
 
-void TestSoftFrequency() {
-  // The attempt keys' draws are uniform: the acceptance frequency matches the probability.
+void TestFixedThreshold() {
+  auto hard = FixedCalibration(1.0, stars::Acceptance::kHard, std::nullopt);
+  CHECK(hard.warmup_attempts() == 0 && !hard.warming_up());
+  CHECK(hard.Accept(1.0, 10, 0.99));
+  CHECK(!hard.Accept(0.999, 10, 0.0));
+  CHECK_NEAR(*hard.Threshold(50), 1.0, 1e-12);
+  // Soft with a float beta: u < exp((R - tau) / beta).
+  auto soft = FixedCalibration(0.5, stars::Acceptance::kSoft, 0.7);
   const double p = stars::SoftAcceptanceProbability(0.0, 0.5, 0.7);
+  CHECK(soft.Accept(0.0, 10, p - 1e-9));
+  CHECK(!soft.Accept(0.0, 10, p));
+  // The attempt keys' draws are uniform: the acceptance frequency matches the probability.
   const int draws = 20000;
-  const stars::AcceptanceRule rule(stars::Acceptance::kSoft, 0.7);
   int accepted = 0;
   for (int i = 0; i < draws; ++i) {
     const uint64_t key = stars::AttemptKey(42, 7, static_cast<uint64_t>(i / 16), i % 16);
-    accepted += rule.Accept(0.0, 0.5, stars::AcceptanceDraw(key)) ? 1 : 0;
+    accepted += soft.Accept(0.0, 10, stars::AcceptanceDraw(key)) ? 1 : 0;
   }
   const double sigma = std::sqrt(p * (1 - p) / draws);
   CHECK_NEAR(static_cast<double>(accepted) / draws, p, 4 * sigma);
-  // u < P(accept): a draw just under the probability accepts, one at it does not.
-  CHECK(rule.Accept(0.0, 0.5, p - 1e-9));
-  CHECK(!rule.Accept(0.0, 0.5, p));
+  // A float threshold with beta="auto": hard until two attempts give a spread, then soft.
+  auto mixed = FixedCalibration(0.5, stars::Acceptance::kSoft, std::nullopt);
+  CHECK(!mixed.Accept(0.4, 10, 0.0));
+  mixed.Observe(0.0);
+  mixed.Observe(1.0);  // sd 0.707, beta 0.354
+  CHECK(mixed.Accept(0.4, 10, 0.5 * std::exp(-0.1 / (0.5 * std::sqrt(0.5)))));
+}
+
+stars::GenerationParams AutoParams(stars::Acceptance acceptance, double target) {
+  stars::GenerationParams p;
+  p.acceptance = acceptance;
+  p.target_attempts = target;
+  p.max_tokens = 100;
+  p.max_attempts = 16;
+  p.alpha = 1.0;  // no ramp: the target rate is 1 / target_attempts at every length
+  return p;
+}
+
+void TestAutoWarmupAndTarget() {
+  for (auto acceptance : {stars::Acceptance::kHard, stars::Acceptance::kSoft}) {
+    stars::Calibration calibration(AutoParams(acceptance, 4.0));
+    CHECK(calibration.warmup_attempts() == 4);
+    CHECK(!calibration.TargetAcceptance(0) || *calibration.TargetAcceptance(0) == 0.25);
+    std::mt19937_64 rng(1);
+    std::normal_distribution<double> normal(0.0, 1.0);
+    for (int i = 0; i < 4; ++i) {
+      CHECK(calibration.warming_up() && !calibration.Accept(100.0, 0, 0.0));
+      CHECK(!calibration.Threshold(0));
+      calibration.Observe(normal(rng));
+    }
+    CHECK(!calibration.warming_up());
+    // On i.i.d. rewards the realized acceptance rate is near the target, 1 / 4.
+    int accepted = 0;
+    const int n = 20000;
+    for (int i = 0; i < n; ++i) {
+      const double r = normal(rng);
+      accepted += calibration.Accept(r, 50, stars::AcceptanceDraw(static_cast<uint64_t>(i)));
+      calibration.Observe(r);
+    }
+    CHECK_NEAR(static_cast<double>(accepted) / n, 0.25, 0.03);
+  }
+  // The ramp: the target rate starts at 1 / (1 + alpha (s - 1)) and reaches 1 / s at T.
+  auto p = AutoParams(stars::Acceptance::kHard, 5.0);
+  p.alpha = 0.5;
+  stars::Calibration ramp(p);
+  CHECK_NEAR(*ramp.TargetAcceptance(0), 1.0 / 3.0, 1e-12);
+  CHECK_NEAR(*ramp.TargetAcceptance(100), 0.2, 1e-12);
+  CHECK_NEAR(*ramp.TargetAcceptance(200), 0.2, 1e-12);
+  // max_attempts bounds the warm-up; target 1 accepts everything after two attempts.
+  p.max_attempts = 3;
+  p.target_attempts = 8.0;
+  CHECK(stars::Calibration(p).warmup_attempts() == 3);
+  p.target_attempts = 1.0;
+  p.max_attempts = 16;
+  stars::Calibration lenient(p);
+  CHECK(lenient.warmup_attempts() == 2);
+  lenient.Observe(0.0);
+  lenient.Observe(1.0);
+  // Rate 1: the threshold sits at the lowest recent reward.
+  CHECK_NEAR(*lenient.Threshold(10), 0.0, 1e-9);
+  CHECK(lenient.Accept(0.0, 10, 0.999));
+  CHECK(!lenient.Accept(-5.0, 10, 0.999));
+}
+
+void TestAutoIsAffineInvariant() {
+  // r and 7.5 r - 3 give the same decisions, draw by draw, for hard and soft.
+  for (auto acceptance : {stars::Acceptance::kHard, stars::Acceptance::kSoft}) {
+    auto p = AutoParams(acceptance, 3.0);
+    p.alpha = 0.5;
+    stars::Calibration a(p), b(p);
+    std::mt19937_64 rng(7);
+    std::uniform_real_distribution<double> reward(-1.0, 2.0);
+    int same = 0, accepted = 0;
+    const int n = 2000;
+    for (int i = 0; i < n; ++i) {
+      const double r = reward(rng) + 0.01 * (i % 100);  // a drift with length
+      const int32_t length = i % 100;
+      const double u = stars::AcceptanceDraw(static_cast<uint64_t>(i));
+      const bool x = a.Accept(r, length, u);
+      same += x == b.Accept(7.5 * r - 3.0, length, u);
+      accepted += x;
+      if (a.Threshold(length)) {
+        CHECK_NEAR(*b.Threshold(length), 7.5 * *a.Threshold(length) - 3.0, 1e-9);
+      }
+      a.Observe(r);
+      b.Observe(7.5 * r - 3.0);
+    }
+    CHECK(same == n);
+    CHECK(accepted > n / 6 && accepted < n / 2);
+  }
+}
+
+void TestAutoThresholdFollowsTheRewardLevel() {
+  // Rewards that grow with length: the auto threshold follows the recent attempts up.
+  stars::Calibration calibration(AutoParams(stars::Acceptance::kHard, 3.0));
+  for (int i = 0; i < 8; ++i) calibration.Observe(0.1 * (i % 4));
+  const double early = *calibration.Threshold(10);
+  for (int i = 0; i < 16; ++i) calibration.Observe(5.0 + 0.1 * (i % 4));
+  CHECK(*calibration.Threshold(90) > early + 4.0);
 }
 
 void TestAttemptKeys() {
@@ -164,12 +277,13 @@ void TestQuantile() {
 }
 
 const std::vector<double> kNoDraws = {0, 0, 0, 0};
+const std::vector<int32_t> kLengths = {4, 4, 4, 4};
 
 void TestSearchAcceptStopsConsidering() {
   stars::SegmentSearch search(16);
-  const stars::AcceptanceRule hard(stars::Acceptance::kHard, 0.7);
+  auto hard = FixedCalibration(1.0, stars::Acceptance::kHard, std::nullopt);
   CHECK(search.attempts_left() == 16);
-  const auto d = search.Consider({0.1, 0.5, 2.0, 3.0}, {1, 1, 1, 1}, kNoDraws, hard);
+  const auto d = search.Consider({0.1, 0.5, 2.0, 3.0}, kLengths, kNoDraws, hard);
   CHECK(d.outcome == stars::SegmentSearch::Outcome::kAccepted);
   CHECK(d.chosen_slot == 2);
   CHECK(d.considered == 3);  // slot 3 is waste
@@ -178,48 +292,66 @@ void TestSearchAcceptStopsConsidering() {
 }
 
 void TestSearchIsWidthFree() {
-  // The same attempts in rounds of 1, 2 and 4 give the same decision at the same attempt.
+  // The same attempts in rounds of 1, 2 and 4 give the same decision at the same attempt, with
+  // a float threshold and with an auto one (whose warm-up is the first 3 attempts).
   const std::vector<double> rewards = {0.1, 0.2, 0.3, 0.4, 0.5, 0.9, 0.2, 0.1};
   const std::vector<double> draws = {0.9, 0.8, 0.7, 0.9, 0.95, 0.1, 0.5, 0.5};
-  const stars::AcceptanceRule soft(stars::Acceptance::kSoft, 0.3);
-  for (size_t width : {1, 2, 4}) {
-    stars::SegmentSearch search(8);
-    stars::SegmentSearch::Decision d{};
-    for (size_t at = 0; at < rewards.size(); at += width) {
-      const std::vector<double> r(rewards.begin() + at, rewards.begin() + at + width);
-      const std::vector<double> u(draws.begin() + at, draws.begin() + at + width);
-      d = search.Consider(r, std::vector<double>(width, 1.0), u, soft);
-      if (d.outcome != stars::SegmentSearch::Outcome::kContinue) break;
+  for (bool automatic : {false, true}) {
+    int32_t attempts = -1;
+    for (size_t width : {1, 2, 4}) {
+      stars::GenerationParams p;
+      p.max_attempts = 8;
+      p.threshold = automatic ? std::nullopt : std::optional<double>(1.0);
+      p.beta = 0.3;
+      stars::Calibration calibration(p);
+      if (!automatic) calibration.SetEmptyReward(1.0);
+      stars::SegmentSearch search(8);
+      stars::SegmentSearch::Decision d{};
+      for (size_t at = 0; at < rewards.size(); at += width) {
+        const std::vector<double> r(rewards.begin() + at, rewards.begin() + at + width);
+        const std::vector<double> u(draws.begin() + at, draws.begin() + at + width);
+        d = search.Consider(r, std::vector<int32_t>(width, 4), u, calibration);
+        if (d.outcome != stars::SegmentSearch::Outcome::kContinue) break;
+      }
+      if (attempts < 0) attempts = search.attempts();
+      CHECK(search.attempts() == attempts);
+      if (!automatic) {
+        // exp((0.9 - 1) / 0.3) = 0.72 > 0.1: attempt 6 (index 5) is the first accepted.
+        CHECK(d.outcome == stars::SegmentSearch::Outcome::kAccepted);
+        CHECK(search.attempts() == 6);
+        CHECK_NEAR(d.reward, 0.9, 0);
+      } else {
+        // The first segment of an auto threshold takes the best of its warm-up.
+        CHECK(d.outcome == stars::SegmentSearch::Outcome::kWarmup);
+        CHECK(search.attempts() == 3 && !d.threshold);
+        CHECK_NEAR(d.reward, 0.3, 0);
+      }
     }
-    // exp((0.9 - 1) / 0.3) = 0.72 > 0.1: attempt 6 (index 5) is the first accepted.
-    CHECK(d.outcome == stars::SegmentSearch::Outcome::kAccepted);
-    CHECK(search.attempts() == 6);
-    CHECK_NEAR(d.reward, 0.9, 0);
   }
 }
 
 void TestSearchFallbackAcrossRounds() {
   // M = 6: rounds of 4 then 2; the best (0.9) is in round one.
   stars::SegmentSearch search(6);
-  const stars::AcceptanceRule hard(stars::Acceptance::kHard, 0.7);
-  auto d = search.Consider({0.1, 0.9, 0.3, 0.9}, {1, 1.5, 1, 1}, kNoDraws, hard);
+  auto hard = FixedCalibration(1.0, stars::Acceptance::kHard, std::nullopt);
+  auto d = search.Consider({0.1, 0.9, 0.3, 0.9}, kLengths, kNoDraws, hard);
   CHECK(d.outcome == stars::SegmentSearch::Outcome::kContinue);
   CHECK(d.new_best_slot == 1);  // ties keep the earliest
   CHECK(search.attempts_left() == 2);
-  d = search.Consider({0.2, 0.4}, {1, 1}, kNoDraws, hard);
+  d = search.Consider({0.2, 0.4}, {4, 4}, kNoDraws, hard);
   CHECK(d.outcome == stars::SegmentSearch::Outcome::kFallback);
   CHECK(d.chosen_slot == -1);  // the kept best of an earlier round
   CHECK(d.new_best_slot == -1);
   CHECK_NEAR(d.reward, 0.9, 1e-12);
-  CHECK_NEAR(d.threshold, 1.5, 1e-12);
+  CHECK_NEAR(*d.threshold, 1.0, 1e-12);
   CHECK(search.attempts() == 6);
 }
 
 void TestSearchFallbackInLastRound() {
   stars::SegmentSearch search(4);
-  const stars::AcceptanceRule hard(stars::Acceptance::kHard, 0.7);
-  search.Consider({0.1, 0.2}, {1, 1}, kNoDraws, hard);
-  const auto d = search.Consider({0.5, 0.3}, {1, 1}, kNoDraws, hard);
+  auto hard = FixedCalibration(1.0, stars::Acceptance::kHard, std::nullopt);
+  search.Consider({0.1, 0.2}, {4, 4}, kNoDraws, hard);
+  const auto d = search.Consider({0.5, 0.3}, {4, 4}, kNoDraws, hard);
   CHECK(d.outcome == stars::SegmentSearch::Outcome::kFallback);
   CHECK(d.chosen_slot == 0);
   CHECK(d.new_best_slot == 0);
@@ -320,10 +452,10 @@ void TestValidation() {
   CHECK(Throws(
       [&] {
         auto q = p;
-        q.candidates = 1;
+        q.target_attempts = 0.5;
         q.Validate(true);
       },
-      "threshold='auto'"));
+      "target_attempts"));
   CHECK(Throws([] { stars::ParseMode("beam"); }, "mode"));
   CHECK(Throws([] { stars::ParseAcceptance("maybe"); }, "acceptance"));
   CHECK(Throws([] { stars::ParseWidth("wide"); }, "width"));
@@ -337,8 +469,10 @@ void TestValidation() {
 
 int main() {
   TestSoftProbability();
-  TestHardRule();
-  TestSoftFrequency();
+  TestFixedThreshold();
+  TestAutoWarmupAndTarget();
+  TestAutoIsAffineInvariant();
+  TestAutoThresholdFollowsTheRewardLevel();
   TestAttemptKeys();
   TestRoundWidth();
   TestRoundCost();

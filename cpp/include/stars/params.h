@@ -37,12 +37,19 @@ struct SamplingParams {
 
 struct GenerationParams {
   Mode mode = Mode::kStars;
-  int32_t segment_tokens = 16;      // K
-  int32_t candidates = 4;           // N: the widest a round may be
-  int32_t max_attempts = 16;        // M
-  std::optional<double> threshold;  // tau*; empty means "auto"
+  int32_t segment_tokens = 16;  // K
+  int32_t candidates = 4;       // N: the widest a round may be
+  int32_t max_attempts = 16;    // M
+  // tau*, in the reward's units; empty means "auto": each attempt is held to the threshold that
+  // the prompt's recent attempts would pass at the rate 1 / target_attempts (ramped by alpha).
+  std::optional<double> threshold;
   double alpha = 0.5;
-  double beta = 0.7;
+  // The soft rule's temperature in the reward's units; empty means "auto": half the standard
+  // deviation of the prompt's recent attempts' rewards.
+  std::optional<double> beta;
+  // With threshold "auto": about how many attempts a segment takes, i.e. how selective STARS
+  // is (1 accepts every attempt). Ignored with a float threshold.
+  double target_attempts = 3.0;
   Acceptance acceptance = Acceptance::kSoft;
   Width width = Width::kAdaptive;
   int32_t max_tokens = 256;  // T

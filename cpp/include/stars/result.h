@@ -15,9 +15,12 @@ struct Segment {
   std::string text;
   std::vector<int32_t> tokens;
   int32_t attempts = 0;
-  std::vector<double> rewards;      // of the candidates considered, in order
-  std::optional<double> threshold;  // the tau the chosen candidate was held to (stars only)
-  bool fallback = false;
+  std::vector<double> rewards;   // of the candidates considered, in order
+  std::optional<double> reward;  // the chosen candidate's (not in plain mode)
+  // The tau the chosen candidate was held to (stars only; none for a warm-up segment, which
+  // takes the best of the attempts that calibrate threshold="auto").
+  std::optional<double> threshold;
+  bool fallback = false;  // max_attempts reached: the best attempt was taken
 };
 
 // Token counts are this prompt's own; the seconds are the wall time of the whole call, which

@@ -23,10 +23,7 @@ class ThresholdSchedule {
 };
 
 // The q-quantile of `values` with linear interpolation between order statistics (numpy's
-// default), for threshold="auto". Requires a non-empty vector and q in [0, 1].
+// default). Requires a non-empty vector and q in [0, 1].
 double Quantile(std::vector<double> values, double q);
-
-// threshold="auto": tau* is this quantile of the first round's candidate rewards.
-inline constexpr double kAutoThresholdQuantile = 0.8;
 
 }  // namespace stars

@@ -45,7 +45,6 @@ Generation::Generation(Context& context, const Tokenizer& tokenizer, Reward* rew
       params_(params),
       hooks_(hooks),
       costs_(costs),
-      rule_(params.acceptance, params.beta),
       pool_(context),
       batch_(context.n_batch()) {}
 
@@ -111,7 +110,10 @@ void Generation::Admit() {
     run.trunk = pool_.Acquire();
     run.pending = run.prompt_tokens;
     run.result.stats.prompt_tokens = static_cast<int64_t>(run.prompt_tokens.size());
-    if (params_.mode == Mode::kStars) run.search.emplace(params_.max_attempts);
+    if (params_.mode == Mode::kStars) {
+      run.search.emplace(params_.max_attempts);
+      run.calibration.emplace(params_);
+    }
     active_.push_back(&run);
   }
 }
@@ -167,9 +169,17 @@ int32_t Generation::RoundSize(const PromptRun& run) const {
   }
   const int32_t left = run.search->attempts_left();
   const int32_t widest = std::min(params_.candidates, left);
-  // Nothing seen yet (the prompt's first round): as wide as allowed.
-  if (params_.width == Width::kFixed || run.attempts_considered == 0) return widest;
-  const double p = EstimateAcceptance(run.segments_accepted, run.attempts_considered);
+  if (params_.width == Width::kFixed) return widest;
+  // A warm-up accepts nothing: exactly the attempts it still needs, in as few rounds as allowed.
+  if (run.calibration->warming_up()) return std::min(widest, run.calibration->warmup_left());
+  // The acceptance rate: the prompt's own so far, else the rate an auto threshold aims for;
+  // with neither (the first round at a float threshold), as wide as allowed.
+  const int32_t length = run.response_length() + Cap(run);
+  const std::optional<double> target = run.calibration->TargetAcceptance(length);
+  if (run.attempts_considered == 0 && !target) return widest;
+  const double p = run.attempts_considered > 0
+                       ? EstimateAcceptance(run.segments_accepted, run.attempts_considered)
+                       : *target;
   // A candidate's first token comes from the trunk's logits and its last is decoded only if it
   // is accepted: cap - 1 batched steps. The other prompts' sequences decode alongside.
   const int32_t steps = Cap(run) - 1;
@@ -277,7 +287,9 @@ void Generation::ScoreRound() {
       PromptRun& run = *active_[a];
       first_row[a] = rows.size();
       // r(x, empty) for the threshold ramp rides along with the first round's call.
-      if (params_.mode == Mode::kStars && !run.schedule) rows.push_back(MakeRow(run, nullptr));
+      if (params_.mode == Mode::kStars && run.calibration->needs_empty_reward()) {
+        rows.push_back(MakeRow(run, nullptr));
+      }
       for (const Candidate& candidate : run.candidates) rows.push_back(MakeRow(run, &candidate));
       ++run.result.stats.reward_calls;
       run.result.stats.reward_rows += static_cast<int64_t>(rows.size() - first_row[a]);
@@ -346,30 +358,31 @@ void Generation::Decide(PromptRun& run, const double* rewards, size_t n_rewards)
     Segment segment;
     segment.attempts = static_cast<int32_t>(run.candidates.size());
     segment.rewards = round_rewards;
+    segment.reward = run.candidates[best].reward;
     run.result.reward = run.candidates[best].reward;
     AcceptCandidate(run, run.candidates[best], std::move(segment));
     return;
   }
-  if (!run.schedule) {
-    const double reward_empty = round_rewards.front();
+  if (run.calibration->needs_empty_reward()) {
+    run.calibration->SetEmptyReward(round_rewards.front());
     round_rewards.erase(round_rewards.begin());
-    const double tau_star =
-        params_.threshold ? *params_.threshold : Quantile(round_rewards, kAutoThresholdQuantile);
-    run.schedule.emplace(reward_empty, tau_star, params_.alpha, params_.max_tokens);
   }
-  std::vector<double> thresholds, draws;
-  thresholds.reserve(run.candidates.size());
+  std::vector<int32_t> lengths;
+  std::vector<double> draws;
+  lengths.reserve(run.candidates.size());
   draws.reserve(run.candidates.size());
   for (const Candidate& candidate : run.candidates) {
-    const int32_t length = run.response_length() + static_cast<int32_t>(candidate.tokens.size());
-    thresholds.push_back(run.schedule->At(length));
+    lengths.push_back(run.response_length() + static_cast<int32_t>(candidate.tokens.size()));
     draws.push_back(AcceptanceDraw(candidate.attempt_key));
   }
   const SegmentSearch::Decision decision =
-      run.search->Consider(round_rewards, thresholds, draws, rule_);
-  // Candidates after an accepted one were sampled and scored for nothing: waste, and nothing
-  // else (they must not move the width estimate, or outputs would depend on the width).
-  run.attempts_considered += decision.considered;
+      run.search->Consider(round_rewards, lengths, draws, *run.calibration);
+  // Candidates after the chosen one were sampled and scored for nothing: waste, and nothing
+  // else (they must not move the width estimate, or outputs would depend on the width). A
+  // warm-up's attempts could not be accepted: they say nothing of the acceptance rate.
+  if (decision.outcome != SegmentSearch::Outcome::kWarmup) {
+    run.attempts_considered += decision.considered;
+  }
   if (decision.outcome == SegmentSearch::Outcome::kAccepted) ++run.segments_accepted;
   if (decision.outcome == SegmentSearch::Outcome::kContinue) {
     if (decision.new_best_slot >= 0) {
@@ -385,6 +398,7 @@ void Generation::Decide(PromptRun& run, const double* rewards, size_t n_rewards)
   segment.attempts = run.search->attempts();
   segment.rewards = run.search->rewards();
   segment.threshold = decision.threshold;
+  segment.reward = decision.reward;
   segment.fallback = decision.outcome == SegmentSearch::Outcome::kFallback;
   run.result.reward = decision.reward;
   Candidate& chosen = decision.chosen_slot >= 0 ? run.candidates[decision.chosen_slot] : *run.best;

@@ -7,7 +7,6 @@
 #include <deque>
 #include <vector>
 
-#include "algorithm/acceptance.h"
 #include "algorithm/round_cost.h"
 #include "engine/prompt_run.h"
 #include "llama/batch.h"
@@ -56,7 +55,6 @@ class Generation {
   const GenerationParams& params_;
   const GenerateHooks& hooks_;
   RoundCostModel& costs_;
-  AcceptanceRule rule_;
   SequencePool pool_;
   Batch batch_;
   std::vector<llama_token_data> scratch_;

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "algorithm/calibration.h"
 #include "algorithm/segment_search.h"
-#include "algorithm/threshold_schedule.h"
 #include "llama.h"
 #include "llama/sampler.h"
 #include "stars/result.h"
@@ -67,7 +67,7 @@ struct PromptRun {
   std::vector<Candidate> candidates;  // this round's
   std::optional<Candidate> best;      // the best of earlier rounds of this segment
   std::optional<SegmentSearch> search;
-  std::optional<ThresholdSchedule> schedule;
+  std::optional<Calibration> calibration;  // the prompt's threshold and beta (stars)
   // The prompt's own acceptance record, for the width of its next round.
   int64_t attempts_considered = 0;
   int64_t segments_accepted = 0;

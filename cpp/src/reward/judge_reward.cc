@@ -8,7 +8,8 @@
 namespace stars {
 namespace {
 
-constexpr const char* kHeader = "Read this exchange between a user and an AI assistant.\n\nUser: ";
+constexpr const char* kIntro = "Read this exchange between a user and an AI assistant";
+constexpr const char* kUser = "User: ";
 constexpr const char* kMiddle = "\n\nAssistant: ";
 constexpr const char* kAnswerCue = "Answer:";
 
@@ -25,6 +26,12 @@ llama_token SingleToken(const Tokenizer& tokenizer, const std::string& text, con
 
 }  // namespace
 
+JudgeLayout ParseJudgeLayout(const std::string& name) {
+  if (name == "question_first") return JudgeLayout::kQuestionFirst;
+  if (name == "question_last") return JudgeLayout::kQuestionLast;
+  throw ParameterError("layout must be 'question_first' or 'question_last', got '" + name + "'");
+}
+
 JudgeReward::JudgeReward(std::shared_ptr<Model> judge, const std::shared_ptr<Model>& policy,
                          const JudgeOptions& options)
     : KvCachedReward(std::move(judge), policy) {
@@ -32,8 +39,13 @@ JudgeReward::JudgeReward(std::shared_ptr<Model> judge, const std::shared_ptr<Mod
   no_ = SingleToken(tokenizer_, options.no, "no", model_->description());
   if (yes_ == no_) throw RewardError("yes and no are the same token of the judge's vocabulary");
 
-  const std::string footer = "\n\n" + options.question + " Answer Yes or No.";
-  const std::string content = kHeader + std::string(kPromptMark) + kMiddle + kResponseMark + footer;
+  const std::string ask = options.question + " Answer Yes or No.";
+  const std::string exchange =
+      std::string(kUser) + kPromptMark + kMiddle + std::string(kResponseMark);
+  const std::string content =
+      options.layout == JudgeLayout::kQuestionFirst
+          ? std::string(kIntro) + ", then answer: " + ask + "\n\n" + exchange
+          : std::string(kIntro) + ".\n\n" + exchange + "\n\n" + ask;
   if (model_->ChatTemplate(nullptr) != nullptr) {
     SetLayout(tokenizer_.ApplyChatTemplate({{"user", content}}) + kAnswerCue,
               "the judge's chat template");

@@ -1,0 +1,118 @@
+#include "algorithm/calibration.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "algorithm/acceptance.h"
+
+namespace stars {
+
+Calibration::Calibration(const GenerationParams& params)
+    : acceptance_(params.acceptance),
+      fixed_threshold_(params.threshold.has_value()),
+      tau_star_(params.threshold.value_or(0.0)),
+      beta_(params.beta),
+      alpha_(params.alpha),
+      max_tokens_(params.max_tokens),
+      target_attempts_(params.target_attempts) {
+  if (!fixed_threshold_) {
+    const double attempts = std::ceil(target_attempts_);
+    warmup_ = static_cast<int32_t>(
+        std::clamp(attempts, std::min(2.0, static_cast<double>(params.max_attempts)),
+                   static_cast<double>(params.max_attempts)));
+  }
+}
+
+void Calibration::SetEmptyReward(double reward) {
+  schedule_.emplace(reward, tau_star_, alpha_, max_tokens_);
+}
+
+std::optional<double> Calibration::TargetAcceptance(int32_t length) const {
+  if (fixed_threshold_) return std::nullopt;
+  const double ramp = std::min(1.0, alpha_ + (1.0 - alpha_) * static_cast<double>(length) /
+                                                 static_cast<double>(max_tokens_));
+  return 1.0 / (1.0 + (target_attempts_ - 1.0) * ramp);
+}
+
+Calibration::Spread Calibration::RecentSpread() const {
+  Spread spread;
+  if (recent_.empty()) return spread;
+  const double n = static_cast<double>(recent_.size());
+  for (double r : recent_) spread.mean += r;
+  spread.mean /= n;
+  if (recent_.size() < 2) return spread;
+  double squares = 0.0;
+  for (double r : recent_) squares += (r - spread.mean) * (r - spread.mean);
+  spread.sd = std::sqrt(squares / (n - 1.0));
+  // All equal up to rounding: no spread to speak of.
+  if (!(spread.sd > 1e-12 * std::max(1.0, std::fabs(spread.mean)))) spread.sd = 0.0;
+  return spread;
+}
+
+std::optional<double> Calibration::Beta(const Spread& spread) const {
+  if (acceptance_ == Acceptance::kHard) return std::nullopt;
+  if (beta_) return *beta_;
+  if (spread.sd == 0.0) return std::nullopt;
+  return kAutoBetaSpreads * spread.sd;
+}
+
+double Calibration::StandardThreshold(const Spread& spread, double rate,
+                                      std::optional<double> beta) const {
+  std::vector<double> z;
+  z.reserve(recent_.size());
+  for (double r : recent_) z.push_back((r - spread.mean) / spread.sd);
+  if (!beta) return Quantile(z, 1.0 - rate);  // hard: the top `rate` of recent attempts pass
+  // Soft: the tau at which the recent attempts' mean acceptance probability is `rate`. It
+  // falls as tau rises, from 1 at min(z) to at most `rate` at max(z) + beta ln(1 / rate).
+  const double beta_z = *beta / spread.sd;
+  auto mean_acceptance = [&](double tau) {
+    double sum = 0.0;
+    for (double v : z) sum += SoftAcceptanceProbability(v, tau, beta_z);
+    return sum / static_cast<double>(z.size());
+  };
+  double lo = *std::min_element(z.begin(), z.end());
+  double hi = *std::max_element(z.begin(), z.end()) + beta_z * std::log(1.0 / rate);
+  for (int i = 0; i < 100 && hi - lo > 1e-12; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (mean_acceptance(mid) > rate ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+std::optional<double> Calibration::Threshold(int32_t length) const {
+  if (fixed_threshold_) {
+    if (!schedule_) return std::nullopt;
+    return schedule_->At(length);
+  }
+  if (warming_up()) return std::nullopt;
+  const Spread spread = RecentSpread();
+  if (spread.sd == 0.0) return spread.mean;
+  return spread.mean +
+         spread.sd * StandardThreshold(spread, *TargetAcceptance(length), Beta(spread));
+}
+
+bool Calibration::Accept(double reward, int32_t length, double u) const {
+  if (warming_up()) return false;
+  const Spread spread = RecentSpread();
+  const std::optional<double> beta = Beta(spread);
+  if (fixed_threshold_) {
+    const double tau = schedule_ ? schedule_->At(length) : tau_star_;
+    return beta ? u < SoftAcceptanceProbability(reward, tau, *beta) : reward >= tau;
+  }
+  // Auto: decide on standardized rewards, so that an affine change of the reward changes
+  // nothing. With no spread (all recent rewards equal) a reward at least as good passes.
+  if (spread.sd == 0.0) return reward >= spread.mean;
+  const double z = (reward - spread.mean) / spread.sd;
+  const double tau = StandardThreshold(spread, *TargetAcceptance(length), beta);
+  if (!beta) return z >= tau;
+  return u < SoftAcceptanceProbability(z, tau, *beta / spread.sd);
+}
+
+void Calibration::Observe(double reward) {
+  ++observed_;
+  recent_.push_back(reward);
+  if (recent_.size() > kWindow) recent_.pop_front();
+}
+
+}  // namespace stars

@@ -1,0 +1,85 @@
+// A prompt's acceptance threshold and soft-rule temperature (no llama.h here).
+//
+// A float threshold ramps from r(x, empty) to tau*, as in the STARS paper, in the reward's
+// units. threshold="auto" is expressed in the reward's own distribution instead: each attempt
+// is held to the tau at which the prompt's recent considered attempts (the last kWindow, which
+// were sampled at lengths close to the current one) would be accepted at the target rate
+// 1 / s(t), where s(t) rises from 1 + alpha (s - 1) at t = 0 to s = target_attempts at
+// max_tokens. beta="auto" is kAutoBetaSpreads standard deviations of the same attempts. Both
+// are computed on standardized rewards, so replacing r by a*r + b (a > 0) changes no decision.
+//
+// With threshold="auto" the spread is unknown until some attempts are in: the prompt's first
+// segment observes its first warmup_attempts() attempts and keeps the best of them. With a float
+// threshold and beta="auto", the hard rule applies until two attempts are in. Only considered
+// attempts are observed, so nothing depends on how attempts are grouped into rounds.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+
+#include "algorithm/threshold_schedule.h"
+#include "stars/params.h"
+
+namespace stars {
+
+class Calibration {
+ public:
+  // Recent considered attempts that the auto threshold and beta are estimated from.
+  static constexpr size_t kWindow = 16;
+  // beta="auto": this many standard deviations of the recent attempts' rewards.
+  static constexpr double kAutoBetaSpreads = 0.5;
+
+  explicit Calibration(const GenerationParams& params);
+
+  // A float threshold ramps from r(x, empty): the engine scores the empty response first and
+  // passes it to SetEmptyReward before any attempt is judged.
+  bool needs_empty_reward() const { return fixed_threshold_ && !schedule_; }
+  void SetEmptyReward(double reward);
+
+  // Attempts of the first segment that are only observed, never accepted (auto threshold): the
+  // segment then takes the best of them. ceil(target_attempts) within [2, max_attempts]; 0 for
+  // a float threshold.
+  int32_t warmup_attempts() const { return warmup_; }
+  bool warming_up() const { return observed_ < warmup_; }
+  int32_t warmup_left() const { return warming_up() ? warmup_ - observed_ : 0; }
+
+  // The acceptance rate that the auto threshold aims for at response length `length`; empty for
+  // a float threshold.
+  std::optional<double> TargetAcceptance(int32_t length) const;
+
+  // The threshold an attempt of response length `length` is held to; empty while warming up.
+  std::optional<double> Threshold(int32_t length) const;
+
+  // Whether an attempt with `reward` and response length `length` is accepted; `u` ~ U[0, 1) is
+  // the soft rule's draw. Always false while warming up.
+  bool Accept(double reward, int32_t length, double u) const;
+
+  // Records a considered attempt's reward.
+  void Observe(double reward);
+
+ private:
+  struct Spread {
+    double mean = 0.0;
+    double sd = 0.0;  // 0 when fewer than two attempts, or all equal
+  };
+  Spread RecentSpread() const;
+  // Soft rule's beta for the current spread; empty means the hard rule.
+  std::optional<double> Beta(const Spread& spread) const;
+  // The auto threshold in standardized units for a target acceptance rate.
+  double StandardThreshold(const Spread& spread, double rate, std::optional<double> beta) const;
+
+  Acceptance acceptance_;
+  bool fixed_threshold_;
+  double tau_star_ = 0.0;
+  std::optional<double> beta_;  // empty: auto
+  double alpha_;
+  int32_t max_tokens_;
+  double target_attempts_;
+  int32_t warmup_ = 0;
+  int32_t observed_ = 0;
+  std::optional<ThresholdSchedule> schedule_;
+  std::deque<double> recent_;
+};
+
+}  // namespace stars
