@@ -119,9 +119,12 @@ def test_stop_strings_end_the_response(tiny_llama):
 
 def test_stop_string_in_stars_mode(tiny_llama):
     engine = stars_cpp.Engine(str(tiny_llama), hash_reward, n_ctx=1024)
-    free = engine.generate(PROMPT, segment_tokens=8, max_tokens=48, seed=4)
+    # Every first attempt passes, so the stopped run follows the free one up to the stop: a cut
+    # candidate has another reward, which could change later decisions otherwise.
+    params = dict(segment_tokens=8, max_tokens=48, seed=4, threshold=-1.0, acceptance="hard")
+    free = engine.generate(PROMPT, **params)
     stop = free.segments[1].text[2:5]
-    stopped = engine.generate(PROMPT, segment_tokens=8, max_tokens=48, seed=4, stop=stop)
+    stopped = engine.generate(PROMPT, stop=stop, **params)
     assert stopped.finish_reason == "stop"
     assert stop not in stopped.text
     assert free.text.startswith(stopped.text)

@@ -84,8 +84,8 @@ void TestFixedThreshold() {
   // A float threshold with beta="auto": hard until two attempts give a spread, then soft.
   auto mixed = FixedCalibration(0.5, stars::Acceptance::kSoft, std::nullopt);
   CHECK(!mixed.Accept(0.4, 10, 0.0));
-  mixed.Observe(0.0);
-  mixed.Observe(1.0);  // sd 0.707, beta 0.354
+  mixed.Observe(0.0, 10);
+  mixed.Observe(1.0, 10);  // sd 0.707, beta 0.354
   CHECK(mixed.Accept(0.4, 10, 0.5 * std::exp(-0.1 / (0.5 * std::sqrt(0.5)))));
 }
 
@@ -109,7 +109,7 @@ void TestAutoWarmupAndTarget() {
     for (int i = 0; i < 4; ++i) {
       CHECK(calibration.warming_up() && !calibration.Accept(100.0, 0, 0.0));
       CHECK(!calibration.Threshold(0));
-      calibration.Observe(normal(rng));
+      calibration.Observe(normal(rng), 0);
     }
     CHECK(!calibration.warming_up());
     // On i.i.d. rewards the realized acceptance rate is near the target, 1 / 4.
@@ -118,7 +118,7 @@ void TestAutoWarmupAndTarget() {
     for (int i = 0; i < n; ++i) {
       const double r = normal(rng);
       accepted += calibration.Accept(r, 50, stars::AcceptanceDraw(static_cast<uint64_t>(i)));
-      calibration.Observe(r);
+      calibration.Observe(r, 50);
     }
     CHECK_NEAR(static_cast<double>(accepted) / n, 0.25, 0.03);
   }
@@ -137,8 +137,8 @@ void TestAutoWarmupAndTarget() {
   p.max_attempts = 16;
   stars::Calibration lenient(p);
   CHECK(lenient.warmup_attempts() == 2);
-  lenient.Observe(0.0);
-  lenient.Observe(1.0);
+  lenient.Observe(0.0, 10);
+  lenient.Observe(1.0, 10);
   // Rate 1: the threshold sits at the lowest recent reward.
   CHECK_NEAR(*lenient.Threshold(10), 0.0, 1e-9);
   CHECK(lenient.Accept(0.0, 10, 0.999));
@@ -165,8 +165,8 @@ void TestAutoIsAffineInvariant() {
       if (a.Threshold(length)) {
         CHECK_NEAR(*b.Threshold(length), 7.5 * *a.Threshold(length) - 3.0, 1e-9);
       }
-      a.Observe(r);
-      b.Observe(7.5 * r - 3.0);
+      a.Observe(r, length);
+      b.Observe(7.5 * r - 3.0, length);
     }
     CHECK(same == n);
     CHECK(accepted > n / 6 && accepted < n / 2);
@@ -176,10 +176,20 @@ void TestAutoIsAffineInvariant() {
 void TestAutoThresholdFollowsTheRewardLevel() {
   // Rewards that grow with length: the auto threshold follows the recent attempts up.
   stars::Calibration calibration(AutoParams(stars::Acceptance::kHard, 3.0));
-  for (int i = 0; i < 8; ++i) calibration.Observe(0.1 * (i % 4));
+  for (int i = 0; i < 8; ++i) calibration.Observe(0.1 * (i % 4), 10);
   const double early = *calibration.Threshold(10);
-  for (int i = 0; i < 16; ++i) calibration.Observe(5.0 + 0.1 * (i % 4));
+  for (int i = 0; i < 16; ++i) calibration.Observe(5.0 + 0.1 * (i % 4), 90);
   CHECK(*calibration.Threshold(90) > early + 4.0);
+  // A reward that rises with length (3 per token, plus noise): the fitted line carries the
+  // threshold to the next length, so the next segment is held to more than the last one got.
+  stars::Calibration trend(AutoParams(stars::Acceptance::kHard, 3.0));
+  for (int i = 0; i < 16; ++i) {
+    const int32_t length = 4 * (1 + i / 4);
+    trend.Observe(3.0 * length + 0.5 * (i % 4), length);
+  }
+  CHECK(*trend.Threshold(20) > 3.0 * 20);  // above the line's value there: the top third
+  CHECK(*trend.Threshold(20) < 3.0 * 20 + 2.0);
+  CHECK(!trend.Accept(3.0 * 16 + 1.5, 20, 0.0));  // last segment's best, not enough now
 }
 
 void TestAttemptKeys() {

@@ -39,14 +39,33 @@ Calibration::Spread Calibration::RecentSpread() const {
   Spread spread;
   if (recent_.empty()) return spread;
   const double n = static_cast<double>(recent_.size());
-  for (double r : recent_) spread.mean += r;
-  spread.mean /= n;
-  if (recent_.size() < 2) return spread;
-  double squares = 0.0;
-  for (double r : recent_) squares += (r - spread.mean) * (r - spread.mean);
-  spread.sd = std::sqrt(squares / (n - 1.0));
-  // All equal up to rounding: no spread to speak of.
-  if (!(spread.sd > 1e-12 * std::max(1.0, std::fabs(spread.mean)))) spread.sd = 0.0;
+  double mean_t = 0.0, mean_r = 0.0;
+  for (const Attempt& a : recent_) {
+    mean_t += a.length;
+    mean_r += a.reward;
+  }
+  mean_t /= n;
+  mean_r /= n;
+  double stt = 0.0, str = 0.0;
+  for (const Attempt& a : recent_) {
+    stt += (a.length - mean_t) * (a.length - mean_t);
+    str += (a.length - mean_t) * (a.reward - mean_r);
+  }
+  // A slope needs lengths that differ and a residual left over: three attempts or more.
+  const bool fit_slope = stt > 0.0 && recent_.size() >= 3;
+  spread.slope = fit_slope ? str / stt : 0.0;
+  spread.intercept = mean_r - spread.slope * mean_t;
+  const double dof = n - (fit_slope ? 2.0 : 1.0);
+  if (dof < 1.0) return spread;
+  double squares = 0.0, scale = 0.0;
+  for (const Attempt& a : recent_) {
+    const double e = a.reward - spread.at(a.length);
+    squares += e * e;
+    scale = std::max(scale, std::fabs(a.reward));
+  }
+  spread.sd = std::sqrt(squares / dof);
+  // Equal up to rounding (a constant reward, or one exactly linear in length): no spread.
+  if (!(spread.sd > 1e-12 * std::max(1.0, scale))) spread.sd = 0.0;
   return spread;
 }
 
@@ -61,7 +80,7 @@ double Calibration::StandardThreshold(const Spread& spread, double rate,
                                       std::optional<double> beta) const {
   std::vector<double> z;
   z.reserve(recent_.size());
-  for (double r : recent_) z.push_back((r - spread.mean) / spread.sd);
+  for (const Attempt& a : recent_) z.push_back((a.reward - spread.at(a.length)) / spread.sd);
   if (!beta) return Quantile(z, 1.0 - rate);  // hard: the top `rate` of recent attempts pass
   // Soft: the tau at which the recent attempts' mean acceptance probability is `rate`. It
   // falls as tau rises, from 1 at min(z) to at most `rate` at max(z) + beta ln(1 / rate).
@@ -87,8 +106,8 @@ std::optional<double> Calibration::Threshold(int32_t length) const {
   }
   if (warming_up()) return std::nullopt;
   const Spread spread = RecentSpread();
-  if (spread.sd == 0.0) return spread.mean;
-  return spread.mean +
+  if (spread.sd == 0.0) return spread.at(length);
+  return spread.at(length) +
          spread.sd * StandardThreshold(spread, *TargetAcceptance(length), Beta(spread));
 }
 
@@ -101,17 +120,17 @@ bool Calibration::Accept(double reward, int32_t length, double u) const {
     return beta ? u < SoftAcceptanceProbability(reward, tau, *beta) : reward >= tau;
   }
   // Auto: decide on standardized rewards, so that an affine change of the reward changes
-  // nothing. With no spread (all recent rewards equal) a reward at least as good passes.
-  if (spread.sd == 0.0) return reward >= spread.mean;
-  const double z = (reward - spread.mean) / spread.sd;
+  // nothing. With no spread (all recent rewards on the line) a reward at least as good passes.
+  if (spread.sd == 0.0) return reward >= spread.at(length);
+  const double z = (reward - spread.at(length)) / spread.sd;
   const double tau = StandardThreshold(spread, *TargetAcceptance(length), beta);
   if (!beta) return z >= tau;
   return u < SoftAcceptanceProbability(z, tau, *beta / spread.sd);
 }
 
-void Calibration::Observe(double reward) {
+void Calibration::Observe(double reward, int32_t length) {
   ++observed_;
-  recent_.push_back(reward);
+  recent_.push_back({reward, length});
   if (recent_.size() > kWindow) recent_.pop_front();
 }
 

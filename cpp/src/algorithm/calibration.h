@@ -1,12 +1,14 @@
 // A prompt's acceptance threshold and soft-rule temperature (no llama.h here).
 //
 // A float threshold ramps from r(x, empty) to tau*, as in the STARS paper, in the reward's
-// units. threshold="auto" is expressed in the reward's own distribution instead: each attempt
-// is held to the tau at which the prompt's recent considered attempts (the last kWindow, which
-// were sampled at lengths close to the current one) would be accepted at the target rate
+// units. threshold="auto" is expressed in the reward's own distribution instead. Rewards often
+// drift with the response's length (a judge scores a longer answer differently), so the prompt's
+// last kWindow considered attempts are fitted with a line in the response length: their
+// residuals, standardized, give the spread at comparable lengths. Each attempt is held to the
+// tau at which those attempts, moved to its length, would be accepted at the target rate
 // 1 / s(t), where s(t) rises from 1 + alpha (s - 1) at t = 0 to s = target_attempts at
-// max_tokens. beta="auto" is kAutoBetaSpreads standard deviations of the same attempts. Both
-// are computed on standardized rewards, so replacing r by a*r + b (a > 0) changes no decision.
+// max_tokens. beta="auto" is kAutoBetaSpreads residual standard deviations. All of it is
+// computed on standardized rewards, so replacing r by a*r + b (a > 0) changes no decision.
 //
 // With threshold="auto" the spread is unknown until some attempts are in: the prompt's first
 // segment observes its first warmup_attempts() attempts and keeps the best of them. With a float
@@ -55,13 +57,20 @@ class Calibration {
   // the soft rule's draw. Always false while warming up.
   bool Accept(double reward, int32_t length, double u) const;
 
-  // Records a considered attempt's reward.
-  void Observe(double reward);
+  // Records a considered attempt's reward and response length.
+  void Observe(double reward, int32_t length);
 
  private:
+  // The recent attempts' rewards as a line in the length plus residuals: reward ~ at(length).
   struct Spread {
-    double mean = 0.0;
-    double sd = 0.0;  // 0 when fewer than two attempts, or all equal
+    double intercept = 0.0;
+    double slope = 0.0;
+    double sd = 0.0;  // residual standard deviation; 0 when too few attempts, or no spread
+    double at(int32_t length) const { return intercept + slope * length; }
+  };
+  struct Attempt {
+    double reward;
+    int32_t length;
   };
   Spread RecentSpread() const;
   // Soft rule's beta for the current spread; empty means the hard rule.
@@ -79,7 +88,7 @@ class Calibration {
   int32_t warmup_ = 0;
   int32_t observed_ = 0;
   std::optional<ThresholdSchedule> schedule_;
-  std::deque<double> recent_;
+  std::deque<Attempt> recent_;
 };
 
 }  // namespace stars

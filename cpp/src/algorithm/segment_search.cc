@@ -14,7 +14,7 @@ SegmentSearch::Decision SegmentSearch::Consider(const std::vector<double>& rewar
     const bool warming_up = calibration.warming_up();
     const std::optional<double> threshold = calibration.Threshold(lengths[j]);
     const bool accepted = calibration.Accept(rewards[j], lengths[j], draws[j]);
-    calibration.Observe(rewards[j]);
+    calibration.Observe(rewards[j], lengths[j]);
     ++attempts_;
     rewards_.push_back(rewards[j]);
     // Strictly greater keeps the earliest of equal rewards, as drawing one at a time would.
