@@ -10,13 +10,16 @@ Each task has a reward the methods optimise and a held-out scorer they never see
   different question.
 
 Every method runs in its own process (peak resident memory is per method) on the whole batch
-of prompts. STARS uses hard acceptance against tau* = the 0.8 quantile of plain sampling's
-rewards on the same prompts (the paper hand-sets tau* per reward; this calibrates it once).
+of prompts. STARS runs at the package's defaults (threshold="auto", beta="auto", soft) unless a
+method says otherwise: no threshold is tuned per task.
 
-    python bench/quality.py [--quick] [--task sentiment|helpfulness] [--prompts N]
+    python bench/quality.py [--quick] [--sweep] [--task sentiment|helpfulness] [--prompts N]
 
---task runs only that task (repeatable) and keeps the other tasks' last results in the JSON;
-each task records its own command, machine and date.
+--sweep runs the frontier that picks the defaults: best-of-N for N = 1, 2, 4, 8, 16 against
+STARS over target_attempts, soft and hard, plus the judge's question_last layout on the
+helpfulness task; it writes quality_sweep.json and .png (held-out score against policy tokens
+and against wall time). --task runs only that task (repeatable) and keeps the other tasks' last
+results in the JSON; each task records its own command, machine and date.
 """
 
 from __future__ import annotations
@@ -57,7 +60,21 @@ TASKS: dict[str, dict[str, Any]] = {
 }
 
 
-def methods(quick: bool) -> list[dict[str, Any]]:
+SWEEP_TARGETS = (1.5, 2.0, 3.0, 4.0, 6.0)
+
+
+def methods(quick: bool, sweep: bool = False, task: str = "") -> list[dict[str, Any]]:
+    if sweep:
+        out: list[dict[str, Any]] = [{"name": "plain", "mode": "plain"}]
+        out += [{"name": f"best_of_{n}", "mode": "best_of_n", "candidates": n}
+                for n in (1, 2, 4, 8, 16)]
+        out += [{"name": f"stars_{acceptance}_s{target:g}", "mode": "stars",
+                 "acceptance": acceptance, "target_attempts": target}
+                for acceptance in ("soft", "hard") for target in SWEEP_TARGETS]
+        if task == "helpfulness":
+            out += [{"name": "stars_soft_s3_question_last", "mode": "stars",
+                     "target_attempts": 3.0, "layout": "question_last"}]
+        return out
     if quick:
         return [{"name": "plain", "mode": "plain"},
                 {"name": "best_of_4", "mode": "best_of_n", "candidates": 4},
@@ -93,14 +110,14 @@ def run_method(spec: dict[str, Any]) -> dict[str, Any]:
     import stars_cpp
 
     task = TASKS[spec["task"]]
-    reward = vader if task["reward"] == "vader" else stars_cpp.JudgeReward("policy")
-    engine = stars_cpp.Engine(model_path(task["policy"]), reward, n_ctx=4096)
-    prompts = load_prompts(task, spec["n_prompts"])
     method = dict(spec["method"])
     name, mode = method.pop("name"), method.pop("mode")
+    layout = method.pop("layout", "question_first")
+    reward = (vader if task["reward"] == "vader"
+              else stars_cpp.JudgeReward("policy", layout=layout))
+    engine = stars_cpp.Engine(model_path(task["policy"]), reward, n_ctx=4096)
+    prompts = load_prompts(task, spec["n_prompts"])
     params = {**task["params"], **method, "seed": 1}
-    if mode == "stars":
-        params.update(threshold=spec["tau"], acceptance="hard")
     first: dict[int, float] = {}
     start = time.perf_counter()
     results = engine.generate(prompts, mode=mode, **params,
@@ -109,6 +126,7 @@ def run_method(spec: dict[str, Any]) -> dict[str, Any]:
     totals = {f: sum(getattr(r.stats, f) for r in results)
               for f in ("policy_tokens_sampled", "tokens_accepted", "reward_tokens_decoded",
                         "reward_rows", "reward_calls")}
+    segments = [s for r in results for s in r.segments]
     return {
         "name": name,
         "mode": mode,
@@ -118,7 +136,8 @@ def run_method(spec: dict[str, Any]) -> dict[str, Any]:
         "wall_s": wall,
         "time_to_first_segment_s": float(np.mean([first[i] - start for i in first])),
         "peak_rss_mib": _common.peak_rss_mib(),
-        "fallbacks": sum(s.fallback for r in results for s in r.segments),
+        "fallbacks": sum(s.fallback for s in segments),
+        "attempts_per_segment": float(np.mean([s.attempts for s in segments])),
         **totals,
     }
 
@@ -153,17 +172,14 @@ class HeldOut:
         return list(self.judge(self.users, texts))
 
 
-def run_task(task_name: str, n_prompts: int, quick: bool) -> dict[str, Any]:
+def run_task(task_name: str, n_prompts: int, quick: bool, sweep: bool) -> dict[str, Any]:
     task = TASKS[task_name]
     prompts = load_prompts(task, n_prompts)
     held_out = HeldOut(task_name, prompts)
     rows: list[dict[str, Any]] = []
-    tau = None
-    for method in methods(quick):
-        spec = {"task": task_name, "n_prompts": n_prompts, "method": method, "tau": tau}
+    for method in methods(quick, sweep, task_name):
+        spec = {"task": task_name, "n_prompts": n_prompts, "method": method}
         row = spawn(spec)
-        if method["mode"] == "plain":
-            tau = float(np.quantile(row["rewards"], 0.8))
         row["held_out"] = held_out(row["texts"])
         rows.append(row)
         print(f"  {task_name:11s} {row['name']:13s} reward {np.mean(row['rewards']):7.3f} "
@@ -182,40 +198,55 @@ def run_task(task_name: str, n_prompts: int, quick: bool) -> dict[str, Any]:
             "reward_tokens_decoded": row["reward_tokens_decoded"],
             "reward_rows": row["reward_rows"],
             "wall_s": row["wall_s"],
+            "attempts_per_segment": row["attempts_per_segment"],
             "time_to_first_segment_s": row["time_to_first_segment_s"],
             "peak_rss_mib": row["peak_rss_mib"],
         })
-    return {"task": task_name, "tau": tau, "n_prompts": n_prompts,
+    return {"task": task_name, "n_prompts": n_prompts,
             "setup": {k: v for k, v in task.items() if k != "chat"},
             "summary": summary, "runs": rows}
 
 
+def group(name: str) -> str:
+    """The curve a method belongs to in the plots: its name less its swept value."""
+    if name.startswith("best_of_"):
+        return "best-of-N"
+    for acceptance in ("soft", "hard"):
+        if name.startswith(f"stars_{acceptance}_s") and name.count("_") == 2:
+            return f"STARS {acceptance} (target_attempts)"
+    if name.startswith("stars_K"):
+        return f"STARS {name.rsplit('_', 1)[1].replace('N', 'N=')} (K)"
+    return name
+
+
 def plot(tasks: list[dict[str, Any]], path: Path, title: str) -> None:
     plt = _common.pyplot()
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6.2 * len(tasks), 4.4), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        by_name = {s["method"]: s for s in task["summary"]}
-        groups = {"best_of_n": [n for n in by_name if n.startswith("best_of")],
-                  "stars N=1": [n for n in by_name if n.startswith("stars") and n.endswith("N1")],
-                  "stars N=4": [n for n in by_name if n.startswith("stars") and n.endswith("N4")]}
-        plain = by_name["plain"]
-        ax.scatter([plain["policy_tokens_sampled"]], [plain["held_out_mean"]], c="k", marker="*",
-                   s=120, label="plain", zorder=3)
-        for label, names in groups.items():
-            if not names:
-                continue
-            points = sorted((by_name[n]["policy_tokens_sampled"], by_name[n]["held_out_mean"], n)
-                            for n in names)
-            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=label)
-            for x, y, n in points:
-                ax.annotate(n.replace("best_of_", "N=").replace("stars_", ""), (x, y),
-                            fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_xlabel("policy tokens sampled (all prompts)")
-        ax.set_ylabel("held-out score (mean)")
-        ax.set_title(f"{task['task']}: {task['setup']['held_out']}", fontsize=8)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    axes_x = [("policy_tokens_sampled", "policy tokens sampled (all prompts)"),
+              ("wall_s", "wall time (s, all prompts)")]
+    fig, axes = plt.subplots(len(axes_x), len(tasks), figsize=(6.2 * len(tasks), 8.4),
+                             squeeze=False)
+    for column, task in enumerate(tasks):
+        for row, (key, label) in enumerate(axes_x):
+            ax = axes[row][column]
+            curves: dict[str, list[tuple[float, float, str]]] = {}
+            for s in task["summary"]:
+                curves.setdefault(group(s["method"]), []).append(
+                    (s[key], s["held_out_mean"], s["method"]))
+            for name, points in curves.items():
+                points.sort()
+                style = "k*" if name == "plain" else ("o-" if len(points) > 1 else "s")
+                ax.plot([p[0] for p in points], [p[1] for p in points], style, label=name,
+                        markersize=10 if name == "plain" else 5)
+                for x, y, n in points:
+                    short = n.replace("best_of_", "N=").replace("stars_", "")
+                    ax.annotate(short, (x, y), fontsize=6, xytext=(3, 3),
+                                textcoords="offset points")
+            ax.set_xscale("log")
+            ax.set_xlabel(label)
+            ax.set_ylabel("held-out score (mean)")
+            ax.set_title(f"{task['task']}: {task['setup']['held_out']}", fontsize=8)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -225,6 +256,8 @@ def plot(tasks: list[dict[str, Any]], path: Path, title: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="6 prompts, 3 methods")
+    parser.add_argument("--sweep", action="store_true",
+                        help="the defaults' frontier: best-of-N and STARS over target_attempts")
     parser.add_argument("--task", choices=sorted(TASKS), action="append")
     parser.add_argument("--prompts", type=int, default=None, help="prompts per task (max 50)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -234,13 +267,13 @@ def main() -> None:
         return
 
     n_prompts = args.prompts or (6 if args.quick else 50)
-    name = "quality_quick" if args.quick else "quality"
+    name = "quality_sweep" if args.sweep else ("quality_quick" if args.quick else "quality")
     machine = _common.machine()
     command = "python " + " ".join(sys.argv)
     tasks = []
     for task_name in args.task or sorted(TASKS):
         start = time.perf_counter()
-        task = run_task(task_name, n_prompts, args.quick)
+        task = run_task(task_name, n_prompts, args.quick, args.sweep)
         tasks.append({**task, "command": command, "machine": machine,
                       "seconds": time.perf_counter() - start})
     # A run of some tasks replaces those and keeps the others' last results.
@@ -254,7 +287,7 @@ def main() -> None:
     plot(tasks, out.with_suffix(".png"),
          f"held-out score vs compute, {n_prompts} prompts per task, {machine['cpu']}")
     for task in tasks:
-        print(f"\n### {task['task']} (tau* = {task['tau']:.3f}, {task['seconds']:.0f} s)\n")
+        print(f"\n### {task['task']} ({task['n_prompts']} prompts, {task['seconds']:.0f} s)\n")
         print(_common.markdown_table(task["summary"], list(task["summary"][0])))
     print(f"\nwrote {out}")
 

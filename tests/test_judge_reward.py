@@ -80,8 +80,9 @@ def test_bridged_vocabularies_keep_the_common_prefix(smollm2, tiny_llama):
     assert result.stats.reward_tokens_decoded < full
 
 
-def test_smollm2_judges_itself(smollm2):
-    judge = stars_cpp.JudgeReward("policy")
+@pytest.mark.parametrize("layout", ["question_first", "question_last"])
+def test_smollm2_judges_itself(smollm2, layout):
+    judge = stars_cpp.JudgeReward("policy", layout=layout)
     engine = stars_cpp.Engine(str(smollm2), judge, n_ctx=4096)
     prompt = [{"role": "user", "content": "How do I make a cup of tea?"}]
     k = 8
@@ -97,6 +98,11 @@ def test_smollm2_judges_itself(smollm2):
     for tokens, _, reward in chosen_rewards(result):
         scratch = native.score_policy_tokens(user, tokens)
         assert reward == pytest.approx(scratch, abs=JUDGE_TOLERANCE)
+    # Asked first, the question leaves only ChatML's closing tokens and the answer cue.
+    if layout == "question_first":
+        assert native.n_suffix_tokens <= 8
+    else:
+        assert native.n_suffix_tokens > 20
 
 
 def test_gemma_judges_smollm2_across_rounds(smollm2):
