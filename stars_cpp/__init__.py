@@ -1,7 +1,7 @@
 """stars_cpp: STARS decoding-time alignment natively over llama.cpp.
 
 llama_cpp is imported first so that its libllama.so is the one in the process: the extension's
-DT_NEEDED entry then resolves to that already-loaded library by its soname (DESIGN section 3).
+DT_NEEDED entry then resolves to that already-loaded library by its soname.
 """
 
 import llama_cpp  # noqa: F401  (must precede the extension)

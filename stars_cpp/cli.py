@@ -34,7 +34,7 @@ def _float_or_auto(value: str) -> float | str:
 
 
 def _flag(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:
-    # Both spellings: --segment-tokens, and --segment_tokens as in DESIGN section 1.
+    # Both spellings: --segment-tokens, and --segment_tokens as in Python.
     flags = [f"--{name.replace('_', '-')}"]
     if "_" in name:
         flags.append(f"--{name}")

@@ -12,3 +12,14 @@ def hash_reward(prompts, responses):
         digest = hashlib.blake2b(f"{prompt}\x00{response}".encode(), digest_size=8).digest()
         out.append(int.from_bytes(digest, "little") / 2**64)
     return out
+
+
+class RecordingReward:
+    """hash_reward that keeps the responses of every call, in order, in ``calls``."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def __call__(self, prompts, responses):
+        self.calls.append(list(responses))
+        return hash_reward(prompts, responses)

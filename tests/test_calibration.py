@@ -4,7 +4,7 @@ attempts considered so far, so that STARS steers the same way whatever the rewar
 from __future__ import annotations
 
 import pytest
-from deterministic_rewards import hash_reward
+from deterministic_rewards import RecordingReward, hash_reward
 
 import stars_cpp
 
@@ -47,19 +47,15 @@ def test_the_auto_threshold_follows_a_reward_that_grows_with_length(tiny_llama):
 
 
 def test_the_first_segment_keeps_the_best_of_its_warm_up(tiny_llama):
-    calls: list[list[str]] = []
-
-    def recording(prompts, responses):
-        calls.append(list(responses))
-        return hash_reward(prompts, responses)
-
+    recording = RecordingReward()
     engine = stars_cpp.Engine(str(tiny_llama), recording, n_ctx=4096)
     result = engine.generate(PROMPT, segment_tokens=4, candidates=1, target_attempts=3,
                              max_tokens=12, seed=2)
     first = result.segments[0]
     assert first.attempts == 3 and first.threshold is None and not first.fallback
     assert first.reward == max(first.rewards)
-    assert [len(c) for c in calls[:3]] == [1, 1, 1]  # one candidate a round, none accepted
+    # One candidate a round, none accepted.
+    assert [len(c) for c in recording.calls[:3]] == [1, 1, 1]
     assert all(s.threshold is not None for s in result.segments[1:])
 
 

@@ -1,4 +1,4 @@
-"""The STARS engine's contract (DESIGN section 1), checked from its outputs."""
+"""The STARS engine's contract (README, "Parameters"), checked from its outputs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ PROMPT = "Once upon a time"
 
 
 def tau_at(t: int, r_x: float, tau_star: float, alpha: float, max_tokens: int) -> float:
-    """DESIGN section 1's schedule, written out independently of the engine."""
+    """The float threshold's schedule, written out independently of the engine."""
     r0 = (1 - alpha) * r_x + alpha * tau_star
     return min(tau_star, r0 + t * (tau_star - r0) / max_tokens)
 

@@ -1,4 +1,4 @@
-"""One libllama per process: stars_cpp uses the library llama_cpp loaded (DESIGN section 3)."""
+"""One libllama per process: stars_cpp uses the library llama_cpp loaded first."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from deterministic_rewards import hash_reward
+from deterministic_rewards import RecordingReward, hash_reward
 
 import stars_cpp
 
@@ -59,12 +59,8 @@ def test_a_stop_string_across_a_segment_boundary(hash_engine, tiny_llama, mode):
 
 
 def test_a_stop_string_inside_a_best_of_n_response(tiny_llama):
-    scored: list[list[str]] = []
-
-    def recording(prompts, responses):
-        scored.append(list(responses))
-        return hash_reward(prompts, responses)
-
+    recording = RecordingReward()
+    scored = recording.calls
     engine = stars_cpp.Engine(str(tiny_llama), recording, n_ctx=4096)
     params = dict(mode="best_of_n", candidates=3, max_tokens=24, seed=6)
     engine.generate(PROMPT, **params)

@@ -1,4 +1,4 @@
-// The batched reward interface of DESIGN section 2: rows of (prompt, response) in, floats out.
+// The batched reward interface: rows of (prompt, response) in, floats out.
 // The engine calls it once per round with every candidate of every active prompt, and tells it
 // when a prompt's accepted response (its trunk) grows, so that a reward which caches KV can
 // score each candidate from the cached trunk.
