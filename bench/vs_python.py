@@ -1,23 +1,33 @@
 """Benchmark: stars_cpp against the same STARS loop written in pure Python.
 
-Three implementations of one algorithm (DESIGN section 1, ``acceptance="hard"``, a fixed
+Two comparisons (``--task lexical|judge|all``, default all).
+
+``lexical``: three implementations of one algorithm (``acceptance="hard"``: a candidate segment
+is kept once its reward reaches the threshold, else the best of ``max_attempts`` is; a fixed
 float threshold) run on the same model, reward, parameters and prompts:
 
 - ``stars_cpp``: the package, one ``Engine.generate`` call per prompt (and, as an extra row,
   one call for the whole batch of prompts, which runs them in lockstep).
 - ``ctypes``: a BASELINE, not part of the package. llama-cpp-python's low-level bindings,
-  written the way DESIGN section 2 describes: one unified KV cache, the trunk forked into N
+  laid out as stars_cpp lays out its decoding: one unified KV cache, the trunk forked into N
   candidate sequences with ``llama_memory_seq_cp``, one ``llama_decode`` per step for all
   candidates, the chosen candidate adopted as the trunk. The best a Python user could write.
 - ``naive``: a BASELINE, not part of the package. llama-cpp-python's high-level
   ``Llama.create_completion``, one candidate segment at a time from prompt + accepted text,
   relying on llama-cpp-python's own KV prefix reuse. What a typical Python user would write.
 
-The reward is ``stars_cpp.rewards.lexical_diversity``, a cheap Python function, so that the
+Its reward is ``stars_cpp.rewards.lexical_diversity``, a cheap Python function, so that the
 comparison is about the decoding machinery. Sampling differs between implementations, so
 accepted token counts differ too: compare time per accepted token and candidate tokens/s.
 
-    python bench/vs_python.py [--quick] [--out bench/results/vs_python.json]
+``judge``: the reward is ``JudgeReward("policy")``, SmolLM2 asked whether its own response is
+helpful (logit(yes) - logit(no)), with soft acceptance. The baseline is ``naive`` with a judge
+over the high-level API too: a second ``Llama`` on the same GGUF that keeps its evaluated tokens
+and evaluates only what follows the longest common prefix with the next input. stars_cpp runs
+with N=4 (adaptive round width) and N=1, per prompt and as one batched call. Compare time per
+accepted token and policy tokens sampled per accepted token.
+
+    python bench/vs_python.py [--task all|lexical|judge] [--quick] [--out PATH.json]
 """
 
 from __future__ import annotations
@@ -25,7 +35,9 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import math
 import os
+import random
 import sys
 import time
 from collections.abc import Sequence
@@ -52,9 +64,9 @@ PROMPTS = [
     "What are the benefits of learning a second language?",
 ]
 
-# DESIGN section 1 parameters shared by all three implementations. Two fixed thresholds: with
-# the lenient one most segments pass on their first candidate (the batched implementations
-# then waste N-1 candidates a round); with the strict one several attempts are the rule.
+# Parameters shared by all three implementations. Two fixed thresholds: with the lenient one
+# most segments pass on their first candidate (the batched implementations then waste N-1
+# candidates a round); with the strict one several attempts are the rule.
 # Each (method, prompt) reruns with the same seed (same tokens) and the fastest run counts:
 # on a busy 2-core machine llama.cpp's OpenMP threads stall when descheduled, and one run in
 # a few took 10-30x longer. A method is rerun until its two fastest runs agree within
@@ -66,6 +78,16 @@ PARAMS: dict[str, Any] = dict(
     segment_tokens=16, candidates=4, max_attempts=8, alpha=0.5, acceptance="hard",
     temperature=0.8, top_k=40, top_p=1.0, min_p=0.0,
 )
+# The judge comparison: SmolLM2 judging its own helpfulness scores roughly -1.5 to 0, and at
+# tau* = JUDGE_THRESHOLD with soft acceptance (beta 0.7) a segment takes 2-3 attempts on
+# average (1.3-4.7 by prompt), so that an N=4 round has rejections to absorb.
+# Settling as for the lexical task, with fewer repeats: a judge run costs more.
+JUDGE_THRESHOLD = -0.3
+JUDGE_FULL = dict(prompts=3, max_tokens=96, repeats=2, max_repeats=3)
+JUDGE_QUICK = dict(prompts=1, max_tokens=32, repeats=2, max_repeats=2)
+JUDGE_PARAMS: dict[str, Any] = {**PARAMS, "acceptance": "soft", "beta": 0.7}
+JUDGE_CHECK_ROWS = 4  # rows on which the baseline's judge must match stars_cpp's
+JUDGE_CHECK_TOLERANCE = 0.1
 N_CTX = 2048
 N_THREADS = os.cpu_count() or 1
 SEED = 1234
@@ -80,11 +102,14 @@ class PromptStats:
     wall_s: float = 0.0
     wall_s_runs: list[float] = field(default_factory=list)  # every repeat; wall_s is the least
     repeats_identical: bool = True  # the same seed gave the same text in every repeat
+    settled: bool = True  # two fastest repeats agreed within SETTLE_TOLERANCE
     tokens_accepted: int = 0
     candidate_tokens: int = 0  # policy tokens sampled, end-of-generation samples included
     segments: int = 0
     attempts: int = 0
     fallbacks: int = 0
+    rounds: int = 0  # rounds of candidates; the naive baseline's have one candidate each
+    mean_round_width: float = 0.0  # candidates per round
     text: str = ""
 
 
@@ -109,11 +134,22 @@ def threshold_schedule(reward_empty: float, tau_star: float, alpha: float,
     return lambda t: min(tau_star, r0 + t * (tau_star - r0) / max_tokens)
 
 
-class SegmentSearch:
-    """Considers candidates in index order; hard acceptance; the best after M attempts."""
+def hard_rule(reward: float, tau: float) -> bool:
+    return reward >= tau
 
-    def __init__(self, max_attempts: int) -> None:
+
+def soft_rule(beta: float, rng: random.Random) -> Callable[[float, float], bool]:
+    """Accepts with probability exp(min(0, (R - tau) / beta)), one uniform draw per attempt."""
+    return lambda reward, tau: rng.random() < math.exp(min(0.0, (reward - tau) / beta))
+
+
+class SegmentSearch:
+    """Considers candidates in index order; the best after M attempts."""
+
+    def __init__(self, max_attempts: int,
+                 accept: Callable[[float, float], bool] = hard_rule) -> None:
         self.max_attempts = max_attempts
+        self.accept = accept
         self.attempts = 0
         self.best: Any = None
         self.best_reward = float("-inf")
@@ -129,7 +165,7 @@ class SegmentSearch:
             # Strictly greater keeps the earliest of equal rewards, as stars_cpp does.
             if reward > self.best_reward:
                 self.best, self.best_reward = item, reward
-            if reward >= tau:
+            if self.accept(reward, tau):
                 return item, False
         if self.attempts >= self.max_attempts:
             return self.best, True
@@ -152,15 +188,18 @@ def derive_seed(*parts: int) -> int:
 def run_naive(llm: llama_cpp.Llama, rendered: str, user_text: str, reward: Reward, tau: float,
               p: dict[str, Any], seed: int) -> PromptStats:
     """STARS over ``create_completion``: each candidate is a fresh completion of prompt +
-    accepted text, and the reward sees the full response text every time."""
+    accepted text, and the reward sees the full response text every time. Soft acceptance
+    draws from a Python RNG seeded with ``seed``."""
     stats = PromptStats()
     llm.reset()  # no prefix reuse from an earlier prompt or repeat: every method starts cold
     start = time.perf_counter()
     k, m, t_max = p["segment_tokens"], p["max_attempts"], p["max_tokens"]
+    accept = (soft_rule(p["beta"], random.Random(seed)) if p["acceptance"] == "soft"
+              else hard_rule)
     tau_at = threshold_schedule(reward([user_text], [""])[0], tau, p["alpha"], t_max)
     accepted, n_accepted, finished = "", 0, False
     while n_accepted < t_max and not finished:
-        search = SegmentSearch(m)
+        search = SegmentSearch(m, accept)
         chosen = None
         while chosen is None:
             out = llm.create_completion(
@@ -182,7 +221,48 @@ def run_naive(llm: llama_cpp.Llama, rendered: str, user_text: str, reward: Rewar
         stats.fallbacks += fallback
     stats.wall_s = time.perf_counter() - start
     stats.tokens_accepted, stats.text = n_accepted, accepted
+    stats.rounds, stats.mean_round_width = stats.attempts, 1.0
     return stats
+
+
+class HighLevelJudge:
+    """A BASELINE judge, not part of the package: stars_cpp's judge written over the high-level
+    ``Llama`` API, prefix-cached by hand.
+
+    Its input token ids come from stars_cpp's own judge (``input_tokens``), so that both score
+    the same tokens whatever the judge's layout; the model runs in llama-cpp-python.
+    """
+
+    def __init__(self, llm: llama_cpp.Llama, native: Any, yes: str, no: str) -> None:
+        self.llm, self.native = llm, native
+        self.yes, self.no = (self._single_token(text) for text in (yes, no))
+
+    def _single_token(self, text: str) -> int:
+        # As stars_cpp tokenizes yes/no: no BOS, no special tokens; it must be one token.
+        tokens = self.llm.tokenize(text.encode(), add_bos=False, special=False)
+        if len(tokens) != 1:
+            raise RuntimeError(f"judge answer {text!r} is {len(tokens)} tokens, not one")
+        return tokens[0]
+
+    def reset(self) -> None:
+        self.llm.reset()
+
+    def score(self, prompt: str, response: str) -> float:
+        tokens = self.native.input_tokens(prompt, response)
+        llm = self.llm
+        cached = llm.input_ids[: llm.n_tokens]
+        head = np.asarray(tokens[: len(cached)], dtype=cached.dtype)
+        differ = np.flatnonzero(cached[: len(head)] != head)
+        common = int(differ[0]) if len(differ) else len(head)
+        # Evaluate at least the last token: the logits read below are the last eval's.
+        llm.n_tokens = min(common, len(tokens) - 1)
+        llm.eval(tokens[llm.n_tokens:])
+        # Llama.eval keeps no scores without logits_all: read the context's last output row.
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+        return float(logits[self.yes]) - float(logits[self.no])
+
+    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        return [self.score(p, r) for p, r in zip(prompts, responses)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -200,7 +280,7 @@ _LOG_CALLBACK = None
 
 
 class CtypesStars:
-    """STARS over llama.cpp through ctypes, laid out as DESIGN section 2 describes."""
+    """STARS over llama.cpp through ctypes: one unified KV cache, N candidates per decode."""
 
     def __init__(self, model_path: str, n_ctx: int, n_threads: int, candidates: int) -> None:
         llama_cpp.llama_backend_init()
@@ -355,6 +435,8 @@ class CtypesStars:
                 while chosen is None:
                     cap = min(k, t_max - n_accepted)
                     cands = [Candidate(seq=free.pop()) for _ in range(search.round_size(n_cand))]
+                    stats.rounds += 1
+                    stats.mean_round_width += len(cands)  # a sum until the end
                     for cand in cands:
                         llama_cpp.llama_memory_seq_cp(self.mem, trunk, cand.seq, -1, -1)
                     live = list(range(len(cands)))
@@ -421,6 +503,7 @@ class CtypesStars:
                 llama_cpp.llama_sampler_free(chain)
         stats.wall_s = time.perf_counter() - start
         stats.tokens_accepted = n_accepted
+        stats.mean_round_width /= max(stats.rounds, 1)
         stats.text = accepted.decode("utf-8", "replace")
         return stats
 
@@ -443,7 +526,8 @@ def run_stars_cpp(engine: stars_cpp.Engine, user_texts: list[str], tau: float,
             wall_s=wall / len(results), tokens_accepted=s.tokens_accepted,
             candidate_tokens=s.policy_tokens_sampled, segments=len(result.segments),
             attempts=sum(seg.attempts for seg in result.segments),
-            fallbacks=sum(seg.fallback for seg in result.segments), text=result.text))
+            fallbacks=sum(seg.fallback for seg in result.segments), rounds=s.rounds,
+            mean_round_width=s.mean_round_width, text=result.text))
     return out
 
 
@@ -456,16 +540,21 @@ def summarize(runs: list[PromptStats]) -> dict[str, Any]:
     accepted = sum(r.tokens_accepted for r in runs)
     sampled = sum(r.candidate_tokens for r in runs)
     segments = sum(r.segments for r in runs)
+    rounds = sum(r.rounds for r in runs)
     return {
         "wall_s": wall,
         "tokens_accepted": accepted,
         "ms_per_accepted_token": 1000.0 * wall / max(accepted, 1),
         "candidate_tokens": sampled,
         "candidate_tokens_per_s": sampled / wall if wall > 0 else 0.0,
+        "sampled_per_accepted_token": sampled / max(accepted, 1),
+        "rounds": rounds,
+        "mean_round_width": sum(r.rounds * r.mean_round_width for r in runs) / max(rounds, 1),
         "segments": segments,
         "attempts_per_segment": sum(r.attempts for r in runs) / max(segments, 1),
         "fallbacks": sum(r.fallbacks for r in runs),
         "repeats_identical": all(r.repeats_identical for r in runs),
+        "settled": all(r.settled for r in runs),
         "prompts": [asdict(r) for r in runs],
     }
 
@@ -473,6 +562,37 @@ def summarize(runs: list[PromptStats]) -> dict[str, Any]:
 def machine_record() -> dict[str, Any]:
     # n_gpu_layers=0 everywhere, whatever libllama was built with.
     return {**_common.machine(), "backend": "cpu", "loadavg_at_start": list(os.getloadavg())}
+
+
+def settled(walls: list[float], config: dict[str, Any]) -> bool:
+    if len(walls) < max(2, config["repeats"]):
+        return False
+    first, second = sorted(walls)[:2]
+    return second <= first * (1.0 + SETTLE_TOLERANCE)
+
+
+def fastest(calls: dict[str, Callable[[], list[PromptStats]]], label: str,
+            config: dict[str, Any]) -> dict[str, list[PromptStats]]:
+    """Reruns every call, interleaved in a rotating order so that a noisy stretch hits all
+    alike, until each is settled; returns each call's fastest run."""
+    names = list(calls)
+    tries: dict[str, list[list[PromptStats]]] = {name: [] for name in names}
+    for rep in range(config["max_repeats"]):
+        for j in range(len(names)):
+            name = names[(rep + j) % len(names)]
+            if not settled([sum(r.wall_s for r in run) for run in tries[name]], config):
+                tries[name].append(calls[name]())
+                wall = sum(r.wall_s for r in tries[name][-1])
+                print(f"  {label} {name}: {wall:.2f} s", file=sys.stderr, flush=True)
+    best = {}
+    for name, runs in tries.items():
+        walls = [sum(r.wall_s for r in run) for run in runs]
+        best[name] = runs[walls.index(min(walls))]
+        for r in best[name]:
+            r.wall_s_runs = walls
+            r.repeats_identical = len({tuple(x.text for x in run) for run in runs}) == 1
+            r.settled = settled(walls, config)
+    return best
 
 
 def benchmark(config: dict[str, Any]) -> dict[str, Any]:
@@ -500,34 +620,6 @@ def benchmark(config: dict[str, Any]) -> dict[str, Any]:
     low.run(prompt_tokens[0], user_texts[0], reward, 0.0, warm, SEED)
     run_naive(llm, rendered[0], user_texts[0], reward, 0.0, warm, SEED)
 
-    def settled(walls: list[float]) -> bool:
-        if len(walls) < max(2, config["repeats"]):
-            return False
-        first, second = sorted(walls)[:2]
-        return second <= first * (1.0 + SETTLE_TOLERANCE)
-
-    def fastest(calls: dict[str, Callable[[], list[PromptStats]]], label: str
-                ) -> dict[str, list[PromptStats]]:
-        """Reruns every call, interleaved in a rotating order so that a noisy stretch hits all
-        alike, until each is settled; returns each call's fastest run."""
-        names = list(calls)
-        tries: dict[str, list[list[PromptStats]]] = {name: [] for name in names}
-        for rep in range(config["max_repeats"]):
-            for j in range(len(names)):
-                name = names[(rep + j) % len(names)]
-                if not settled([sum(r.wall_s for r in run) for run in tries[name]]):
-                    tries[name].append(calls[name]())
-                    wall = sum(r.wall_s for r in tries[name][-1])
-                    print(f"  {label} {name}: {wall:.2f} s", file=sys.stderr, flush=True)
-        best = {}
-        for name, runs in tries.items():
-            walls = [sum(r.wall_s for r in run) for run in runs]
-            best[name] = runs[walls.index(min(walls))]
-            for r in best[name]:
-                r.wall_s_runs = walls
-                r.repeats_identical = len({tuple(x.text for x in run) for run in runs}) == 1
-        return best
-
     runs = []
     for tau in config["thresholds"]:
         per: dict[str, list[PromptStats]] = {"stars_cpp": [], "ctypes": [], "naive": []}
@@ -540,14 +632,14 @@ def benchmark(config: dict[str, Any]) -> dict[str, Any]:
                 "naive": lambda i=i, tau=tau: [run_naive(
                     llm, rendered[i], user_texts[i], reward, tau, p, SEED + i)],
             }
-            for name, best in fastest(calls, f"tau*={tau} prompt {i}").items():
+            for name, best in fastest(calls, f"tau*={tau} prompt {i}", config).items():
                 per[name] += best
         if len(user_texts) > 1:
             # Extra row: the engine's lockstep batch, which neither baseline attempts.
             batch_name = f"stars_cpp_batch{len(user_texts)}"
             run_stars_cpp(engine, user_texts, 0.0, warm, SEED)  # warm the larger context
             calls = {batch_name: lambda tau=tau: run_stars_cpp(engine, user_texts, tau, p, SEED)}
-            per.update(fastest(calls, f"tau*={tau}"))
+            per.update(fastest(calls, f"tau*={tau}", config))
         summary = {name: summarize(stats) for name, stats in per.items()}
         ref = summary["stars_cpp"]
         ratios = {
@@ -571,6 +663,114 @@ def benchmark(config: dict[str, Any]) -> dict[str, Any]:
                        "settle_tolerance": SETTLE_TOLERANCE, "reward": "lexical_diversity",
                        "model": Path(path).name},
         "runs": runs,
+    }
+
+
+def judge_benchmark(config: dict[str, Any]) -> dict[str, Any]:
+    """The judge-rewarded comparison: naive Python STARS against stars_cpp at N=4 and N=1."""
+    started = time.perf_counter()
+    machine = machine_record()
+    _quiet_logs()
+    p = {**JUDGE_PARAMS, "max_tokens": config["max_tokens"]}
+    p1 = {**p, "candidates": 1}
+    tau = JUDGE_THRESHOLD
+    path = str(smollm2_path())
+    user_texts = PROMPTS[: config["prompts"]]
+
+    judge = stars_cpp.JudgeReward("policy")
+    engine = stars_cpp.Engine(path, judge, n_ctx=N_CTX, n_threads=N_THREADS)
+    _quiet_logs()  # stars_cpp's import of llama_cpp may have installed its own logger
+    native = judge.native  # bound by the Engine to its policy: the engine judge's layout
+    llm = llama_cpp.Llama(path, n_ctx=N_CTX, n_threads=N_THREADS, n_threads_batch=N_THREADS,
+                          seed=SEED, verbose=False)
+    # Its own Llama, so that the policy's and the judge's prefix caches do not evict each other.
+    py_judge = HighLevelJudge(
+        llama_cpp.Llama(path, n_ctx=N_CTX, n_threads=N_THREADS, n_threads_batch=N_THREADS,
+                        seed=SEED, verbose=False),
+        native, judge.yes, judge.no)
+    rendered = [engine.model.apply_chat_template([("user", t)]) for t in user_texts]
+
+    def naive(i: int, params: dict[str, Any]) -> list[PromptStats]:
+        py_judge.reset()  # cold, as the policy is
+        return [run_naive(llm, rendered[i], user_texts[i], py_judge, tau, params, SEED + i)]
+
+    # One untimed segment each: first-decode allocations and page faults out of the way.
+    warm = {**p, "max_tokens": p["segment_tokens"]}
+    run_stars_cpp(engine, user_texts[:1], tau, warm, SEED)
+    naive(0, warm)
+
+    # stars_cpp keys a prompt's samples by its tokens, not its position, so one seed for every
+    # stars_cpp call starts per-prompt and batched calls alike; their KV layouts differ, which
+    # moves quantized logits, so their texts can still drift apart.
+    per: dict[str, list[PromptStats]] = {"naive": [], "stars_cpp": [], "stars_cpp_n1": []}
+    for i in range(len(user_texts)):
+        calls: dict[str, Callable[[], list[PromptStats]]] = {
+            "naive": lambda i=i: naive(i, p),
+            "stars_cpp": lambda i=i: run_stars_cpp(engine, [user_texts[i]], tau, p, SEED),
+            "stars_cpp_n1": lambda i=i: run_stars_cpp(engine, [user_texts[i]], tau, p1, SEED),
+        }
+        for name, best in fastest(calls, f"judge prompt {i}", config).items():
+            per[name] += best
+    n1_of = {"stars_cpp": "stars_cpp_n1"}
+    if len(user_texts) > 1:
+        n = len(user_texts)
+        batch, batch_n1 = f"stars_cpp_batch{n}", f"stars_cpp_n1_batch{n}"
+        run_stars_cpp(engine, user_texts, tau, warm, SEED)  # warm the larger context
+        per.update(fastest({
+            batch: lambda: run_stars_cpp(engine, user_texts, tau, p, SEED),
+            batch_n1: lambda: run_stars_cpp(engine, user_texts, tau, p1, SEED),
+        }, "judge", config))
+        n1_of[batch] = batch_n1
+
+    # The baseline's judge against the engine's, on responses both methods wrote: the empty
+    # response (the threshold ramp's r(x, empty)), then finished texts, then half-texts.
+    rows = [(user_texts[0], "")]
+    rows += [(u, r.text) for u, r in zip(user_texts, per["stars_cpp"])]
+    rows += [(u, r.text) for u, r in zip(user_texts, per["naive"])]
+    rows += [(u, r.text[: len(r.text) // 2]) for u, r in zip(user_texts, per["stars_cpp"])]
+    rows = rows[:JUDGE_CHECK_ROWS]
+    prompts, responses = [u for u, _ in rows], [r for _, r in rows]
+    ours = py_judge(prompts, responses)
+    # One row per call: a multi-row call puts rows after the first behind other rows' cells in
+    # the unified KV cache, and on quantized weights that layout alone moves a score by up to
+    # ~0.3 here; one row per call decodes as the baseline's single-sequence context does.
+    theirs = [native.score_texts([u], [r])[0] for u, r in rows]
+    together = native.score_texts(prompts, responses)
+    diffs = [abs(a - b) for a, b in zip(ours, theirs)]
+    check = {
+        "rows": [{"prompt": u, "response_chars": len(r), "baseline": a, "stars_cpp": b,
+                  "stars_cpp_one_call": c}
+                 for (u, r), a, b, c in zip(rows, ours, theirs, together)],
+        "max_abs_diff": max(diffs), "tolerance": JUDGE_CHECK_TOLERANCE,
+        "ok": max(diffs) <= JUDGE_CHECK_TOLERANCE,
+        # For the record, not checked: the same rows scored in one multi-row call.
+        "max_abs_diff_one_call": max(abs(a - c) for a, c in zip(ours, together)),
+    }
+
+    summary = {name: summarize(stats) for name, stats in per.items()}
+    ratios = {}
+    for name, m in summary.items():
+        ratio = {"naive_ms_per_accepted_over_this":
+                 summary["naive"]["ms_per_accepted_token"] / m["ms_per_accepted_token"]}
+        if name in n1_of:
+            ratio["sampled_per_accepted_over_n1"] = (
+                m["sampled_per_accepted_token"]
+                / summary[n1_of[name]]["sampled_per_accepted_token"])
+        ratios[name] = ratio
+    machine["loadavg_at_end"] = list(os.getloadavg())
+    return {
+        "benchmark": "vs_python_judge",
+        "machine": machine,
+        "parameters": {**p, "threshold": tau, "width": "adaptive", "n_ctx": N_CTX,
+                       "n_threads": N_THREADS, "seed": SEED, "prompts": user_texts,
+                       "repeats": [config["repeats"], config["max_repeats"]],
+                       "settle_tolerance": SETTLE_TOLERANCE, "reward": 'JudgeReward("policy")',
+                       "judge": {"question": judge.question, "yes": judge.yes, "no": judge.no},
+                       "model": Path(path).name},
+        "methods": summary,
+        "ratios": ratios,
+        "judge_check": check,
+        "wall_s_total": time.perf_counter() - started,
     }
 
 
@@ -620,21 +820,101 @@ def plot(payload: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def judge_markdown(judge: dict[str, Any]) -> str:
+    p = judge["parameters"]
+    lines = [
+        f"\njudge: JudgeReward(\"policy\"), tau* = {p['threshold']}, {p['acceptance']} "
+        f"acceptance (beta {p['beta']}), K={p['segment_tokens']}, M={p['max_attempts']}, "
+        f"T={p['max_tokens']}, {len(p['prompts'])} prompt(s)\n",
+        "| method | N | wall s | accepted | ms / accepted tok | sampled | sampled / accepted "
+        "| sampled tok/s | attempts/seg | rounds | mean round width | fallbacks "
+        "| naive / row: ms/tok | row / N=1: sampled/acc |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in judge["methods"].items():
+        ratio = judge["ratios"][name]
+        n = 1 if name == "naive" or "_n1" in name else p["candidates"]
+        over_n1 = ratio.get("sampled_per_accepted_over_n1")
+        lines.append(
+            f"| {name} | {n} | {m['wall_s']:.2f} | {m['tokens_accepted']} | "
+            f"{m['ms_per_accepted_token']:.1f} | {m['candidate_tokens']} | "
+            f"{m['sampled_per_accepted_token']:.2f} | {m['candidate_tokens_per_s']:.0f} | "
+            f"{m['attempts_per_segment']:.2f} | "
+            f"{m['rounds']} | {m['mean_round_width']:.2f} | {m['fallbacks']} | "
+            f"{ratio['naive_ms_per_accepted_over_this']:.2f}x | "
+            f"{'-' if over_n1 is None else f'{over_n1:.2f}x'} |")
+    unsettled = [name for name, m in judge["methods"].items() if not m["settled"]]
+    if unsettled:
+        lines.append(f"\nnot settled within {p['repeats'][1]} repeats (the two fastest more "
+                     f"than {p['settle_tolerance']:.0%} apart): {', '.join(unsettled)}")
+    # The adaptive width follows measured costs, and a different width puts the candidates in
+    # other KV cells, which moves quantized logits: the same seed can then give other text.
+    differ = [name for name, m in judge["methods"].items() if not m["repeats_identical"]]
+    if differ:
+        lines.append(f"\nrepeats with the same seed gave different text: {', '.join(differ)}")
+    check = judge["judge_check"]
+    lines.append(f"\njudge check ({len(check['rows'])} rows, baseline vs stars_cpp score_texts): "
+                 f"max |diff| {check['max_abs_diff']:.4f}, tolerance {check['tolerance']}: "
+                 f"{'ok' if check['ok'] else 'FAILED'} (all rows in one score_texts call: "
+                 f"max |diff| {check['max_abs_diff_one_call']:.4f}, not checked)")
+    for row in check["rows"]:
+        lines.append(f"  {row['response_chars']:4d} chars: baseline {row['baseline']:+.4f}, "
+                     f"stars_cpp {row['stars_cpp']:+.4f} "
+                     f"(in one call: {row['stars_cpp_one_call']:+.4f})")
+    return "\n".join(lines)
+
+
+def judge_plot(judge: dict[str, Any], path: Path) -> None:
+    plt = _common.pyplot()
+    names = list(judge["methods"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, title in zip(axes, ("ms_per_accepted_token", "sampled_per_accepted_token"),
+                              ("ms per accepted token (lower is better)",
+                               "policy tokens sampled per accepted token")):
+        ax.bar(range(len(names)), [judge["methods"][n][key] for n in names])
+        ax.set_xticks(range(len(names)), names, rotation=15)
+        ax.set_title(title)
+    m, p = judge["machine"], judge["parameters"]
+    fig.suptitle(f"STARS, SmolLM2 self-judge, tau* = {p['threshold']}, {m['cpu']} x{m['cores']} "
+                 f"({m['backend']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--task", choices=("all", "lexical", "judge"), default="all",
+                        help="which comparison to run (default both)")
     parser.add_argument("--quick", action="store_true", help="1 prompt, max_tokens 32")
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/...)")
     args = parser.parse_args()
-    config = QUICK if args.quick else FULL
     out = args.out or RESULTS / ("vs_python_quick.json" if args.quick else "vs_python.json")
-    payload = benchmark(config)
+    # One file for both comparisons: a task run alone keeps the other's stored results.
+    payload: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    if args.task in ("all", "lexical"):
+        payload = {**benchmark(QUICK if args.quick else FULL),
+                   **({"judge": payload["judge"]} if "judge" in payload else {})}
+    if args.task in ("all", "judge"):
+        payload["judge"] = judge_benchmark(JUDGE_QUICK if args.quick else JUDGE_FULL)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2) + "\n")
-    plot(payload, out.with_suffix(".png"))
-    print(markdown(payload))
-    sample = payload["runs"][0]["methods"]["ctypes"]["prompts"][0]["text"]
-    print(f"\nctypes sample ({PROMPTS[0]!r}):\n{sample}\n\nwrote {out} and "
-          f"{out.with_suffix('.png')}")
+    written = [out]
+    if args.task in ("all", "lexical"):
+        plot(payload, out.with_suffix(".png"))
+        written.append(out.with_suffix(".png"))
+        print(markdown(payload))
+        sample = payload["runs"][0]["methods"]["ctypes"]["prompts"][0]["text"]
+        print(f"\nctypes sample ({PROMPTS[0]!r}):\n{sample}")
+    if args.task in ("all", "judge"):
+        judge_path = out.with_name(out.stem + "_judge.png")
+        judge_plot(payload["judge"], judge_path)
+        written.append(judge_path)
+        print(judge_markdown(payload["judge"]))
+        print(f"\njudge task: {payload['judge']['wall_s_total']:.0f} s")
+    print(f"\nwrote {', '.join(map(str, written))}")
+    if args.task in ("all", "judge") and not payload["judge"]["judge_check"]["ok"]:
+        sys.exit("the baseline's judge disagrees with stars_cpp's (see the judge check)")
 
 
 if __name__ == "__main__":
