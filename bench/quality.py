@@ -198,6 +198,7 @@ def run_task(task_name: str, n_prompts: int, quick: bool, sweep: bool) -> dict[s
             "reward_tokens_decoded": row["reward_tokens_decoded"],
             "reward_rows": row["reward_rows"],
             "wall_s": row["wall_s"],
+            "ms_per_accepted_token": 1e3 * row["wall_s"] / max(1, row["tokens_accepted"]),
             "attempts_per_segment": row["attempts_per_segment"],
             "time_to_first_segment_s": row["time_to_first_segment_s"],
             "peak_rss_mib": row["peak_rss_mib"],

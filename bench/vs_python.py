@@ -78,11 +78,13 @@ PARAMS: dict[str, Any] = dict(
     segment_tokens=16, candidates=4, max_attempts=8, alpha=0.5, acceptance="hard",
     temperature=0.8, top_k=40, top_p=1.0, min_p=0.0,
 )
-# The judge comparison: SmolLM2 judging its own helpfulness scores roughly -1.5 to 0, and at
-# tau* = JUDGE_THRESHOLD with soft acceptance (beta 0.7) a segment takes 2-3 attempts on
-# average (1.3-4.7 by prompt), so that an N=4 round has rejections to absorb.
+# The judge comparison: SmolLM2 judging its own helpfulness with the question asked first (the
+# default layout) scores these prompts' responses roughly 0.8 to 2.2, and at tau* =
+# JUDGE_THRESHOLD with soft acceptance (beta 0.7) segments need a few attempts, so that an N=4
+# round has rejections to absorb. (The question_last layout scores about -1.5 to 0: a float
+# threshold is tied to one reward's units, which is what threshold="auto" removes.)
 # Settling as for the lexical task, with fewer repeats: a judge run costs more.
-JUDGE_THRESHOLD = -0.3
+JUDGE_THRESHOLD = 1.6
 JUDGE_FULL = dict(prompts=3, max_tokens=96, repeats=2, max_repeats=3)
 JUDGE_QUICK = dict(prompts=1, max_tokens=32, repeats=2, max_repeats=2)
 JUDGE_PARAMS: dict[str, Any] = {**PARAMS, "acceptance": "soft", "beta": 0.7}

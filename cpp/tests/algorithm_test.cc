@@ -220,7 +220,7 @@ void TestAttemptKeys() {
 }
 
 void TestRoundWidth() {
-  CHECK_NEAR(stars::EstimateAcceptance(0, 0), 1.0, 0);
+  CHECK_NEAR(stars::EstimateAcceptance(0, 0), stars::kUnseenAcceptance, 0);
   CHECK_NEAR(stars::EstimateAcceptance(1, 4), 0.25, 1e-12);
   // A CPU-like round: 4 sequences cost 2x one.
   auto cpu = [](int32_t n) { return 1.0 + (n - 1) / 3.0; };
@@ -248,9 +248,11 @@ void TestRoundCost() {
   stars::RoundCostModel costs;
   // Nothing measured: the prior shape, never decreasing.
   CHECK(costs.StepSeconds(0) == 0.0);
+  CHECK(!costs.HasMeasured(1));
   CHECK(costs.StepSeconds(4) > costs.StepSeconds(1));
   costs.RecordStep(1, 0.010);
   costs.RecordStep(4, 0.020);
+  CHECK(costs.HasMeasured(3) && costs.HasMeasured(4) && !costs.HasMeasured(5));
   CHECK_NEAR(costs.StepSeconds(1), 0.010, 1e-12);
   CHECK_NEAR(costs.StepSeconds(2), 0.010 + 0.010 / 3, 1e-12);            // interpolated
   CHECK_NEAR(costs.StepSeconds(8), 0.020 * (1 + 7 / 3.0) / 2.0, 1e-12);  // prior shape beyond

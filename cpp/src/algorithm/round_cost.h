@@ -21,6 +21,11 @@ class RoundCostModel {
   // with the prior shape 1 + (n - 1) / 3; with nothing measured the prior alone, in ms.
   double StepSeconds(int32_t n_sequences) const;
   double RewardSecondsPerRow() const { return reward_per_row_; }
+  // Whether a step of `n_sequences` or more has been measured: below that, wider rounds are
+  // only a guess.
+  bool HasMeasured(int32_t n_sequences) const {
+    return step_.lower_bound(n_sequences) != step_.end();
+  }
 
   // Seconds one prompt adds by sampling a round of `width` candidates that decode `steps` steps
   // each, alongside `others` sequences of other prompts, and scoring them.

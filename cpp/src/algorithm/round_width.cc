@@ -5,7 +5,7 @@
 namespace stars {
 
 double EstimateAcceptance(int64_t accepted, int64_t considered) {
-  if (considered <= 0) return 1.0;
+  if (considered <= 0) return kUnseenAcceptance;
   return std::clamp(static_cast<double>(accepted) / static_cast<double>(considered), 0.0, 1.0);
 }
 

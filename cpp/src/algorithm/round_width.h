@@ -10,8 +10,13 @@
 namespace stars {
 
 // The estimated probability that one attempt is accepted: the prompt's accepted segments over
-// its considered attempts so far (the maximum-likelihood estimate), 1 when nothing was seen.
+// its considered attempts so far (the maximum-likelihood estimate), kUnseenAcceptance when
+// nothing was seen yet.
 double EstimateAcceptance(int64_t accepted, int64_t considered);
+
+// The acceptance rate assumed before a prompt's first decision: even odds, so that a first round
+// is wide only where a wide round costs little more than a narrow one.
+inline constexpr double kUnseenAcceptance = 0.5;
 
 // Expected seconds until a segment is chosen when every round samples `width` candidates (fewer
 // in the last, to stay within `attempts_left`), each accepted with probability `p`

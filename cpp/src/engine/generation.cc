@@ -172,18 +172,19 @@ int32_t Generation::RoundSize(const PromptRun& run) const {
   if (params_.width == Width::kFixed) return widest;
   // A warm-up accepts nothing: exactly the attempts it still needs, in as few rounds as allowed.
   if (run.calibration->warming_up()) return std::min(widest, run.calibration->warmup_left());
-  // The acceptance rate: the prompt's own so far, else the rate an auto threshold aims for;
-  // with neither (the first round at a float threshold), as wide as allowed.
+  // The acceptance rate: the prompt's own so far, else the rate an auto threshold aims for,
+  // else even odds (the first round at a float threshold).
   const int32_t length = run.response_length() + Cap(run);
   const std::optional<double> target = run.calibration->TargetAcceptance(length);
-  if (run.attempts_considered == 0 && !target) return widest;
-  const double p = run.attempts_considered > 0
+  const int32_t others = static_cast<int32_t>(active_.size()) - 1;
+  // A first round that the engine has never measured as wide goes wide once, to measure it.
+  if (run.attempts_considered == 0 && !costs_.HasMeasured(others + widest)) return widest;
+  const double p = run.attempts_considered > 0 || !target
                        ? EstimateAcceptance(run.segments_accepted, run.attempts_considered)
                        : *target;
   // A candidate's first token comes from the trunk's logits and its last is decoded only if it
   // is accepted: cap - 1 batched steps. The other prompts' sequences decode alongside.
   const int32_t steps = Cap(run) - 1;
-  const int32_t others = static_cast<int32_t>(active_.size()) - 1;
   return ChooseRoundWidth(widest, left, p,
                           [&](int32_t width) { return costs_.RoundSeconds(others, width, steps); });
 }
