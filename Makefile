@@ -21,7 +21,7 @@ endif
 
 DEMO_PROMPT ?= Give me three tips for staying focused while studying.
 
-.PHONY: all install demo test test-cpp lint stubs bench bench-full bench-quick bench-install rebuild-llama clean
+.PHONY: all install demo test test-cpp lint stubs bench bench-full bench-quick bench-sweep bench-install rebuild-llama clean
 
 all: install
 
@@ -77,6 +77,14 @@ bench: bench-install
 
 bench-full: bench
 	$(BIN)/python bench/quality.py --task helpfulness
+
+# The frontier that chose the STARS defaults, the judge layouts and width independence on
+# SmolLM2 (about 25 minutes on 2 cores).
+bench-sweep: bench-install
+	$(BIN)/python bench/quality.py --sweep --task sentiment
+	$(BIN)/python bench/quality.py --sweep --task helpfulness --prompts 12
+	$(BIN)/python bench/judge_layout.py
+	$(BIN)/python bench/width_independence.py
 
 bench-quick: bench-install
 	$(BIN)/python bench/decode_ceiling.py --quick
