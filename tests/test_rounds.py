@@ -28,11 +28,13 @@ def hash_engine(tiny_llama):
     return stars_cpp.Engine(str(tiny_llama), hash_reward, n_ctx=4096)
 
 
-@pytest.mark.parametrize("acceptance,beta", [("soft", 0.1), ("hard", 0.7)])
-def test_every_width_gives_the_same_segments(hash_engine, acceptance, beta):
+@pytest.mark.parametrize("threshold", [0.75, "auto"])
+@pytest.mark.parametrize("acceptance,beta", [("soft", 0.1), ("hard", 0.7), ("soft", "auto")])
+def test_every_width_gives_the_same_segments(hash_engine, acceptance, beta, threshold):
     # Soft acceptance draws u from each attempt's key; hard makes fallbacks across rounds
-    # likely. Either way the round width must change nothing but the cost.
-    params = dict(segment_tokens=4, max_attempts=8, threshold=0.75, acceptance=acceptance,
+    # likely; the auto threshold learns from the attempts considered. Either way the round
+    # width must change nothing but the cost.
+    params = dict(segment_tokens=4, max_attempts=8, threshold=threshold, acceptance=acceptance,
                   beta=beta, max_tokens=40, seed=31)
     runs = {(n, width): hash_engine.generate(PROMPT, candidates=n, width=width, **params)
             for n in (1, 2, 4, 8) for width in ("fixed", "adaptive")}
