@@ -99,33 +99,38 @@ double Calibration::StandardThreshold(const Spread& spread, double rate,
   return 0.5 * (lo + hi);
 }
 
-std::optional<double> Calibration::Threshold(int32_t length) const {
+Calibration::Rule Calibration::Prepare(int32_t length) const {
+  Rule rule;
+  if (warming_up()) return rule;
+  rule.spread = RecentSpread();
+  rule.beta = Beta(rule.spread);
   if (fixed_threshold_) {
-    if (!schedule_) return std::nullopt;
-    return schedule_->At(length);
+    rule.tau = schedule_ ? schedule_->At(length) : tau_star_;
+  } else if (rule.spread.sd == 0.0) {
+    rule.tau = rule.spread.at(length);  // no spread: a reward on the line or above passes
+  } else {
+    rule.z_tau = StandardThreshold(rule.spread, *TargetAcceptance(length), rule.beta);
+    rule.tau = rule.spread.at(length) + rule.spread.sd * rule.z_tau;
   }
-  if (warming_up()) return std::nullopt;
-  const Spread spread = RecentSpread();
-  if (spread.sd == 0.0) return spread.at(length);
-  return spread.at(length) +
-         spread.sd * StandardThreshold(spread, *TargetAcceptance(length), Beta(spread));
+  return rule;
 }
 
-bool Calibration::Accept(double reward, int32_t length, double u) const {
-  if (warming_up()) return false;
-  const Spread spread = RecentSpread();
-  const std::optional<double> beta = Beta(spread);
-  if (fixed_threshold_) {
-    const double tau = schedule_ ? schedule_->At(length) : tau_star_;
-    return beta ? u < SoftAcceptanceProbability(reward, tau, *beta) : reward >= tau;
+Calibration::Verdict Calibration::Judge(double reward, int32_t length, double u) const {
+  const Rule rule = Prepare(length);
+  if (!rule.tau) return {};
+  if (fixed_threshold_ || rule.spread.sd == 0.0) {
+    const bool soft = rule.beta && fixed_threshold_;
+    return {
+        soft ? u < SoftAcceptanceProbability(reward, *rule.tau, *rule.beta) : reward >= *rule.tau,
+        rule.tau};
   }
   // Auto: decide on standardized rewards, so that an affine change of the reward changes
-  // nothing. With no spread (all recent rewards on the line) a reward at least as good passes.
-  if (spread.sd == 0.0) return reward >= spread.at(length);
-  const double z = (reward - spread.at(length)) / spread.sd;
-  const double tau = StandardThreshold(spread, *TargetAcceptance(length), beta);
-  if (!beta) return z >= tau;
-  return u < SoftAcceptanceProbability(z, tau, *beta / spread.sd);
+  // nothing.
+  const double z = (reward - rule.spread.at(length)) / rule.spread.sd;
+  const bool accepted =
+      rule.beta ? u < SoftAcceptanceProbability(z, rule.z_tau, *rule.beta / rule.spread.sd)
+                : z >= rule.z_tau;
+  return {accepted, rule.tau};
 }
 
 void Calibration::Observe(double reward, int32_t length) {

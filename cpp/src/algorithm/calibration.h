@@ -50,12 +50,19 @@ class Calibration {
   // a float threshold.
   std::optional<double> TargetAcceptance(int32_t length) const;
 
-  // The threshold an attempt of response length `length` is held to; empty while warming up.
-  std::optional<double> Threshold(int32_t length) const;
+  struct Verdict {
+    bool accepted = false;
+    std::optional<double> threshold;  // the tau the attempt was held to; empty while warming up
+  };
+  // Judges an attempt with `reward` and response length `length`; `u` ~ U[0, 1) is the soft
+  // rule's draw. Never accepts while warming up.
+  Verdict Judge(double reward, int32_t length, double u) const;
 
-  // Whether an attempt with `reward` and response length `length` is accepted; `u` ~ U[0, 1) is
-  // the soft rule's draw. Always false while warming up.
-  bool Accept(double reward, int32_t length, double u) const;
+  // What Judge holds an attempt of response length `length` to, and whether it accepts one.
+  std::optional<double> Threshold(int32_t length) const { return Prepare(length).tau; }
+  bool Accept(double reward, int32_t length, double u) const {
+    return Judge(reward, length, u).accepted;
+  }
 
   // Records a considered attempt's reward and response length.
   void Observe(double reward, int32_t length);
@@ -73,6 +80,14 @@ class Calibration {
     int32_t length;
   };
   Spread RecentSpread() const;
+  // The rule for one attempt: everything Judge needs but the reward, computed once.
+  struct Rule {
+    std::optional<double> tau;   // in the reward's units; empty while warming up
+    std::optional<double> beta;  // in the reward's units; empty: the hard rule
+    Spread spread;               // auto only: the standardization
+    double z_tau = 0.0;          // auto only: tau in standardized units
+  };
+  Rule Prepare(int32_t length) const;
   // Soft rule's beta for the current spread; empty means the hard rule.
   std::optional<double> Beta(const Spread& spread) const;
   // The auto threshold in standardized units for a target acceptance rate.

@@ -12,8 +12,7 @@ SegmentSearch::Decision SegmentSearch::Consider(const std::vector<double>& rewar
   for (size_t j = 0; j < rewards.size(); ++j) {
     const int32_t slot = static_cast<int32_t>(j);
     const bool warming_up = calibration.warming_up();
-    const std::optional<double> threshold = calibration.Threshold(lengths[j]);
-    const bool accepted = calibration.Accept(rewards[j], lengths[j], draws[j]);
+    const auto [accepted, threshold] = calibration.Judge(rewards[j], lengths[j], draws[j]);
     calibration.Observe(rewards[j], lengths[j]);
     ++attempts_;
     rewards_.push_back(rewards[j]);
