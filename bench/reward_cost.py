@@ -86,7 +86,7 @@ def measure(name: str, prefixes: list[int], workdir: Path, repeats: int) -> dict
         rows = [(0, trunk_text, policy.detokenize(s), trunk, s) for s in segments]
         times, per_candidate = [], 0.0
         for _ in range(repeats + 1):  # the first round warms the caches and is dropped
-            reward.begin([PROMPT])
+            reward.begin(0, PROMPT)
             start = time.perf_counter()
             if name == "causal_rescore":
                 texts = [trunk_text + r[2] for r in rows]

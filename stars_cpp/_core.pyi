@@ -10,9 +10,12 @@ from stars_cpp import (
     ChatTemplateError as ChatTemplateError,
     ContextLengthError as ContextLengthError,
     DecodeError as DecodeError,
+    EngineClosedError as EngineClosedError,
     ModelLoadError as ModelLoadError,
     ModelNotFoundError as ModelNotFoundError,
     ParameterError as ParameterError,
+    QueueFullError as QueueFullError,
+    ReentrantCallError as ReentrantCallError,
     RewardError as RewardError,
     StarsError as StarsError
 )
@@ -267,7 +270,7 @@ class Result:
 class Reward:
     """A native batched reward (one per Engine)."""
 
-    def begin(self, prompts: Sequence[str]) -> None: ...
+    def begin(self, prompt: int, text: str) -> None: ...
 
     def score(self, rows: Sequence[tuple[int, str, str, Sequence[int], Sequence[int]]]) -> list[float]: ...
 
@@ -322,7 +325,7 @@ class CausalReward(KvCachedReward):
 class Engine:
     """Plain, best-of-N and STARS decoding on one model."""
 
-    def __init__(self, model: Model, reward: object | None, n_ctx: int = 4096, n_threads: int = 0) -> None: ...
+    def __init__(self, model: Model, reward: object | None, n_ctx: int = 4096, n_threads: int = 0, max_queue: int = 0) -> None: ...
 
     @property
     def has_reward(self) -> bool: ...
@@ -331,3 +334,11 @@ class Engine:
     def n_ctx(self) -> int: ...
 
     def generate(self, prompts: list, params: GenerationParams, on_segment: object | None = None, keys: object | None = None) -> list[Result]: ...
+
+    def submit(self, prompt: object, params: GenerationParams, key: str | None, occurrence: int, on_segment: object | None, on_result: object, on_error: object) -> int: ...
+
+    def cancel(self, request_id: int) -> bool: ...
+
+    def close(self) -> None: ...
+
+    def metrics(self) -> dict: ...

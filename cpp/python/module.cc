@@ -11,6 +11,7 @@
 #include <nanobind/stl/vector.h>
 
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -56,6 +57,9 @@ struct PythonExceptions {
   PyObject* parameter = nullptr;
   PyObject* chat_template = nullptr;
   PyObject* reward = nullptr;
+  PyObject* reentrant_call = nullptr;
+  PyObject* queue_full = nullptr;
+  PyObject* engine_closed = nullptr;
 };
 PythonExceptions exceptions;
 
@@ -71,6 +75,35 @@ PyObject* NewException(nb::module_& m, const char* name, std::vector<PyObject*> 
   if (type == nullptr) throw nb::python_error();
   m.attr(name) = nb::handle(type);
   return type;
+}
+
+// Every C++ error type to its Python class; anything else is left to nanobind.
+void TranslateException(const std::exception_ptr& p, void*) {
+  try {
+    std::rethrow_exception(p);
+  } catch (const stars::ModelNotFoundError& e) {
+    PyErr_SetString(exceptions.model_not_found, e.what());
+  } catch (const stars::ModelLoadError& e) {
+    PyErr_SetString(exceptions.model_load, e.what());
+  } catch (const stars::ContextLengthError& e) {
+    PyErr_SetString(exceptions.context_length, e.what());
+  } catch (const stars::DecodeError& e) {
+    PyErr_SetString(exceptions.decode, e.what());
+  } catch (const stars::ParameterError& e) {
+    PyErr_SetString(exceptions.parameter, e.what());
+  } catch (const stars::ChatTemplateError& e) {
+    PyErr_SetString(exceptions.chat_template, e.what());
+  } catch (const stars::RewardError& e) {
+    PyErr_SetString(exceptions.reward, e.what());
+  } catch (const stars::ReentrantCallError& e) {
+    PyErr_SetString(exceptions.reentrant_call, e.what());
+  } catch (const stars::QueueFullError& e) {
+    PyErr_SetString(exceptions.queue_full, e.what());
+  } catch (const stars::EngineClosedError& e) {
+    PyErr_SetString(exceptions.engine_closed, e.what());
+  } catch (const stars::Error& e) {
+    PyErr_SetString(exceptions.error, e.what());
+  }
 }
 
 void RegisterExceptions(nb::module_& m) {
@@ -91,28 +124,35 @@ void RegisterExceptions(nb::module_& m) {
                    "The model's chat template is missing or unsupported.");
   exceptions.reward = NewException(m, "RewardError", {exceptions.error},
                                    "A reward returned a wrong count or a non-finite value.");
+  exceptions.reentrant_call =
+      NewException(m, "ReentrantCallError", {exceptions.error, PyExc_RuntimeError},
+                   "A reward or callback called back into the Engine running it.");
+  exceptions.queue_full = NewException(m, "QueueFullError", {exceptions.error},
+                                       "The engine's queue holds max_queue requests already.");
+  exceptions.engine_closed =
+      NewException(m, "EngineClosedError", {exceptions.error}, "The engine was closed.");
+  nb::register_exception_translator(TranslateException);
+}
 
-  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
-    try {
-      std::rethrow_exception(p);
-    } catch (const stars::ModelNotFoundError& e) {
-      PyErr_SetString(exceptions.model_not_found, e.what());
-    } catch (const stars::ModelLoadError& e) {
-      PyErr_SetString(exceptions.model_load, e.what());
-    } catch (const stars::ContextLengthError& e) {
-      PyErr_SetString(exceptions.context_length, e.what());
-    } catch (const stars::DecodeError& e) {
-      PyErr_SetString(exceptions.decode, e.what());
-    } catch (const stars::ParameterError& e) {
-      PyErr_SetString(exceptions.parameter, e.what());
-    } catch (const stars::ChatTemplateError& e) {
-      PyErr_SetString(exceptions.chat_template, e.what());
-    } catch (const stars::RewardError& e) {
-      PyErr_SetString(exceptions.reward, e.what());
-    } catch (const stars::Error& e) {
-      PyErr_SetString(exceptions.error, e.what());
-    }
-  });
+// The Python exception object for `p` (under the GIL): a stars error as its class, a Python
+// exception as itself. For outcomes handed to a callback on another thread than they rose on.
+nb::object PythonError(const std::exception_ptr& p) {
+  try {
+    TranslateException(p, nullptr);
+  } catch (nb::python_error& e) {
+    e.restore();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  } catch (...) {
+    PyErr_SetString(PyExc_RuntimeError, "unknown C++ exception");
+  }
+  PyObject *type, *value, *traceback;
+  PyErr_Fetch(&type, &value, &traceback);
+  PyErr_NormalizeException(&type, &value, &traceback);
+  if (traceback != nullptr) PyException_SetTraceback(value, traceback);
+  Py_XDECREF(type);
+  Py_XDECREF(traceback);
+  return nb::steal(value);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -128,11 +168,15 @@ class CallableReward : public stars::Reward {
     prompts_.reset();
   }
 
-  void Begin(const std::vector<std::string>& prompts) override {
+  void Begin(int32_t prompt, std::string_view text) override {
     nb::gil_scoped_acquire gil;
-    nb::list texts;
-    for (const std::string& prompt : prompts) texts.append(Utf8(prompt));
-    prompts_ = std::move(texts);
+    prompts_[nb::int_(prompt)] = Utf8(std::string(text));
+  }
+
+  void Finish(int32_t prompt) override {
+    nb::gil_scoped_acquire gil;
+    nb::int_ key(prompt);
+    if (prompts_.contains(key)) nb::del(prompts_[key]);
   }
 
   // The callable, for the garbage collector: it may reference the Engine that owns this.
@@ -144,7 +188,7 @@ class CallableReward : public stars::Reward {
     nb::list prompts;
     nb::list responses;
     for (const stars::RewardRow& row : rows) {
-      prompts.append(prompts_[row.prompt]);
+      prompts.append(prompts_[nb::int_(row.prompt)]);
       responses.append(Utf8(row.ResponseText()));
     }
     nb::object values = fn_(prompts, responses);
@@ -159,7 +203,55 @@ class CallableReward : public stars::Reward {
 
  private:
   nb::object fn_;
-  nb::list prompts_;
+  nb::dict prompts_;  // by prompt id
+};
+
+// ---------------------------------------------------------------------------------------------
+// One request's outcome as Python callbacks, called on the engine's loop thread under the GIL.
+
+class CallbackSink : public stars::RequestSink {
+ public:
+  CallbackSink(nb::object on_segment, nb::object on_result, nb::object on_error)
+      : on_segment_(std::move(on_segment)),
+        on_result_(std::move(on_result)),
+        on_error_(std::move(on_error)) {}
+
+  ~CallbackSink() override {
+    nb::gil_scoped_acquire gil;
+    on_segment_.reset();
+    on_result_.reset();
+    on_error_.reset();
+  }
+
+  // What this raises fails the request with it.
+  void OnSegment(const stars::Segment& segment) override {
+    nb::gil_scoped_acquire gil;
+    if (!on_segment_.is_none()) on_segment_(nb::cast(segment, nb::rv_policy::copy));
+  }
+
+  void OnResult(stars::Result result) override {
+    nb::gil_scoped_acquire gil;
+    Deliver(on_result_, nb::cast(std::move(result)));
+  }
+
+  void OnError(std::exception_ptr error) override {
+    nb::gil_scoped_acquire gil;
+    Deliver(on_error_, PythonError(error));
+  }
+
+ private:
+  // Nobody is left to raise to: an exception here is reported as unraisable.
+  static void Deliver(const nb::object& callback, nb::object value) {
+    try {
+      callback(value);
+    } catch (nb::python_error& e) {
+      e.discard_as_unraisable("stars_cpp request callback");
+    }
+  }
+
+  nb::object on_segment_;
+  nb::object on_result_;
+  nb::object on_error_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -235,26 +327,55 @@ std::shared_ptr<stars::Model> BorrowModel(uintptr_t address, nb::object owner,
                               std::move(description), n_gpu_layers);
 }
 
-// `keys` is None or one str per prompt (engine.py checks and converts them).
+// A str, or (role, content) pairs (engine.py checks and converts them).
+stars::Prompt ToPrompt(nb::handle item) {
+  stars::Prompt prompt;
+  if (nb::isinstance<nb::str>(item)) {
+    prompt.text = nb::cast<std::string>(item);
+  } else {
+    for (nb::handle message : item) {
+      auto [role, content] = nb::cast<std::pair<std::string, std::string>>(message);
+      prompt.roles.push_back(std::move(role));
+      prompt.contents.push_back(std::move(content));
+    }
+  }
+  return prompt;
+}
+
+// `keys` is None or one str per prompt.
 std::vector<stars::Prompt> ToPrompts(const nb::list& items, const nb::object& keys) {
   std::vector<stars::Prompt> prompts;
   prompts.reserve(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
-    nb::handle item = items[i];
-    stars::Prompt prompt;
-    if (!keys.is_none()) prompt.key = nb::cast<std::string>(keys[nb::int_(i)]);
-    if (nb::isinstance<nb::str>(item)) {
-      prompt.text = nb::cast<std::string>(item);
-    } else {
-      for (nb::handle message : item) {
-        auto [role, content] = nb::cast<std::pair<std::string, std::string>>(message);
-        prompt.roles.push_back(std::move(role));
-        prompt.contents.push_back(std::move(content));
-      }
-    }
-    prompts.push_back(std::move(prompt));
+    prompts.push_back(ToPrompt(items[i]));
+    if (!keys.is_none()) prompts.back().key = nb::cast<std::string>(keys[nb::int_(i)]);
   }
   return prompts;
+}
+
+nb::dict MetricsDict(const stars::EngineMetrics& m) {
+  nb::dict d;
+  d["requests_submitted"] = m.requests_submitted;
+  d["requests_finished"] = m.requests_finished;
+  d["requests_failed"] = m.requests_failed;
+  d["requests_cancelled"] = m.requests_cancelled;
+  d["requests_queued"] = m.requests_queued;
+  d["requests_active"] = m.requests_active;
+  d["tokens_sampled"] = m.tokens_sampled;
+  d["tokens_accepted"] = m.tokens_accepted;
+  d["rounds"] = m.rounds;
+  d["candidates_sampled"] = m.candidates_sampled;
+  d["decode_calls"] = m.decode_calls;
+  d["decode_tokens"] = m.decode_tokens;
+  d["decode_seconds"] = m.decode_seconds;
+  d["reward_calls"] = m.reward_calls;
+  d["reward_rows"] = m.reward_rows;
+  d["reward_seconds"] = m.reward_seconds;
+  d["sequences_in_use"] = m.sequences_in_use;
+  d["sequences_total"] = m.sequences_total;
+  d["cells_in_use"] = m.cells_in_use;
+  d["cells_total"] = m.cells_total;
+  return d;
 }
 
 // A reward callable often closes over its Engine (through globals): let the GC see that cycle.
@@ -421,11 +542,16 @@ NB_MODULE(_core, m) {
       .def_ro("stats", &stars::Result::stats);
 
   // The batched protocol the engine drives, for driving a native reward by hand (benchmarks,
-  // tests). A row is (prompt index, trunk text, segment text, trunk tokens, segment tokens).
+  // tests). A row is (prompt id, trunk text, segment text, trunk tokens, segment tokens).
   using Row =
       std::tuple<int32_t, std::string, std::string, std::vector<int32_t>, std::vector<int32_t>>;
   nb::class_<stars::Reward>(m, "Reward", "A native batched reward (one per Engine).")
-      .def("begin", &stars::Reward::Begin, "prompts"_a, nb::call_guard<nb::gil_scoped_release>())
+      .def(
+          "begin",
+          [](stars::Reward& reward, int32_t prompt, const std::string& text) {
+            reward.Begin(prompt, text);
+          },
+          "prompt"_a, "text"_a, nb::call_guard<nb::gil_scoped_release>())
       .def(
           "score",
           [](stars::Reward& reward, const std::vector<Row>& rows) {
@@ -536,14 +662,15 @@ NB_MODULE(_core, m) {
       .def(
           "__init__",
           [](stars::Engine* self, std::shared_ptr<stars::Model> model, nb::object reward,
-             int32_t n_ctx, int32_t n_threads) {
+             int32_t n_ctx, int32_t n_threads, int32_t max_queue) {
             std::shared_ptr<stars::Reward> native;
             if (!reward.is_none() && !nb::try_cast(reward, native)) {
               native = std::make_shared<CallableReward>(reward);
             }
-            new (self) stars::Engine(std::move(model), std::move(native), {n_ctx, n_threads});
+            new (self)
+                stars::Engine(std::move(model), std::move(native), {n_ctx, n_threads, max_queue});
           },
-          "model"_a, "reward"_a.none(), "n_ctx"_a = 4096, "n_threads"_a = 0)
+          "model"_a, "reward"_a.none(), "n_ctx"_a = 4096, "n_threads"_a = 0, "max_queue"_a = 0)
       .def_prop_ro("has_reward", &stars::Engine::has_reward)
       .def_prop_ro("n_ctx", &stars::Engine::n_ctx)
       .def(
@@ -566,6 +693,24 @@ NB_MODULE(_core, m) {
             nb::gil_scoped_release release;
             return engine.Generate(prompts, params, hooks);
           },
-          "prompts"_a, "params"_a, "on_segment"_a.none() = nb::none(),
-          "keys"_a.none() = nb::none());
+          "prompts"_a, "params"_a, "on_segment"_a.none() = nb::none(), "keys"_a.none() = nb::none())
+      .def(
+          "submit",
+          [](stars::Engine& engine, nb::handle item, const stars::GenerationParams& params,
+             std::optional<std::string> key, uint64_t occurrence, nb::object on_segment,
+             nb::object on_result, nb::object on_error) {
+            stars::Prompt prompt = ToPrompt(item);
+            prompt.key = std::move(key);
+            prompt.occurrence = occurrence;
+            auto sink = std::make_shared<CallbackSink>(std::move(on_segment), std::move(on_result),
+                                                       std::move(on_error));
+            nb::gil_scoped_release release;
+            return engine.Submit(prompt, params, std::move(sink));
+          },
+          "prompt"_a, "params"_a, "key"_a.none(), "occurrence"_a, "on_segment"_a.none(),
+          "on_result"_a, "on_error"_a)
+      .def("cancel", &stars::Engine::Cancel, "request_id"_a,
+           nb::call_guard<nb::gil_scoped_release>())
+      .def("close", &stars::Engine::Close, nb::call_guard<nb::gil_scoped_release>())
+      .def("metrics", [](const stars::Engine& engine) { return MetricsDict(engine.Metrics()); });
 }

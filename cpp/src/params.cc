@@ -54,7 +54,15 @@ const char* AcceptanceName(Acceptance acceptance) {
 const char* WidthName(Width width) { return width == Width::kAdaptive ? "adaptive" : "fixed"; }
 
 const char* FinishReasonName(FinishReason reason) {
-  return reason == FinishReason::kStop ? "stop" : "length";
+  switch (reason) {
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kCancelled:
+      return "cancelled";
+  }
+  return "length";
 }
 
 void GenerationParams::Validate(bool has_reward) const {

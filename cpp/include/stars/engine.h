@@ -1,11 +1,11 @@
 // The STARS engine: plain, best-of-N and STARS decoding over one llama.cpp context, many
-// prompts in lockstep.
+// requests in lockstep rounds on one loop thread.
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,10 +20,12 @@ class Model;
 class Context;
 class RoundCostModel;
 class Tokenizer;
+class EngineLoop;
 
 struct EngineOptions {
   int32_t n_ctx = 4096;
   int32_t n_threads = 0;  // 0: all hardware threads
+  int32_t max_queue = 0;  // requests waiting for admission before Submit refuses; 0: no limit
 };
 
 // A prompt: plain text, or chat messages rendered through the model's chat template.
@@ -35,30 +37,95 @@ struct Prompt {
   // empty, the key comes from the prompt's tokens and its occurrence among identical prompts of
   // the call: a result then depends neither on its position nor on the other prompts.
   std::optional<std::string> key;
+  // Without a key: which occurrence this is among identical prompts (Generate counts them).
+  uint64_t occurrence = 0;
 };
 
 struct GenerateHooks {
-  // Called after every llama_decode step. May throw to stop the call (a KeyboardInterrupt).
+  // Called on the calling thread about every 20 ms while Generate waits. May throw to stop the
+  // call (a KeyboardInterrupt): its requests are cancelled, then the exception propagates.
   std::function<void()> check_interrupt;
-  // Called with each accepted segment of prompt `prompt`, in order. May throw to stop.
+  // Called with each accepted segment of prompt `prompt`, in order, on the engine's loop
+  // thread. May throw: that prompt's request fails with the exception, and Generate throws it.
   std::function<void(int32_t prompt, const Segment& segment)> on_segment;
 };
 
+// Receives one request's outcome, on the engine's loop thread: zero or more segments, then
+// exactly one of OnResult or OnError. A sink must return quickly (it holds up every request).
+// An exception thrown by OnSegment fails the request with that exception (OnError).
+class RequestSink {
+ public:
+  virtual ~RequestSink() = default;
+  virtual void OnSegment(const Segment& segment) { (void)segment; }
+  virtual void OnResult(Result result) = 0;
+  virtual void OnError(std::exception_ptr error) = 0;
+};
+
+using RequestId = int64_t;
+
+// What the engine loop holds and has done: for /metrics and /health.
+struct EngineMetrics {
+  int64_t requests_submitted = 0;
+  int64_t requests_finished = 0;  // with a Result (cancelled ones included)
+  int64_t requests_failed = 0;    // with an error
+  int64_t requests_cancelled = 0;
+  int64_t requests_queued = 0;  // submitted, not yet admitted
+  int64_t requests_active = 0;  // admitted, not yet done
+  int64_t tokens_sampled = 0;
+  int64_t tokens_accepted = 0;
+  int64_t rounds = 0;              // request-rounds
+  int64_t candidates_sampled = 0;  // over those rounds: mean round width = this / rounds
+  int64_t decode_calls = 0;        // llama_decode calls of the policy
+  int64_t decode_tokens = 0;       // tokens in them: mean decode batch = this / decode_calls
+  int64_t reward_calls = 0;
+  int64_t reward_rows = 0;
+  double reward_seconds = 0.0;
+  double decode_seconds = 0.0;
+  int32_t sequences_in_use = 0;  // policy sequence ids held now
+  int32_t sequences_total = 0;
+  int64_t cells_in_use = 0;  // policy KV cells held now
+  int64_t cells_total = 0;   // n_ctx
+};
+
+// The engine: one loop thread owns the llama.cpp context and runs every request. Requests join
+// at each round boundary, as sequence ids and KV cells allow (continuous batching at segment
+// granularity), each with its own parameters, key and sink.
 class Engine {
  public:
   // `reward` may be null (plain mode only).
   Engine(std::shared_ptr<Model> model, std::shared_ptr<Reward> reward,
          const EngineOptions& options);
+  // Close()s.
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Generates one Result per prompt. Validates `params` (ParameterError) and every prompt's
-  // length (ContextLengthError) before anything is decoded. One call at a time: concurrent
-  // callers wait on an internal lock. Throws what the reward or a hook throws, after which the
-  // engine is still usable.
+  // Queues one request and returns its id. Validates `params` (ParameterError) and the prompt
+  // (ParameterError when empty, ContextLengthError when it or its peak KV needs exceed the
+  // context) before anything is decoded, on the calling thread. Throws QueueFullError when
+  // `max_queue` requests already wait, ReentrantCallError when called from the loop thread (a
+  // reward or sink of this engine) and EngineClosedError after Close().
+  RequestId Submit(const Prompt& prompt, const GenerationParams& params,
+                   std::shared_ptr<RequestSink> sink);
+
+  // Withdraws a request: within one decode step its sequences and cells are freed and its sink
+  // gets OnResult with FinishReason::kCancelled and what it accepted so far. Returns false when
+  // the request is unknown or already done.
+  bool Cancel(RequestId id);
+
+  // Submits every prompt and waits for all of them: one Result per prompt. Prompt keys default
+  // to the tokens plus the occurrence among identical prompts of this call. Validates every
+  // prompt before submitting any. Throws the first error of a request (the reward's, a hook's)
+  // after cancelling the others; the engine stays usable. Throws ReentrantCallError from the
+  // loop thread.
   std::vector<Result> Generate(const std::vector<Prompt>& prompts, const GenerationParams& params,
                                const GenerateHooks& hooks);
+
+  // Stops the loop thread: queued and running requests get OnError(EngineClosedError). Later
+  // calls throw EngineClosedError. Idempotent; must not be called from the loop thread.
+  void Close();
+
+  EngineMetrics Metrics() const;
 
   const Model& model() const { return *model_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
@@ -67,15 +134,11 @@ class Engine {
   int32_t n_ctx() const { return options_.n_ctx; }
 
  private:
-  Context& ContextFor(int32_t n_seq);
-
   std::shared_ptr<Model> model_;
   std::shared_ptr<Reward> reward_;
   EngineOptions options_;
   std::unique_ptr<Tokenizer> tokenizer_;
-  std::unique_ptr<Context> context_;
-  std::unique_ptr<RoundCostModel> costs_;  // decode and reward costs measured across calls
-  std::mutex mutex_;
+  std::unique_ptr<EngineLoop> loop_;
 };
 
 }  // namespace stars

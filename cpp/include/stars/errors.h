@@ -55,4 +55,23 @@ class RewardError : public Error {
   using Error::Error;
 };
 
+// A reward, hook or sink running on an engine's loop thread called back into that engine, which
+// would wait on itself forever.
+class ReentrantCallError : public Error {
+ public:
+  using Error::Error;
+};
+
+// The engine's queue holds max_queue requests already. Try again later.
+class QueueFullError : public Error {
+ public:
+  using Error::Error;
+};
+
+// The engine was closed; it takes no more requests.
+class EngineClosedError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace stars

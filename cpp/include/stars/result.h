@@ -8,7 +8,7 @@
 
 namespace stars {
 
-enum class FinishReason { kStop, kLength };
+enum class FinishReason { kStop, kLength, kCancelled };
 const char* FinishReasonName(FinishReason reason);
 
 struct Segment {
@@ -23,8 +23,9 @@ struct Segment {
   bool fallback = false;  // max_attempts reached: the best attempt was taken
 };
 
-// Token counts are this prompt's own; the seconds are the wall time of the whole call, which
-// prompts of one batch share.
+// Counts are this request's own. seconds_policy and seconds_reward are the wall time of the
+// decode steps and reward calls the request took part in (requests batched together share
+// them); seconds_total runs from admission to the end.
 struct Stats {
   int64_t policy_tokens_sampled = 0;
   int64_t tokens_accepted = 0;

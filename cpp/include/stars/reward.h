@@ -1,7 +1,7 @@
 // The batched reward interface: rows of (prompt, response) in, floats out.
-// The engine calls it once per round with every candidate of every active prompt, and tells it
-// when a prompt's accepted response (its trunk) grows, so that a reward which caches KV can
-// score each candidate from the cached trunk.
+// The engine calls it once per round with every candidate of every active request, and tells it
+// when a request's accepted response (its trunk) grows, so that a reward which caches KV can
+// score each candidate from the cached trunk. Every call comes from the engine's loop thread.
 #pragma once
 
 #include <cstdint>
@@ -14,7 +14,7 @@ namespace stars {
 // One row to score: the response is trunk + segment, in text and in policy token ids.
 // The views stay valid for the duration of the Score call only.
 struct RewardRow {
-  int32_t prompt = 0;             // index of the prompt in the current generation call
+  int32_t prompt = 0;             // the request's prompt id (Begin)
   std::string_view trunk_text;    // the accepted response y
   std::string_view segment_text;  // the candidate segment s (empty for r(x, empty))
   const int32_t* trunk_tokens = nullptr;
@@ -29,9 +29,10 @@ class Reward {
  public:
   virtual ~Reward() = default;
 
-  // Starts a generation call. `prompts[i]` is the text of prompt i as the user wrote it (for
-  // chat messages: the last user message). Rows of later calls index into it.
-  virtual void Begin(const std::vector<std::string>& prompts) = 0;
+  // A request starts. `prompt` is its id in rows until Finish(prompt); ids are small and are
+  // handed out again after Finish. `text` is the prompt as the user wrote it (for chat
+  // messages: the last user message).
+  virtual void Begin(int32_t prompt, std::string_view text) = 0;
 
   // Writes one score per row into `scores` (resized by the callee). Higher is better. The
   // engine rejects a wrong count or a non-finite value with RewardError.
@@ -43,16 +44,17 @@ class Reward {
     (void)prompt, (void)tokens, (void)n_tokens, (void)text;
   }
 
-  // Prompt `prompt` is done; a caching reward frees what it holds for it.
+  // Request `prompt` is done (finished, failed or cancelled); a caching reward frees what it
+  // holds for it.
   virtual void Finish(int32_t prompt) { (void)prompt; }
 
-  // Tokens the reward model decoded for `prompt` in this call (0 for rewards without a model).
+  // Tokens the reward model decoded for `prompt` since Begin (0 for rewards without a model).
   virtual int64_t TokensDecoded(int32_t prompt) const {
     (void)prompt;
     return 0;
   }
 
-  // Rows of `prompt` cut to fit the reward model's context in this call.
+  // Rows of `prompt` cut to fit the reward model's context since Begin.
   virtual int64_t RowsTruncated(int32_t prompt) const {
     (void)prompt;
     return 0;

@@ -1,13 +1,17 @@
 #include "stars/engine.h"
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 
 #include "algorithm/attempt_key.h"
-#include "algorithm/round_cost.h"
-#include "engine/generation.h"
+#include "engine/engine_loop.h"
 #include "llama/context.h"
 #include "llama/model.h"
 #include "llama/tokenizer.h"
@@ -25,6 +29,94 @@ std::string RewardText(const Prompt& prompt) {
   return prompt.contents.back();
 }
 
+// Validates and tokenizes one prompt into a request the loop can run.
+std::unique_ptr<PromptRun> PrepareRun(const Tokenizer& tokenizer, int32_t n_ctx,
+                                      const Prompt& prompt, const GenerationParams& params,
+                                      const std::string& where) {
+  auto run = std::make_unique<PromptRun>();
+  run->params = params;
+  run->reward_text = RewardText(prompt);
+  if (prompt.roles.empty()) {
+    run->prompt_tokens = tokenizer.Tokenize(prompt.text, true, false);
+  } else {
+    if (prompt.roles.size() != prompt.contents.size()) {
+      throw ParameterError(where + ": roles and contents differ in length");
+    }
+    std::vector<ChatMessage> messages;
+    for (size_t m = 0; m < prompt.roles.size(); ++m) {
+      messages.push_back({prompt.roles[m], prompt.contents[m]});
+    }
+    run->prompt_tokens = tokenizer.TokenizeChat(tokenizer.ApplyChatTemplate(messages));
+  }
+  if (run->prompt_tokens.empty()) throw ParameterError(where + " is empty (no tokens)");
+  run->key = prompt.key ? PromptKeyOfId(*prompt.key)
+                        : PromptKeyOfTokens(run->prompt_tokens, prompt.occurrence);
+  const int64_t n_prompt = static_cast<int64_t>(run->prompt_tokens.size());
+  if (n_prompt >= n_ctx) {
+    throw ContextLengthError(where + " is " + std::to_string(n_prompt) +
+                             " tokens, longer than the context (n_ctx=" + std::to_string(n_ctx) +
+                             ")");
+  }
+  run->reserved_cells = EngineLoop::CellsPerPrompt(params, n_prompt);
+  run->reserved_seqs = EngineLoop::SequencesPerPrompt(params);
+  if (run->reserved_cells > n_ctx) {
+    throw ContextLengthError(where + " (" + std::to_string(n_prompt) + " tokens) with " +
+                             "max_tokens=" + std::to_string(params.max_tokens) + " in mode '" +
+                             ModeName(params.mode) + "' needs up to " +
+                             std::to_string(run->reserved_cells) + " KV cells, more than n_ctx=" +
+                             std::to_string(n_ctx) + ": raise n_ctx or lower max_tokens");
+  }
+  return run;
+}
+
+void CheckParams(const GenerationParams& params, bool has_reward) {
+  params.Validate(has_reward);
+  const int32_t max_seq = static_cast<int32_t>(llama_max_parallel_sequences());
+  if (EngineLoop::SequencesPerPrompt(params) > max_seq) {
+    throw ParameterError("candidates must be at most " + std::to_string(max_seq - 2) +
+                         " (llama.cpp holds at most " + std::to_string(max_seq) +
+                         " sequences), got " + std::to_string(params.candidates));
+  }
+}
+
+// Collects the outcomes of one Generate call's requests; the caller waits on it.
+class GenerateSink : public RequestSink {
+ public:
+  struct Shared {
+    std::mutex mutex;
+    std::condition_variable done;
+    std::vector<Result> results;
+    std::exception_ptr error;  // the first request error
+    size_t remaining = 0;
+  };
+
+  GenerateSink(std::shared_ptr<Shared> shared, int32_t index, const GenerateHooks& hooks)
+      : shared_(std::move(shared)), index_(index), hooks_(hooks) {}
+
+  void OnSegment(const Segment& segment) override {
+    if (hooks_.on_segment) hooks_.on_segment(index_, segment);
+  }
+  void OnResult(Result result) override {
+    std::lock_guard<std::mutex> lock(shared_->mutex);
+    shared_->results[static_cast<size_t>(index_)] = std::move(result);
+    Done();
+  }
+  void OnError(std::exception_ptr error) override {
+    std::lock_guard<std::mutex> lock(shared_->mutex);
+    if (!shared_->error) shared_->error = std::move(error);
+    Done();
+  }
+
+ private:
+  void Done() {
+    if (--shared_->remaining == 0) shared_->done.notify_all();
+  }
+
+  std::shared_ptr<Shared> shared_;
+  int32_t index_;
+  const GenerateHooks& hooks_;  // outlives the call: Generate waits for every outcome
+};
+
 }  // namespace
 
 Engine::Engine(std::shared_ptr<Model> model, std::shared_ptr<Reward> reward,
@@ -32,93 +124,98 @@ Engine::Engine(std::shared_ptr<Model> model, std::shared_ptr<Reward> reward,
     : model_(std::move(model)),
       reward_(std::move(reward)),
       options_(options),
-      tokenizer_(std::make_unique<Tokenizer>(*model_)),
-      costs_(std::make_unique<RoundCostModel>()) {
+      tokenizer_(std::make_unique<Tokenizer>(*model_)) {
   if (options_.n_ctx < 16) {
     throw ParameterError("n_ctx must be at least 16, got " + std::to_string(options_.n_ctx));
   }
+  if (options_.max_queue < 0) {
+    throw ParameterError("max_queue must be >= 0 (0: no limit), got " +
+                         std::to_string(options_.max_queue));
+  }
+  loop_ = std::make_unique<EngineLoop>(model_, *tokenizer_, reward_.get(), options_);
 }
 
-Engine::~Engine() = default;
+Engine::~Engine() { Close(); }
 
-Context& Engine::ContextFor(int32_t n_seq) {
-  if (!context_ || context_->n_seq_max() < n_seq) {
-    ContextOptions options;
-    options.n_ctx = options_.n_ctx;
-    options.n_seq_max = n_seq;
-    options.n_threads = options_.n_threads;
-    context_.reset();
-    context_ = std::make_unique<Context>(model_, options);
+void Engine::Close() {
+  if (loop_->OnLoopThread()) {
+    throw ReentrantCallError("an Engine cannot be closed from its own reward or callback");
   }
-  return *context_;
+  loop_->Close();
+}
+
+EngineMetrics Engine::Metrics() const { return loop_->Metrics(); }
+
+bool Engine::Cancel(RequestId id) { return loop_->Cancel(id); }
+
+RequestId Engine::Submit(const Prompt& prompt, const GenerationParams& params,
+                         std::shared_ptr<RequestSink> sink) {
+  if (loop_->OnLoopThread()) {
+    throw ReentrantCallError(
+        "a reward or callback called back into the Engine that is running it: it would wait on "
+        "itself forever; use another Engine");
+  }
+  if (sink == nullptr) throw ParameterError("Submit needs a sink");
+  CheckParams(params, reward_ != nullptr);
+  std::vector<std::unique_ptr<PromptRun>> runs;
+  runs.push_back(PrepareRun(*tokenizer_, options_.n_ctx, prompt, params, "prompt"));
+  runs.back()->sink = std::move(sink);
+  return loop_->Submit(std::move(runs), true).front();
 }
 
 std::vector<Result> Engine::Generate(const std::vector<Prompt>& prompts,
                                      const GenerationParams& params, const GenerateHooks& hooks) {
-  params.Validate(reward_ != nullptr);
-  const int32_t max_seq = static_cast<int32_t>(llama_max_parallel_sequences());
-  const int32_t per_prompt = Generation::SequencesPerPrompt(params);
-  if (per_prompt > max_seq) {
-    throw ParameterError("candidates must be at most " + std::to_string(max_seq - 2) +
-                         " (llama.cpp holds at most " + std::to_string(max_seq) +
-                         " sequences), got " + std::to_string(params.candidates));
+  if (loop_->OnLoopThread()) {
+    throw ReentrantCallError(
+        "a reward or callback called back into the Engine that is running it: it would wait on "
+        "itself forever; use another Engine");
   }
-
-  std::vector<PromptRun> runs(prompts.size());
+  CheckParams(params, reward_ != nullptr);
+  auto shared = std::make_shared<GenerateSink::Shared>();
+  std::vector<std::unique_ptr<PromptRun>> runs;
   std::map<std::vector<llama_token>, uint64_t> occurrences;  // of each token list in this call
   for (size_t i = 0; i < prompts.size(); ++i) {
-    const Prompt& prompt = prompts[i];
-    PromptRun& run = runs[i];
-    run.index = static_cast<int32_t>(i);
-    run.reward_text = RewardText(prompt);
-    if (prompt.roles.empty()) {
-      run.prompt_tokens = tokenizer_->Tokenize(prompt.text, true, false);
-    } else {
-      if (prompt.roles.size() != prompt.contents.size()) {
-        throw ParameterError("prompt " + std::to_string(i) +
-                             ": roles and contents differ in length");
-      }
-      std::vector<ChatMessage> messages;
-      for (size_t m = 0; m < prompt.roles.size(); ++m) {
-        messages.push_back({prompt.roles[m], prompt.contents[m]});
-      }
-      run.prompt_tokens = tokenizer_->TokenizeChat(tokenizer_->ApplyChatTemplate(messages));
+    Prompt prompt = prompts[i];
+    std::unique_ptr<PromptRun> run =
+        PrepareRun(*tokenizer_, options_.n_ctx, prompt, params, "prompt " + std::to_string(i));
+    if (!prompt.key) {
+      run->key = PromptKeyOfTokens(run->prompt_tokens, occurrences[run->prompt_tokens]++);
     }
-    if (run.prompt_tokens.empty()) {
-      throw ParameterError("prompt " + std::to_string(i) + " is empty (no tokens)");
-    }
-    run.key = prompt.key ? PromptKeyOfId(*prompt.key)
-                         : PromptKeyOfTokens(run.prompt_tokens, occurrences[run.prompt_tokens]++);
-    const int64_t n_prompt = static_cast<int64_t>(run.prompt_tokens.size());
-    if (n_prompt >= options_.n_ctx) {
-      throw ContextLengthError(
-          "prompt " + std::to_string(i) + " is " + std::to_string(n_prompt) +
-          " tokens, longer than the context (n_ctx=" + std::to_string(options_.n_ctx) + ")");
-    }
-    run.reserved_cells = Generation::CellsPerPrompt(params, n_prompt);
-    run.reserved_seqs = per_prompt;
-    if (run.reserved_cells > options_.n_ctx) {
-      throw ContextLengthError(
-          "prompt " + std::to_string(i) + " (" + std::to_string(n_prompt) + " tokens) with " +
-          "max_tokens=" + std::to_string(params.max_tokens) + " in mode '" + ModeName(params.mode) +
-          "' needs up to " + std::to_string(run.reserved_cells) + " KV cells, more than n_ctx=" +
-          std::to_string(options_.n_ctx) + ": raise n_ctx or lower max_tokens");
-    }
+    run->sink = std::make_shared<GenerateSink>(shared, static_cast<int32_t>(i), hooks);
+    runs.push_back(std::move(run));
   }
   if (runs.empty()) return {};
-
-  std::lock_guard<std::mutex> lock(mutex_);
-  const int32_t wave = std::max<int32_t>(
-      1, std::min<int32_t>(static_cast<int32_t>(runs.size()), max_seq / per_prompt));
-  Context& context = ContextFor(wave * per_prompt);
-  if (reward_ != nullptr) {
-    std::vector<std::string> texts;
-    texts.reserve(runs.size());
-    for (const PromptRun& run : runs) texts.push_back(run.reward_text);
-    reward_->Begin(texts);
+  shared->results.resize(runs.size());
+  shared->remaining = runs.size();
+  const std::vector<RequestId> ids = loop_->Submit(std::move(runs), false);
+  std::exception_ptr interrupt;
+  std::unique_lock<std::mutex> lock(shared->mutex);
+  bool cancelled = false;
+  while (shared->remaining > 0) {
+    shared->done.wait_for(lock, std::chrono::milliseconds(20));
+    if (shared->remaining == 0) break;
+    if (!cancelled && (shared->error || hooks.check_interrupt)) {
+      if (!shared->error) {
+        lock.unlock();
+        try {
+          hooks.check_interrupt();
+        } catch (...) {
+          interrupt = std::current_exception();
+        }
+        lock.lock();
+      }
+      if (interrupt || shared->error) {
+        // Stop the call's other requests: their outcomes no longer matter.
+        cancelled = true;
+        lock.unlock();
+        for (RequestId id : ids) loop_->Cancel(id);
+        lock.lock();
+      }
+    }
   }
-  Generation generation(context, *tokenizer_, reward_.get(), params, hooks, *costs_);
-  return generation.Run(std::move(runs));
+  if (interrupt) std::rethrow_exception(interrupt);
+  if (shared->error) std::rethrow_exception(shared->error);
+  return std::move(shared->results);
 }
 
 }  // namespace stars

@@ -1,8 +1,11 @@
-// The state of one prompt through a generation call: its trunk sequence, the accepted response,
-// the candidates of the current round and the search for the current segment.
+// The state of one request in the engine loop: its parameters and sink, its trunk sequence, the
+// accepted response, the candidates of the current round and the search for the current segment.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <exception>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,6 +14,8 @@
 #include "algorithm/segment_search.h"
 #include "llama.h"
 #include "llama/sampler.h"
+#include "stars/engine.h"
+#include "stars/params.h"
 #include "stars/result.h"
 
 namespace stars {
@@ -48,8 +53,14 @@ struct Candidate {
 };
 
 struct PromptRun {
-  int32_t index = 0;
-  uint64_t key = 0;  // the prompt key: its samples depend on it, not on `index`
+  RequestId id = 0;
+  GenerationParams params;
+  std::shared_ptr<RequestSink> sink;
+  int32_t slot = -1;  // the request's prompt id for the reward while it runs
+  bool reward_begun = false;
+  bool cancelled = false;
+  std::chrono::steady_clock::time_point admitted;
+  uint64_t key = 0;  // the prompt key: its samples depend on it, not on its position
   std::string reward_text;
   std::vector<llama_token> prompt_tokens;
   int64_t reserved_cells = 0;
@@ -73,7 +84,8 @@ struct PromptRun {
   int64_t segments_accepted = 0;
   int64_t candidates_sampled = 0;
 
-  bool finished = false;
+  bool finished = false;     // done: a Result, or `error`
+  std::exception_ptr error;  // the request failed with this
   Result result;
 
   int32_t response_length() const { return static_cast<int32_t>(response_tokens.size()); }

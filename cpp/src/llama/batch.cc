@@ -10,6 +10,23 @@ Batch::Batch(int32_t capacity) : batch_(llama_batch_init(capacity, 0, 1)), capac
 
 Batch::~Batch() { llama_batch_free(batch_); }
 
+void Batch::Reserve(int32_t capacity) {
+  llama_batch_free(batch_);
+  batch_ = llama_batch_init(capacity, 0, 1);
+  capacity_ = capacity;
+}
+
+llama_batch Batch::View(int32_t first, int32_t n) const {
+  llama_batch view = batch_;
+  view.n_tokens = n;
+  view.token += first;
+  view.pos += first;
+  view.n_seq_id += first;
+  view.seq_id += first;
+  view.logits += first;
+  return view;
+}
+
 int32_t Batch::Add(llama_token token, llama_pos pos, llama_seq_id seq, bool output) {
   if (batch_.n_tokens >= capacity_) {
     throw Error("batch is full (" + std::to_string(capacity_) + " tokens)");

@@ -55,10 +55,12 @@ Context::Context(std::shared_ptr<Model> model, const ContextOptions& options)
 
 Context::~Context() { llama_free(ctx_); }
 
-void Context::Decode(const Batch& batch) {
-  const int32_t code = llama_decode(ctx_, batch.get());
+void Context::Decode(const Batch& batch) { Decode(batch.get()); }
+
+void Context::Decode(const llama_batch& batch) {
+  const int32_t code = llama_decode(ctx_, batch);
   if (code == 0) return;
-  const std::string size = std::to_string(batch.size()) + " tokens";
+  const std::string size = std::to_string(batch.n_tokens) + " tokens";
   switch (code) {
     case 1:
       throw DecodeError("llama_decode found no KV slot for a batch of " + size + " (n_ctx=" +

@@ -34,6 +34,7 @@ class Context {
   // Decodes `batch`. Throws DecodeError when llama.cpp finds no KV slot (1), aborts (2), rejects
   // the batch (-1) or fails (< -1); the message names the code and the batch size.
   void Decode(const Batch& batch);
+  void Decode(const llama_batch& batch);
 
   // The logits of the token at `batch_index` in the last decoded batch (n_vocab floats).
   // Throws DecodeError when that token had no output.

@@ -1,5 +1,6 @@
 #include "llama/sequence_pool.h"
 
+#include <algorithm>
 #include <string>
 
 #include "llama/context.h"
@@ -18,12 +19,14 @@ llama_seq_id SequencePool::Acquire() {
   const llama_seq_id seq = free_.back();
   free_.pop_back();
   in_use_[seq] = true;
+  shared_[seq] = end_[seq] = 0;
   return seq;
 }
 
 llama_seq_id SequencePool::Fork(llama_seq_id source) {
   const llama_seq_id seq = Acquire();
   llama_memory_seq_cp(context_.memory(), source, seq, -1, -1);
+  shared_[seq] = end_[seq] = end_[source];
   return seq;
 }
 
@@ -32,10 +35,26 @@ void SequencePool::Rewind(llama_seq_id seq, llama_pos pos) {
     throw Error("llama.cpp cannot rewind sequence " + std::to_string(seq) + " to position " +
                 std::to_string(pos) + " (this model's memory cannot drop a partial sequence)");
   }
+  if (pos < end_[seq]) {
+    const llama_pos shared = std::min(shared_[seq], pos);
+    cells_in_use_ -= (end_[seq] - shared_[seq]) - (pos - shared);
+    shared_[seq] = shared;
+    end_[seq] = pos;
+  }
+}
+
+void SequencePool::Extend(llama_seq_id seq, llama_pos end) {
+  if (end > end_[seq]) {
+    cells_in_use_ += end - end_[seq];
+    end_[seq] = end;
+  }
 }
 
 llama_seq_id SequencePool::Adopt(llama_seq_id trunk, llama_seq_id chosen) {
   Release(trunk);
+  // The cells `chosen` shared with the trunk are its own now.
+  cells_in_use_ += shared_[chosen];
+  shared_[chosen] = 0;
   return chosen;
 }
 
@@ -45,6 +64,8 @@ void SequencePool::Release(llama_seq_id seq) {
   }
   // Removing a whole sequence never fails (llama.h).
   llama_memory_seq_rm(context_.memory(), seq, -1, -1);
+  cells_in_use_ -= end_[seq] - shared_[seq];
+  shared_[seq] = end_[seq] = 0;
   in_use_[seq] = false;
   free_.push_back(seq);
 }
@@ -53,6 +74,9 @@ void SequencePool::Clear() {
   llama_memory_clear(context_.memory(), false);
   free_.clear();
   in_use_.assign(n_total_, false);
+  shared_.assign(n_total_, 0);
+  end_.assign(n_total_, 0);
+  cells_in_use_ = 0;
   // Highest first, so that Acquire hands out 0, 1, 2, ... as examples/batched does.
   for (int32_t seq = n_total_ - 1; seq >= 0; --seq) free_.push_back(seq);
 }

@@ -1,4 +1,6 @@
-// Sequence ids of one context, and every llama_memory_* call: fork, rewind, adopt, release.
+// Sequence ids of one context, every llama_memory_* call (fork, rewind, adopt, release), and the
+// KV cells they hold. The policy's trunks and candidates and a KV-cached reward's trunks and
+// forks are both this shape: a trunk, and forks that share its cells up to their fork point.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +31,9 @@ class SequencePool {
   // Makes `chosen` (a fork of `trunk`) the new trunk: releases `trunk` and returns `chosen`.
   llama_seq_id Adopt(llama_seq_id trunk, llama_seq_id chosen);
 
+  // `seq` now holds positions [0, end) (BatchRunner reports what it decoded).
+  void Extend(llama_seq_id seq, llama_pos end);
+
   // Removes every cell of `seq` and returns the id to the pool.
   void Release(llama_seq_id seq);
 
@@ -37,12 +42,19 @@ class SequencePool {
 
   int32_t n_free() const { return static_cast<int32_t>(free_.size()); }
   int32_t n_total() const { return n_total_; }
+  int32_t n_in_use() const { return n_total_ - n_free(); }
+  // KV cells in use: each sequence's positions past those it shares with the trunk it forked.
+  int64_t n_cells_in_use() const { return cells_in_use_; }
 
  private:
   Context& context_;
   int32_t n_total_;
   std::vector<llama_seq_id> free_;
   std::vector<bool> in_use_;
+  // Per sequence: positions shared with its source at the fork, and positions held.
+  std::vector<llama_pos> shared_;
+  std::vector<llama_pos> end_;
+  int64_t cells_in_use_ = 0;
 };
 
 }  // namespace stars

@@ -56,15 +56,22 @@ ClassifierReward::ClassifierReward(std::shared_ptr<Model> model, const Classifie
                       "' has no classification head: its pooling type is not RANK, so it is not "
                       "a sequence classifier or reranker GGUF");
   }
-  batch_ = std::make_unique<Batch>(n_ctx);
+  runner_ = std::make_unique<BatchRunner>(*context_, nullptr, true);
   const bool has_rerank_template = model_->ChatTemplate("rerank") != nullptr;
   pair_ = options.pair >= 0 ? options.pair == 1 : (has_rerank_template || n_out == 1);
 }
 
-void ClassifierReward::Begin(const std::vector<std::string>& prompts) {
-  prompts_ = prompts;
-  tokens_decoded_.assign(prompts.size(), 0);
-  rows_truncated_.assign(prompts.size(), 0);
+void ClassifierReward::Begin(int32_t prompt, std::string_view text) {
+  if (prompt < 0) throw ParameterError("prompt id must be >= 0, got " + std::to_string(prompt));
+  const size_t id = static_cast<size_t>(prompt);
+  if (id >= prompts_.size()) {
+    prompts_.resize(id + 1);
+    tokens_decoded_.resize(id + 1);
+    rows_truncated_.resize(id + 1);
+  }
+  prompts_[id] = std::string(text);
+  tokens_decoded_[id] = 0;
+  rows_truncated_[id] = 0;
 }
 
 int64_t ClassifierReward::TokensDecoded(int32_t prompt) const { return tokens_decoded_.at(prompt); }
@@ -130,22 +137,26 @@ std::vector<double> ClassifierReward::ScoreInputs(
   std::vector<double> scores(inputs.size());
   size_t next = 0;
   while (next < inputs.size()) {
-    batch_->Clear();
+    // Rows that fit one batch, each in its own sequence (pooled outputs need whole rows).
+    std::vector<DecodeJob> jobs;
+    int32_t n_tokens = 0;
     const size_t first = next;
-    while (next < inputs.size() && static_cast<int32_t>(next - first) < kRowsPerBatch &&
-           batch_->size() + static_cast<int32_t>(inputs[next].size()) <= batch_->capacity()) {
-      const llama_seq_id seq = static_cast<llama_seq_id>(next - first);
+    while (next < inputs.size() && static_cast<int32_t>(jobs.size()) < kRowsPerBatch &&
+           (jobs.empty() ||
+            n_tokens + static_cast<int32_t>(inputs[next].size()) <= runner_->n_batch())) {
       const auto& tokens = inputs[next];
-      for (size_t i = 0; i < tokens.size(); ++i) {
-        batch_->Add(tokens[i], static_cast<llama_pos>(i), seq, i + 1 == tokens.size());
-      }
+      jobs.push_back({static_cast<llama_seq_id>(next - first), 0, tokens.data(),
+                      static_cast<int32_t>(tokens.size()), true});
+      n_tokens += static_cast<int32_t>(tokens.size());
       ++next;
     }
-    context_->Decode(*batch_);
-    for (size_t row = first; row < next; ++row) {
-      const float* out = context_->SequenceEmbeddings(static_cast<llama_seq_id>(row - first));
-      scores[row] = labels_.size() == 1 ? out[labels_[0]] : out[labels_[0]] - out[labels_[1]];
-    }
+    runner_->Run(jobs, [&](const DecodedView& view) {
+      for (const DecodedOutput& out : view.outputs) {
+        const float* row = context_->SequenceEmbeddings(jobs[out.job].seq);
+        scores[first + out.job] =
+            labels_.size() == 1 ? row[labels_[0]] : row[labels_[0]] - row[labels_[1]];
+      }
+    });
     // A causal reranker keeps KV cells; rows never share them.
     context_->ClearMemory();
   }

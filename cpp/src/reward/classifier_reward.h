@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "llama.h"
-#include "llama/batch.h"
+#include "llama/batch_runner.h"
 #include "llama/context.h"
 #include "llama/model.h"
 #include "llama/tokenizer.h"
@@ -33,7 +33,7 @@ class ClassifierReward : public Reward {
   // and ParameterError for a label out of range.
   ClassifierReward(std::shared_ptr<Model> model, const ClassifierOptions& options);
 
-  void Begin(const std::vector<std::string>& prompts) override;
+  void Begin(int32_t prompt, std::string_view text) override;
   void Score(const std::vector<RewardRow>& rows, std::vector<double>* scores) override;
   int64_t TokensDecoded(int32_t prompt) const override;
   int64_t RowsTruncated(int32_t prompt) const override;
@@ -54,11 +54,11 @@ class ClassifierReward : public Reward {
   std::shared_ptr<Model> model_;
   Tokenizer tokenizer_;
   std::unique_ptr<Context> context_;
-  std::unique_ptr<Batch> batch_;
+  std::unique_ptr<BatchRunner> runner_;
   std::vector<int32_t> labels_;
   bool pair_ = false;
   int32_t row_limit_ = 0;
-  std::vector<std::string> prompts_;
+  std::vector<std::string> prompts_;  // by prompt id (Begin)
   std::vector<int64_t> tokens_decoded_;
   std::vector<int64_t> rows_truncated_;
 };

@@ -43,7 +43,7 @@ void KvCachedReward::Open(ContextOptions options) {
   options.n_seq_max = static_cast<int32_t>(llama_max_parallel_sequences());
   context_ = std::make_unique<Context>(model_, options);
   pool_ = std::make_unique<SequencePool>(*context_);
-  batch_ = std::make_unique<Batch>(context_->n_batch());
+  runner_ = std::make_unique<BatchRunner>(*context_, pool_.get());
 }
 
 std::string KvCachedReward::RenderText(const std::string& prompt,
@@ -80,10 +80,16 @@ std::vector<llama_token> KvCachedReward::ResponseTokens(std::string_view text, c
   return tokenizer_.Tokenize(std::string(text), false, false);
 }
 
-void KvCachedReward::Begin(const std::vector<std::string>& prompts) {
-  pool_->Clear();
-  prompts_ = prompts;
-  trunks_.assign(prompts.size(), Trunk{});
+void KvCachedReward::Begin(int32_t prompt, std::string_view text) {
+  if (prompt < 0) throw ParameterError("prompt id must be >= 0, got " + std::to_string(prompt));
+  const size_t id = static_cast<size_t>(prompt);
+  if (id >= trunks_.size()) {
+    trunks_.resize(id + 1);
+    prompts_.resize(id + 1);
+  }
+  Finish(prompt);  // an id handed out again starts from nothing
+  trunks_[id] = Trunk{};
+  prompts_[id] = std::string(text);
 }
 
 int64_t KvCachedReward::TokensDecoded(int32_t prompt) const { return trunks_.at(prompt).decoded; }
@@ -96,31 +102,27 @@ void KvCachedReward::ReleaseForks(Trunk& trunk) {
 }
 
 std::vector<double> KvCachedReward::Run(std::vector<Job>& jobs) {
-  std::vector<double> scores;
-  std::vector<int32_t> outputs;  // batch index of each scored job of the current batch
-  auto flush = [&] {
-    if (batch_->empty()) return;
-    context_->Decode(*batch_);
-    for (int32_t index : outputs) scores.push_back(Readout(*context_, index));
-    outputs.clear();
-    batch_->Clear();
-  };
-  batch_->Clear();
-  for (Job& job : jobs) {
+  std::vector<DecodeJob> views;
+  views.reserve(jobs.size());
+  std::vector<size_t> score_index(jobs.size());  // job -> its place among the scored ones
+  size_t n_scored = 0;
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const Job& job = jobs[j];
     if (job.pos + static_cast<int64_t>(job.tokens.size()) > context_->n_ctx()) {
       throw ContextLengthError(
           "the reward model's input of " + std::to_string(job.pos + job.tokens.size()) +
           " tokens is longer than its context (n_ctx=" + std::to_string(context_->n_ctx()) + ")");
     }
-    const int32_t last = static_cast<int32_t>(job.tokens.size()) - 1;
-    for (int32_t i = 0; i <= last; ++i) {
-      if (batch_->size() == batch_->capacity()) flush();  // a long job goes on in the next batch
-      const int32_t index =
-          batch_->Add(job.tokens[i], job.pos + i, job.seq, job.score && i == last);
-      if (index >= 0) outputs.push_back(index);
-    }
+    views.push_back(
+        {job.seq, job.pos, job.tokens.data(), static_cast<int32_t>(job.tokens.size()), job.score});
+    if (job.score) score_index[j] = n_scored++;
   }
-  flush();
+  std::vector<double> scores(n_scored);
+  runner_->Run(views, [&](const DecodedView& view) {
+    for (const DecodedOutput& out : view.outputs) {
+      scores[score_index[out.job]] = Readout(*context_, out.batch_index);
+    }
+  });
   return scores;
 }
 
@@ -150,17 +152,10 @@ void KvCachedReward::EnsureTrunks(const std::vector<int32_t>& prompts) {
   Run(jobs);
 }
 
-int64_t KvCachedReward::CellsInUse() const {
-  int64_t cells = 0;
-  for (const Trunk& trunk : trunks_) {
-    if (trunk.seq >= 0) cells += trunk.cells();
-    for (const Fork& fork : trunk.forks) cells += fork.cells;
-  }
-  return cells;
-}
-
 void KvCachedReward::MakeRoom(int64_t cells, int32_t seqs, const std::vector<int32_t>& keep) {
-  auto fits = [&] { return CellsInUse() + cells <= context_->n_ctx() && pool_->n_free() >= seqs; };
+  auto fits = [&] {
+    return pool_->n_cells_in_use() + cells <= context_->n_ctx() && pool_->n_free() >= seqs;
+  };
   if (fits()) return;
   auto kept = [&](size_t prompt) {
     return std::find(keep.begin(), keep.end(), static_cast<int32_t>(prompt)) != keep.end();
@@ -248,7 +243,6 @@ void KvCachedReward::Score(const std::vector<RewardRow>& rows, std::vector<doubl
       const size_t keep = keeps[r];
       Fork fork;
       fork.response = std::move(responses[r]);
-      fork.cells = row_cells[r];
       // Tokens the fork shares with the trunk stay; a moved token boundary is decoded again.
       fork.seq = pool_->Fork(trunk.seq);
       if (keep < trunk.response.size())
@@ -311,7 +305,8 @@ void KvCachedReward::Commit(int32_t prompt, const int32_t* tokens, int32_t n_tok
 }
 
 void KvCachedReward::Finish(int32_t prompt) {
-  Trunk& trunk = trunks_.at(prompt);
+  if (prompt < 0 || static_cast<size_t>(prompt) >= trunks_.size()) return;
+  Trunk& trunk = trunks_[static_cast<size_t>(prompt)];
   ReleaseForks(trunk);
   if (trunk.seq >= 0) pool_->Release(trunk.seq);
   trunk.seq = -1;

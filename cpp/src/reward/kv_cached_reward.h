@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "llama.h"
-#include "llama/batch.h"
+#include "llama/batch_runner.h"
 #include "llama/context.h"
 #include "llama/model.h"
 #include "llama/sequence_pool.h"
@@ -37,7 +37,7 @@ inline constexpr const char* kResponseMark = "\x01STARS_RESPONSE\x01";
 
 class KvCachedReward : public Reward {
  public:
-  void Begin(const std::vector<std::string>& prompts) override;
+  void Begin(int32_t prompt, std::string_view text) override;
   void Score(const std::vector<RewardRow>& rows, std::vector<double>* scores) override;
   void Commit(int32_t prompt, const int32_t* tokens, int32_t n_tokens,
               std::string_view text) override;
@@ -79,7 +79,6 @@ class KvCachedReward : public Reward {
   struct Fork {
     llama_seq_id seq = -1;
     std::vector<llama_token> response;  // model-vocab tokens of trunk + segment
-    int64_t cells = 0;                  // cells of its own (not shared with the trunk)
   };
   struct Trunk {
     llama_seq_id seq = -1;
@@ -90,7 +89,7 @@ class KvCachedReward : public Reward {
     int64_t decoded = 0;
     uint64_t last_used = 0;  // Score/Commit clock, for eviction
     int32_t n_prefix() const { return static_cast<int32_t>(prefix.size()); }
-    // A live trunk holds the prefix and the whole accepted response.
+    // Cells the trunk holds when live (or needs when rebuilt): prefix and accepted response.
     int64_t cells() const { return n_prefix() + static_cast<int64_t>(response.size()); }
   };
   // Tokens of one sequence from a start position; `score` reads the reward at the last one.
@@ -117,7 +116,6 @@ class KvCachedReward : public Reward {
   // Frees `cells` cells and `seqs` sequence ids by releasing least recently used trunks outside
   // `keep`, then the forks of those in it. Throws ContextLengthError when even that is short.
   void MakeRoom(int64_t cells, int32_t seqs, const std::vector<int32_t>& keep);
-  int64_t CellsInUse() const;
 
   bool shared_vocab_ = false;
   std::string prefix_head_;          // rendered text before the prompt
@@ -126,9 +124,9 @@ class KvCachedReward : public Reward {
   std::vector<llama_token> suffix_;  // ... and its tokens
   std::unique_ptr<Context> context_;
   std::unique_ptr<SequencePool> pool_;
-  std::unique_ptr<Batch> batch_;
-  std::vector<std::string> prompts_;
-  std::vector<Trunk> trunks_;
+  std::unique_ptr<BatchRunner> runner_;
+  std::vector<std::string> prompts_;  // by prompt id (Begin)
+  std::vector<Trunk> trunks_;         // by prompt id
   uint64_t clock_ = 0;
 };
 

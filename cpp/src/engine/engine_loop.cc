@@ -1,0 +1,781 @@
+#include "engine/engine_loop.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <utility>
+
+#include "algorithm/attempt_key.h"
+#include "algorithm/response_text.h"
+#include "algorithm/round_width.h"
+#include "engine/parallel_sampling.h"
+#include "llama/sampler.h"
+#include "stars/errors.h"
+
+namespace stars {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+RewardRow MakeRow(const PromptRun& run, const Candidate* candidate) {
+  RewardRow row;
+  row.prompt = run.slot;
+  row.trunk_text = run.response_text;
+  row.trunk_tokens = run.response_tokens.data();
+  row.n_trunk_tokens = run.response_length();
+  if (candidate != nullptr) {
+    row.segment_text = candidate->text;
+    row.segment_tokens = candidate->tokens.data();
+    row.n_segment_tokens = static_cast<int32_t>(candidate->tokens.size());
+  }
+  return row;
+}
+
+bool Live(const PromptRun* run) { return !run->finished; }
+
+}  // namespace
+
+EngineLoop::EngineLoop(std::shared_ptr<Model> model, const Tokenizer& tokenizer, Reward* reward,
+                       const EngineOptions& options)
+    : model_(std::move(model)), tokenizer_(tokenizer), reward_(reward), options_(options) {
+  metrics_.cells_total = options_.n_ctx;
+  metrics_.sequences_total = static_cast<int32_t>(llama_max_parallel_sequences());
+}
+
+EngineLoop::~EngineLoop() { Close(); }
+
+int32_t EngineLoop::SequencesPerPrompt(const GenerationParams& params) {
+  switch (params.mode) {
+    case Mode::kPlain:
+      return 2;
+    case Mode::kBestOfN:
+      return params.candidates + 1;
+    case Mode::kStars:
+      // The trunk, this round's candidates and the best of earlier rounds for the fallback.
+      return params.candidates + 2;
+  }
+  return 0;
+}
+
+int64_t EngineLoop::CellsPerPrompt(const GenerationParams& params, int64_t n_prompt) {
+  const int64_t t = params.max_tokens;
+  switch (params.mode) {
+    case Mode::kPlain:
+      return n_prompt + t;
+    case Mode::kBestOfN:
+      return n_prompt + static_cast<int64_t>(params.candidates) * t;
+    case Mode::kStars:
+      return n_prompt + t + static_cast<int64_t>(params.candidates + 1) * params.segment_tokens;
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests in and out (any thread).
+
+std::vector<RequestId> EngineLoop::Submit(std::vector<std::unique_ptr<PromptRun>> runs,
+                                          bool bounded) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (closed_) throw EngineClosedError("the engine is closed");
+  if (bounded && options_.max_queue > 0 &&
+      queue_.size() + runs.size() > static_cast<size_t>(options_.max_queue)) {
+    throw QueueFullError("the queue is full (max_queue=" + std::to_string(options_.max_queue) +
+                         " requests wait already): try again later");
+  }
+  std::vector<RequestId> ids;
+  for (std::unique_ptr<PromptRun>& run : runs) {
+    run->id = next_id_++;
+    ids.push_back(run->id);
+    live_.insert(run->id);
+    queue_.push_back(std::move(run));
+  }
+  metrics_.requests_submitted += static_cast<int64_t>(runs.size());
+  if (!thread_.joinable()) {
+    // One thread for the engine's life, started by its first request.
+    thread_ = std::thread([this] { Main(); });
+    thread_id_ = thread_.get_id();
+  }
+  wake_.notify_one();
+  return ids;
+}
+
+bool EngineLoop::Cancel(RequestId id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (live_.count(id) == 0) return false;
+  cancels_.insert(id);
+  wake_.notify_one();
+  return true;
+}
+
+void EngineLoop::Close() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (closing_) return;
+    closing_ = closed_ = true;
+    wake_.notify_one();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+EngineMetrics EngineLoop::Metrics() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  EngineMetrics metrics = metrics_;
+  metrics.requests_queued = static_cast<int64_t>(queue_.size());
+  return metrics;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The loop (its own thread).
+
+void EngineLoop::Main() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] {
+        return closing_ || !queue_.empty() || !active_.empty() || !cancels_.empty();
+      });
+      if (closing_) break;
+    }
+    try {
+      ApplyCancels();
+      Admit();
+      if (!active_.empty()) Round();
+    } catch (...) {
+      // A fault of the engine itself (context creation, llama_decode): the requests it was
+      // running fail with it; the loop goes on.
+      FailAll(std::current_exception());
+    }
+    Retire();
+  }
+  FailAll(std::make_exception_ptr(EngineClosedError("the engine was closed")));
+  Retire();
+}
+
+void EngineLoop::FailAll(std::exception_ptr error) {
+  for (auto& run : active_) {
+    if (Live(run.get())) Fail(*run, error);
+  }
+  std::deque<std::unique_ptr<PromptRun>> queued;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queued.swap(queue_);
+  }
+  for (auto& run : queued) {
+    run->finished = true;
+    run->error = error;
+    active_.push_back(std::move(run));
+  }
+}
+
+void EngineLoop::ApplyCancels() {
+  std::unordered_set<RequestId> cancels;
+  std::vector<std::unique_ptr<PromptRun>> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (cancels_.empty()) return;
+    cancels.swap(cancels_);
+    for (auto it = queue_.begin(); it != queue_.end();) {
+      if (cancels.count((*it)->id) != 0) {
+        dropped.push_back(std::move(*it));
+        it = queue_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& run : dropped) {
+    run->cancelled = true;
+    run->finished = true;
+    run->result.finish_reason = FinishReason::kCancelled;
+    active_.push_back(std::move(run));  // Retire hands it out
+  }
+  for (auto& run : active_) {
+    if (Live(run.get()) && cancels.count(run->id) != 0) {
+      run->cancelled = true;
+      ReleaseSequences(*run);
+      Finish(*run, FinishReason::kCancelled);
+    }
+  }
+}
+
+void EngineLoop::Admit() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (queue_.empty()) return;
+  }
+  if (!context_) {
+    ContextOptions options;
+    options.n_ctx = options_.n_ctx;
+    // Sequence ids cost nothing in a unified KV cache: take all, so admission is bound by cells.
+    options.n_seq_max = static_cast<int32_t>(llama_max_parallel_sequences());
+    options.n_threads = options_.n_threads;
+    context_ = std::make_unique<Context>(model_, options);
+    pool_ = std::make_unique<SequencePool>(*context_);
+    runner_ = std::make_unique<BatchRunner>(*context_, pool_.get());
+  }
+  std::vector<std::unique_ptr<PromptRun>> admitted;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    while (!queue_.empty()) {
+      const PromptRun& run = *queue_.front();
+      // Reserve a request's peak needs up front, so a round never runs out of ids or cells.
+      if (seqs_reserved_ + run.reserved_seqs > pool_->n_total() ||
+          cells_reserved_ + run.reserved_cells > context_->n_ctx()) {
+        break;
+      }
+      seqs_reserved_ += run.reserved_seqs;
+      cells_reserved_ += run.reserved_cells;
+      admitted.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+  }
+  for (auto& owned : admitted) {
+    PromptRun& run = *owned;
+    active_.push_back(std::move(owned));
+    run.admitted = Clock::now();
+    if (free_slots_.empty()) free_slots_.push_back(next_slot_++);
+    run.slot = free_slots_.back();
+    free_slots_.pop_back();
+    run.trunk = pool_->Acquire();
+    run.pending = run.prompt_tokens;
+    run.result.stats.prompt_tokens = static_cast<int64_t>(run.prompt_tokens.size());
+    if (run.params.mode == Mode::kStars) {
+      run.search.emplace(run.params.max_attempts);
+      run.calibration.emplace(run.params);
+    }
+    if (reward_ != nullptr) {
+      try {
+        reward_->Begin(run.slot, run.reward_text);
+        run.reward_begun = true;
+      } catch (...) {
+        Fail(run, std::current_exception());
+      }
+    }
+  }
+}
+
+void EngineLoop::Round() {
+  DecodePending();
+  SampleFirstTokens();
+  DecodeCandidates();
+  ScoreRound();
+}
+
+void EngineLoop::Retire() {
+  std::vector<std::unique_ptr<PromptRun>> done;
+  std::vector<std::unique_ptr<PromptRun>> still;
+  for (auto& run : active_) (Live(run.get()) ? still : done).push_back(std::move(run));
+  active_ = std::move(still);
+  for (auto& run : done) {
+    if (run->trunk >= 0 || !run->candidates.empty() || run->best) ReleaseSequences(*run);
+    if (run->reward_begun) {
+      run->result.stats.reward_tokens_decoded = reward_->TokensDecoded(run->slot);
+      run->result.stats.reward_rows_truncated = reward_->RowsTruncated(run->slot);
+      try {
+        reward_->Finish(run->slot);
+      } catch (...) {
+        if (!run->error) run->error = std::current_exception();
+      }
+    }
+    if (run->slot >= 0) {
+      free_slots_.push_back(run->slot);
+      run->slot = -1;
+      seqs_reserved_ -= run->reserved_seqs;
+      cells_reserved_ -= run->reserved_cells;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& run : done) {
+      live_.erase(run->id);
+      if (run->error) {
+        ++metrics_.requests_failed;
+      } else {
+        ++metrics_.requests_finished;
+        if (run->cancelled) ++metrics_.requests_cancelled;
+        metrics_.tokens_accepted += run->result.stats.tokens_accepted;
+      }
+    }
+    metrics_.requests_active = static_cast<int64_t>(active_.size());
+    metrics_.tokens_sampled = counters_.tokens_sampled;
+    metrics_.rounds = counters_.rounds;
+    metrics_.candidates_sampled = counters_.candidates_sampled;
+    metrics_.decode_calls = counters_.decode_calls;
+    metrics_.decode_tokens = counters_.decode_tokens;
+    metrics_.decode_seconds = counters_.decode_seconds;
+    metrics_.reward_calls = counters_.reward_calls;
+    metrics_.reward_rows = counters_.reward_rows;
+    metrics_.reward_seconds = counters_.reward_seconds;
+    if (pool_) {
+      metrics_.sequences_in_use = pool_->n_in_use();
+      metrics_.cells_in_use = pool_->n_cells_in_use();
+    }
+  }
+  // Outcomes go out last: a sink may submit again, and finds the ids and cells freed.
+  for (auto& run : done) {
+    try {
+      if (run->error) {
+        run->sink->OnError(run->error);
+      } else {
+        run->sink->OnResult(std::move(run->result));
+      }
+    } catch (...) {
+      // A sink that throws here has nobody left to tell.
+    }
+  }
+}
+
+void EngineLoop::Fail(PromptRun& run, std::exception_ptr error) {
+  run.finished = true;
+  run.error = std::move(error);
+}
+
+void EngineLoop::ReleaseSequences(PromptRun& run) {
+  ReleaseRound(run);
+  if (run.best) {
+    if (run.best->seq >= 0) pool_->Release(run.best->seq);
+    run.best.reset();
+  }
+  if (run.trunk >= 0) pool_->Release(run.trunk);
+  run.trunk = -1;
+}
+
+void EngineLoop::AddPolicySeconds(const std::vector<PromptRun*>& runs, double seconds) {
+  for (PromptRun* run : runs) run->result.stats.seconds_policy += seconds;
+}
+
+// Step 0 of a round: the trunk's undecoded tokens (a new prompt, or the last token of the
+// segment accepted last round), so that the round's first tokens come from its logits.
+void EngineLoop::DecodePending() {
+  const int32_t n_vocab = tokenizer_.n_vocab();
+  std::vector<DecodeJob> jobs;
+  std::vector<PromptRun*> runs;
+  for (auto& owned : active_) {
+    PromptRun* run = owned.get();
+    if (!Live(run) || run->pending.empty()) continue;
+    const int32_t n = static_cast<int32_t>(run->pending.size());
+    jobs.push_back({run->trunk, run->n_past, run->pending.data(), n, true});
+    runs.push_back(run);
+  }
+  if (jobs.empty()) return;
+  double seconds = 0.0;
+  runner_->Run(jobs, [&](const DecodedView& view) {
+    seconds += view.seconds;
+    ++counters_.decode_calls;
+    counters_.decode_tokens += view.n_tokens;
+    counters_.decode_seconds += view.seconds;
+    for (const DecodedOutput& out : view.outputs) {
+      const float* row = context_->Logits(out.batch_index);
+      runs[out.job]->logits.assign(row, row + n_vocab);
+    }
+  });
+  for (PromptRun* run : runs) {
+    const int32_t n = static_cast<int32_t>(run->pending.size());
+    run->n_past += n;
+    run->result.stats.policy_tokens_decoded += n;
+    run->pending.clear();
+  }
+  AddPolicySeconds(runs, seconds);
+}
+
+int32_t EngineLoop::RoundSize(const PromptRun& run) const {
+  const GenerationParams& params = run.params;
+  switch (params.mode) {
+    case Mode::kPlain:
+      return 1;
+    case Mode::kBestOfN:
+      return params.candidates;
+    case Mode::kStars:
+      break;
+  }
+  const int32_t left = run.search->attempts_left();
+  const int32_t widest = std::min(params.candidates, left);
+  if (params.width == Width::kFixed) return widest;
+  // A warm-up accepts nothing: exactly the attempts it still needs, in as few rounds as allowed.
+  if (run.calibration->warming_up()) return std::min(widest, run.calibration->warmup_left());
+  // The acceptance rate: the request's own so far, else the rate an auto threshold aims for,
+  // else even odds (the first round at a float threshold).
+  const int32_t length = run.response_length() + Cap(run);
+  const std::optional<double> target = run.calibration->TargetAcceptance(length);
+  const int32_t others = static_cast<int32_t>(std::count_if(
+                             active_.begin(), active_.end(),
+                             [](const std::unique_ptr<PromptRun>& r) { return Live(r.get()); })) -
+                         1;
+  // A first round that the engine has never measured as wide goes wide once, to measure it.
+  if (run.attempts_considered == 0 && !costs_.HasMeasured(others + widest)) return widest;
+  const double p = run.attempts_considered > 0 || !target
+                       ? EstimateAcceptance(run.segments_accepted, run.attempts_considered)
+                       : *target;
+  // A candidate's first token comes from the trunk's logits and its last is decoded only if it
+  // is accepted: cap - 1 batched steps. The other requests' sequences decode alongside.
+  const int32_t steps = Cap(run) - 1;
+  return ChooseRoundWidth(widest, left, p,
+                          [&](int32_t width) { return costs_.RoundSeconds(others, width, steps); });
+}
+
+int32_t EngineLoop::Cap(const PromptRun& run) {
+  const int32_t left = run.params.max_tokens - run.response_length();
+  return run.params.mode == Mode::kBestOfN ? left : std::min(run.params.segment_tokens, left);
+}
+
+void EngineLoop::SampleFirstTokens() {
+  const auto start = Clock::now();
+  const int32_t n_vocab = tokenizer_.n_vocab();
+  std::vector<PromptRun*> runs;
+  for (auto& owned : active_) {
+    PromptRun* run = owned.get();
+    if (!Live(run)) continue;
+    runs.push_back(run);
+    const int32_t n = RoundSize(*run);
+    run->candidates.clear();
+    run->candidates.reserve(static_cast<size_t>(n));
+    ++run->result.stats.rounds;
+    run->candidates_sampled += n;
+    ++counters_.rounds;
+    counters_.candidates_sampled += n;
+    // Attempt j of segment s: the j-th attempt whatever round it falls in (best-of-N's N
+    // responses are the attempts of one segment; plain takes one attempt per segment).
+    const int32_t first_attempt = run->search ? run->search->attempts() : 0;
+    for (int32_t slot = 0; slot < n; ++slot) {
+      const uint64_t key =
+          AttemptKey(run->params.seed, run->key, static_cast<uint64_t>(run->segment_index()),
+                     static_cast<uint64_t>(first_attempt + slot));
+      Candidate& candidate = run->candidates.emplace_back(
+          pool_->Fork(run->trunk), key, Sampler(run->params.sampling, key), run->n_past, Cap(*run));
+      const llama_token token =
+          candidate.sampler.SampleFromLogits(run->logits.data(), n_vocab, &scratch_);
+      ++run->result.stats.policy_tokens_sampled;
+      ++counters_.tokens_sampled;
+      PushToken(tokenizer_, run->params.stop, run->response_text, token, &candidate);
+    }
+  }
+  AddPolicySeconds(runs, SecondsSince(start));
+}
+
+// Steps 1..K-1: one llama_decode per step for every live candidate of every request (more only
+// when they outnumber n_batch). A candidate's last token is only decoded if it is accepted
+// (next round's step 0). Cancels take effect between steps.
+void EngineLoop::DecodeCandidates() {
+  std::vector<DecodeJob> jobs;
+  std::vector<std::pair<PromptRun*, Candidate*>> owners;
+  std::vector<SamplingJob> sampling;
+  std::vector<PromptRun*> runs;
+  for (;;) {
+    ApplyCancels();
+    jobs.clear();
+    owners.clear();
+    runs.clear();
+    for (auto& owned : active_) {
+      PromptRun* run = owned.get();
+      if (!Live(run)) continue;
+      bool any = false;
+      for (Candidate& candidate : run->candidates) {
+        if (candidate.done) continue;
+        jobs.push_back({candidate.seq, candidate.next_pos, &candidate.tokens.back(), 1, true});
+        owners.emplace_back(run, &candidate);
+        any = true;
+      }
+      if (any) runs.push_back(run);
+    }
+    if (jobs.empty()) return;
+    double seconds = 0.0;
+    runner_->Run(jobs, [&](const DecodedView& view) {
+      costs_.RecordStep(view.n_tokens, view.seconds);
+      seconds += view.seconds;
+      ++counters_.decode_calls;
+      counters_.decode_tokens += view.n_tokens;
+      counters_.decode_seconds += view.seconds;
+      const auto start = Clock::now();
+      sampling.clear();
+      for (const DecodedOutput& out : view.outputs) {
+        sampling.push_back({&owners[out.job].second->sampler, context_->Logits(out.batch_index)});
+      }
+      SampleInParallel(sampling, tokenizer_.n_vocab(), context_->n_threads());
+      for (size_t i = 0; i < view.outputs.size(); ++i) {
+        auto& [run, candidate] = owners[view.outputs[i].job];
+        ++run->result.stats.policy_tokens_sampled;
+        ++counters_.tokens_sampled;
+        PushToken(tokenizer_, run->params.stop, run->response_text, sampling[i].token, candidate);
+      }
+      seconds += SecondsSince(start);
+    });
+    for (auto& [run, candidate] : owners) {
+      ++candidate->next_pos;
+      ++run->result.stats.policy_tokens_decoded;
+    }
+    AddPolicySeconds(runs, seconds);
+  }
+}
+
+void EngineLoop::CheckScores(const std::vector<RewardRow>& rows,
+                             const std::vector<double>& scores) const {
+  if (scores.size() != rows.size()) {
+    throw RewardError("reward returned " + std::to_string(scores.size()) + " values for " +
+                      std::to_string(rows.size()) + " rows");
+  }
+  for (size_t i = 0; i < scores.size(); ++i) {
+    if (!std::isfinite(scores[i])) {
+      throw RewardError("reward returned a non-finite value (" + std::to_string(scores[i]) +
+                        ") for row " + std::to_string(i));
+    }
+  }
+}
+
+std::vector<std::vector<double>> EngineLoop::ScoreIsolated(
+    const std::vector<PromptRun*>& runs, const std::vector<std::vector<RewardRow>>& rows) {
+  std::vector<std::vector<double>> out(runs.size());
+  if (runs.empty()) return out;
+  auto score = [&](const std::vector<PromptRun*>& who, const std::vector<RewardRow>& all) {
+    std::vector<double> scores;
+    const auto start = Clock::now();
+    reward_->Score(all, &scores);
+    const double seconds = SecondsSince(start);
+    costs_.RecordReward(static_cast<int64_t>(all.size()), seconds);
+    ++counters_.reward_calls;
+    counters_.reward_rows += static_cast<int64_t>(all.size());
+    counters_.reward_seconds += seconds;
+    for (PromptRun* run : who) {
+      run->result.stats.seconds_reward += seconds;
+      ++run->result.stats.reward_calls;
+    }
+    CheckScores(all, scores);
+    return scores;
+  };
+  std::vector<RewardRow> all;
+  for (const auto& r : rows) all.insert(all.end(), r.begin(), r.end());
+  std::exception_ptr joint_error;
+  try {
+    const std::vector<double> scores = score(runs, all);
+    size_t at = 0;
+    for (size_t i = 0; i < runs.size(); ++i) {
+      out[i].assign(scores.begin() + static_cast<std::ptrdiff_t>(at),
+                    scores.begin() + static_cast<std::ptrdiff_t>(at + rows[i].size()));
+      at += rows[i].size();
+      runs[i]->result.stats.reward_rows += static_cast<int64_t>(rows[i].size());
+    }
+    return out;
+  } catch (...) {
+    joint_error = std::current_exception();
+  }
+  // The joint call failed: score each request on its own, so that only those whose rows raise
+  // fail. When none raises alone, the error belongs to no one request: all of them fail.
+  bool any_failed = runs.size() == 1;
+  if (runs.size() > 1) {
+    for (size_t i = 0; i < runs.size(); ++i) {
+      try {
+        out[i] = score({runs[i]}, rows[i]);
+        runs[i]->result.stats.reward_rows += static_cast<int64_t>(rows[i].size());
+      } catch (...) {
+        Fail(*runs[i], std::current_exception());
+        out[i].clear();
+        any_failed = true;
+      }
+    }
+  }
+  if (!any_failed || runs.size() == 1) {
+    for (PromptRun* run : runs) Fail(*run, joint_error);
+  }
+  return out;
+}
+
+void EngineLoop::ScoreRound() {
+  std::vector<PromptRun*> scored;
+  std::vector<std::vector<RewardRow>> rows;
+  for (auto& owned : active_) {
+    PromptRun& run = *owned;
+    if (!Live(&run) || run.params.mode == Mode::kPlain) continue;
+    std::vector<RewardRow>& mine = rows.emplace_back();
+    // r(x, empty) for the threshold ramp rides along with the first round's call.
+    if (run.params.mode == Mode::kStars && run.calibration->needs_empty_reward()) {
+      mine.push_back(MakeRow(run, nullptr));
+    }
+    for (const Candidate& candidate : run.candidates) mine.push_back(MakeRow(run, &candidate));
+    scored.push_back(&run);
+  }
+  const std::vector<std::vector<double>> scores = ScoreIsolated(scored, rows);
+  for (size_t i = 0; i < scored.size(); ++i) {
+    if (!Live(scored[i])) continue;
+    try {
+      Decide(*scored[i], scores[i]);
+    } catch (...) {
+      Fail(*scored[i], std::current_exception());
+    }
+  }
+  // Plain mode accepts its one candidate, and reports the reward of each finished response.
+  std::vector<PromptRun*> finished;
+  std::vector<std::vector<RewardRow>> final_rows;
+  for (auto& owned : active_) {
+    PromptRun& run = *owned;
+    if (!Live(&run) || run.params.mode != Mode::kPlain) continue;
+    try {
+      Segment segment;
+      segment.attempts = 1;
+      AcceptCandidate(run, run.candidates.front(), std::move(segment));
+    } catch (...) {
+      Fail(run, std::current_exception());
+      continue;
+    }
+    if (run.finished && reward_ != nullptr && !run.error) {
+      finished.push_back(&run);
+      final_rows.push_back({MakeRow(run, nullptr)});
+    }
+  }
+  const std::vector<std::vector<double>> finals = ScoreIsolated(finished, final_rows);
+  for (size_t i = 0; i < finished.size(); ++i) {
+    if (!finished[i]->error) finished[i]->result.reward = finals[i].at(0);
+  }
+}
+
+void EngineLoop::Decide(PromptRun& run, const std::vector<double>& rewards) {
+  std::vector<double> round_rewards = rewards;
+  for (size_t j = 0; j < run.candidates.size(); ++j) {
+    run.candidates[j].reward = round_rewards[round_rewards.size() - run.candidates.size() + j];
+  }
+  if (run.params.mode == Mode::kBestOfN) {
+    size_t best = 0;
+    for (size_t j = 1; j < run.candidates.size(); ++j) {
+      if (run.candidates[j].reward > run.candidates[best].reward) best = j;
+    }
+    Segment segment;
+    segment.attempts = static_cast<int32_t>(run.candidates.size());
+    segment.rewards = round_rewards;
+    segment.reward = run.candidates[best].reward;
+    run.result.reward = run.candidates[best].reward;
+    AcceptCandidate(run, run.candidates[best], std::move(segment));
+    return;
+  }
+  if (run.calibration->needs_empty_reward()) {
+    run.calibration->SetEmptyReward(round_rewards.front());
+    round_rewards.erase(round_rewards.begin());
+  }
+  std::vector<int32_t> lengths;
+  std::vector<double> draws;
+  lengths.reserve(run.candidates.size());
+  draws.reserve(run.candidates.size());
+  for (const Candidate& candidate : run.candidates) {
+    lengths.push_back(run.response_length() + static_cast<int32_t>(candidate.tokens.size()));
+    draws.push_back(AcceptanceDraw(candidate.attempt_key));
+  }
+  const SegmentSearch::Decision decision =
+      run.search->Consider(round_rewards, lengths, draws, *run.calibration);
+  // Candidates after the chosen one were sampled and scored for nothing: waste, and nothing
+  // else (they must not move the width estimate, or outputs would depend on the width). A
+  // warm-up's attempts could not be accepted: they say nothing of the acceptance rate.
+  if (decision.outcome != SegmentSearch::Outcome::kWarmup) {
+    run.attempts_considered += decision.considered;
+  }
+  if (decision.outcome == SegmentSearch::Outcome::kAccepted) ++run.segments_accepted;
+  if (decision.outcome == SegmentSearch::Outcome::kContinue) {
+    if (decision.new_best_slot >= 0) {
+      // This round holds the best so far: keep its sequence for a later fallback.
+      if (run.best) pool_->Release(run.best->seq);
+      run.best.emplace(std::move(run.candidates[decision.new_best_slot]));
+      run.candidates.erase(run.candidates.begin() + decision.new_best_slot);
+    }
+    ReleaseRound(run);
+    return;
+  }
+  Segment segment;
+  segment.attempts = run.search->attempts();
+  segment.rewards = run.search->rewards();
+  segment.threshold = decision.threshold;
+  segment.reward = decision.reward;
+  segment.fallback = decision.outcome == SegmentSearch::Outcome::kFallback;
+  run.result.reward = decision.reward;
+  Candidate& chosen = decision.chosen_slot >= 0 ? run.candidates[decision.chosen_slot] : *run.best;
+  AcceptCandidate(run, chosen, std::move(segment));
+  run.search.emplace(run.params.max_attempts);
+}
+
+void EngineLoop::ReleaseRound(PromptRun& run) {
+  for (Candidate& candidate : run.candidates) {
+    if (candidate.seq >= 0) pool_->Release(candidate.seq);
+  }
+  run.candidates.clear();
+}
+
+void EngineLoop::AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segment) {
+  const GenerationParams& params = run.params;
+  run.trunk = pool_->Adopt(run.trunk, chosen.seq);
+  const int32_t n_tokens = static_cast<int32_t>(chosen.tokens.size());
+  // The trunk now holds the candidate's decoded tokens; the rest waits for the next round.
+  const int32_t n_decoded = std::min(chosen.n_decoded(), n_tokens);
+  run.n_past = chosen.fork_pos + n_decoded;
+  pool_->Rewind(run.trunk, run.n_past);
+  run.pending.assign(chosen.tokens.begin() + n_decoded, chosen.tokens.end());
+  // A stop string that began in the accepted response ends it where the stop string starts.
+  if (chosen.trunk_cut > 0) CutResponse(run, run.response_text.size() - chosen.trunk_cut);
+  const size_t base = run.response_text.size();
+  for (size_t offset : chosen.offsets) run.response_offsets.push_back(base + offset);
+  run.response_tokens.insert(run.response_tokens.end(), chosen.tokens.begin(), chosen.tokens.end());
+  run.response_text += chosen.text;
+  run.result.stats.tokens_accepted += n_tokens;
+
+  // Hold back a split UTF-8 character or the start of a stop string until the response grows
+  // or ends, so that no segment shows text that a later one takes back.
+  const bool ends = chosen.ends_response || run.response_length() >= params.max_tokens;
+  const size_t shown = ends ? run.response_text.size()
+                            : std::max(run.n_shown, ShowablePrefix(run.response_text, params.stop));
+  segment.text = run.response_text.substr(run.n_shown, shown - run.n_shown);
+  run.n_shown = shown;
+  segment.tokens.assign(chosen.tokens.begin(), chosen.tokens.end());
+  const bool chosen_ends = chosen.ends_response;
+  const std::string chosen_text = chosen.text;
+
+  chosen.seq = -1;  // now the trunk: not released with the other candidates
+  ReleaseRound(run);
+  if (run.best) {
+    if (run.best->seq >= 0) pool_->Release(run.best->seq);
+    run.best.reset();
+  }
+  if (chosen_ends) {
+    Finish(run, FinishReason::kStop);
+  } else if (run.response_length() >= params.max_tokens) {
+    Finish(run, FinishReason::kLength);
+  }
+  // The reward's trunk only matters for a request that goes on.
+  if (reward_ != nullptr && !run.finished) {
+    reward_->Commit(run.slot, segment.tokens.data(), n_tokens, chosen_text);
+  }
+  run.result.segments.push_back(segment);
+  run.sink->OnSegment(run.result.segments.back());
+}
+
+// Cuts the accepted response to `size` bytes, with the tokens that start before it. Only held
+// back text is ever cut (ShowablePrefix), so what segments showed stays shown.
+void EngineLoop::CutResponse(PromptRun& run, size_t size) {
+  size = std::max(size, run.n_shown);
+  int64_t dropped = 0;
+  while (!run.response_offsets.empty() && run.response_offsets.back() >= size) {
+    run.response_offsets.pop_back();
+    run.response_tokens.pop_back();
+    ++dropped;
+  }
+  run.response_text.resize(size);
+  run.result.stats.tokens_accepted -= dropped;
+  // The dropped tokens came last: take them off the segments that accepted them.
+  for (auto it = run.result.segments.rbegin(); dropped > 0 && it != run.result.segments.rend();
+       ++it) {
+    const int64_t n = std::min<int64_t>(dropped, static_cast<int64_t>(it->tokens.size()));
+    it->tokens.resize(it->tokens.size() - static_cast<size_t>(n));
+    dropped -= n;
+  }
+}
+
+void EngineLoop::Finish(PromptRun& run, FinishReason reason) {
+  run.finished = true;
+  Stats& stats = run.result.stats;
+  stats.tokens_wasted = stats.policy_tokens_sampled - stats.tokens_accepted;
+  stats.mean_round_width =
+      stats.rounds > 0 ? static_cast<double>(run.candidates_sampled) / stats.rounds : 0.0;
+  stats.seconds_total = run.slot >= 0 ? SecondsSince(run.admitted) : 0.0;
+  run.result.finish_reason = reason;
+  run.result.text = run.response_text;
+  run.result.tokens.assign(run.response_tokens.begin(), run.response_tokens.end());
+}
+
+}  // namespace stars

@@ -1,0 +1,110 @@
+// The engine loop: one thread that owns the policy's context and runs every request. Between
+// rounds it admits queued requests as sequence ids and KV cells allow, then runs one round of
+// lockstep candidate decoding, scoring and acceptance for all of them. Requests leave as they
+// finish, fail or are cancelled, each with its own outcome; the loop and the others go on.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "algorithm/round_cost.h"
+#include "engine/prompt_run.h"
+#include "llama/batch_runner.h"
+#include "llama/context.h"
+#include "llama/sequence_pool.h"
+#include "llama/tokenizer.h"
+#include "stars/engine.h"
+
+namespace stars {
+
+class EngineLoop {
+ public:
+  EngineLoop(std::shared_ptr<Model> model, const Tokenizer& tokenizer, Reward* reward,
+             const EngineOptions& options);
+  ~EngineLoop();  // Close()s
+  EngineLoop(const EngineLoop&) = delete;
+  EngineLoop& operator=(const EngineLoop&) = delete;
+
+  // Sequence ids one request holds at once in `params.mode`.
+  static int32_t SequencesPerPrompt(const GenerationParams& params);
+  // KV cells one request of `n_prompt` tokens may hold at once in `params.mode`.
+  static int64_t CellsPerPrompt(const GenerationParams& params, int64_t n_prompt);
+
+  // Queues validated, tokenized requests and wakes the loop; returns their ids. With `bounded`,
+  // throws QueueFullError when they do not fit within max_queue. Throws EngineClosedError after
+  // Close().
+  std::vector<RequestId> Submit(std::vector<std::unique_ptr<PromptRun>> runs, bool bounded);
+  bool Cancel(RequestId id);
+  void Close();
+  EngineMetrics Metrics() const;
+  bool OnLoopThread() const { return std::this_thread::get_id() == thread_id_; }
+
+ private:
+  void Main();
+  void Admit();
+  void Round();
+  void DecodePending();
+  void SampleFirstTokens();
+  void DecodeCandidates();
+  void ScoreRound();
+  // Scores each run's rows, one call for all of them. When that call throws, each run is scored
+  // alone so that only the runs whose rows raise fail. Returns an empty vector for those.
+  std::vector<std::vector<double>> ScoreIsolated(const std::vector<PromptRun*>& runs,
+                                                 const std::vector<std::vector<RewardRow>>& rows);
+  void Decide(PromptRun& run, const std::vector<double>& rewards);
+  void AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segment);
+  void Finish(PromptRun& run, FinishReason reason);
+  void Fail(PromptRun& run, std::exception_ptr error);
+  void ReleaseSequences(PromptRun& run);
+  void ReleaseRound(PromptRun& run);
+  // Takes the finished and failed runs out of active_ and hands each its outcome.
+  void Retire();
+  void ApplyCancels();
+  void FailAll(std::exception_ptr error);
+  void CheckScores(const std::vector<RewardRow>& rows, const std::vector<double>& scores) const;
+  void AddPolicySeconds(const std::vector<PromptRun*>& runs, double seconds);
+  int32_t RoundSize(const PromptRun& run) const;
+  void CutResponse(PromptRun& run, size_t size);
+  static int32_t Cap(const PromptRun& run);
+
+  std::shared_ptr<Model> model_;
+  const Tokenizer& tokenizer_;
+  Reward* reward_;
+  EngineOptions options_;
+
+  // Loop thread only.
+  std::unique_ptr<Context> context_;  // created on the first request
+  std::unique_ptr<SequencePool> pool_;
+  std::unique_ptr<BatchRunner> runner_;
+  RoundCostModel costs_;  // decode and reward costs measured across requests
+  std::vector<llama_token_data> scratch_;
+  std::vector<std::unique_ptr<PromptRun>> active_;
+  EngineMetrics counters_;  // the loop's running totals, published into metrics_ by Retire
+  std::vector<int32_t> free_slots_;
+  int32_t next_slot_ = 0;
+  int32_t seqs_reserved_ = 0;
+  int64_t cells_reserved_ = 0;
+
+  // Shared with submitting threads, under mutex_.
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::unique_ptr<PromptRun>> queue_;
+  std::unordered_set<RequestId> cancels_;
+  std::unordered_set<RequestId> live_;  // queued or active
+  RequestId next_id_ = 1;
+  bool closing_ = false;
+  bool closed_ = false;
+  EngineMetrics metrics_;
+  std::thread thread_;
+  std::atomic<std::thread::id> thread_id_;
+};
+
+}  // namespace stars

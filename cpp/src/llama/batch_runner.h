@@ -1,0 +1,69 @@
+// The one place that turns "these tokens of these sequences" into llama_decode calls: the jobs
+// are laid out in one batch and decoded in views of at most n_batch tokens, each output row
+// mapped back to its job (the scheme of llama.cpp's examples/parallel). The policy's steps, its
+// prompt prefills and every reward model go through it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "llama.h"
+#include "llama/batch.h"
+
+namespace stars {
+
+class Context;
+class SequencePool;
+
+// Tokens of one sequence from position `pos`. Run lays every job into its batch before the first
+// decode: `tokens` need only be valid until then (an on_view callback may grow the source).
+struct DecodeJob {
+  llama_seq_id seq = -1;
+  llama_pos pos = 0;
+  const llama_token* tokens = nullptr;
+  int32_t n_tokens = 0;
+  bool output = false;  // read the output (logits, embeddings) at the job's last token
+};
+
+// An output of a decoded view: job `job`'s last token, at `batch_index` of that view.
+struct DecodedOutput {
+  size_t job;
+  int32_t batch_index;
+};
+
+// One decoded view: its outputs (valid until the next view is decoded), its size and how long
+// llama_decode took.
+struct DecodedView {
+  const std::vector<DecodedOutput>& outputs;
+  int32_t n_tokens;
+  double seconds;
+};
+
+class BatchRunner {
+ public:
+  // `pool` (may be null) learns the cells each sequence holds after every view. With
+  // `whole_jobs` a job never spans two views (pooled outputs need a whole sequence), so each
+  // job must fit n_batch.
+  BatchRunner(Context& context, SequencePool* pool, bool whole_jobs = false);
+
+  // Decodes `jobs` in order and calls `on_view` after each view that has outputs. Throws
+  // DecodeError from llama_decode, and Error for a whole job longer than n_batch; what
+  // `on_view` throws passes through.
+  void Run(const std::vector<DecodeJob>& jobs,
+           const std::function<void(const DecodedView&)>& on_view);
+
+  int32_t n_batch() const { return n_batch_; }
+
+ private:
+  Context& context_;
+  SequencePool* pool_;
+  bool whole_jobs_;
+  int32_t n_batch_;
+  Batch batch_;  // grows to the largest set of jobs seen: never reallocated per step
+  std::vector<size_t> job_of_token_;
+  std::vector<DecodedOutput> outputs_;
+};
+
+}  // namespace stars
