@@ -205,7 +205,9 @@ class Engine:
     ``model`` is a GGUF path or a ``llama_cpp.Llama`` (its weights are shared, not reloaded).
     ``reward`` is None or a callable ``fn(prompts: list[str], responses: list[str]) ->
     list[float]``, called once per round with every candidate of every prompt.
-    One call runs at a time; threads may share an Engine.
+    One loop thread runs every request: calls from several threads (``generate``, ``stream``,
+    ``submit``) share its batches. A reward or callback must not call back into its own Engine
+    (ReentrantCallError).
     """
 
     def __init__(
@@ -217,6 +219,7 @@ class Engine:
         n_gpu_layers: int = 0,
         n_threads: int | None = None,
         seed: int | None = None,
+        max_queue: int = 0,
     ) -> None:
         if reward is not None and not callable(reward):
             raise ParameterError(
@@ -224,6 +227,7 @@ class Engine:
                 f"got {type(reward).__name__}")
         _check_number("n_ctx", n_ctx, int)
         _check_number("n_gpu_layers", n_gpu_layers, int)
+        _check_number("max_queue", max_queue, int)
         if n_threads is not None:
             _check_number("n_threads", n_threads, int)
             if n_threads < 1:
@@ -234,7 +238,7 @@ class Engine:
         self.seed = seed
         # GGUF rewards run natively: each Engine gets its own instance bound to its policy.
         native = reward._bind(self.model, n_threads or 0) if hasattr(reward, "_bind") else reward
-        self._core = _core.Engine(self.model, native, n_ctx, n_threads or 0)
+        self._core = _core.Engine(self.model, native, n_ctx, n_threads or 0, max_queue)
 
     def generate(self, prompt: PromptLike | Sequence[PromptLike], *, mode: str = "stars",
                  on_segment: Callable[[int, Segment], None] | None = None,
@@ -257,47 +261,98 @@ class Engine:
         results = self._core.generate(prompts, core_params, on_segment, core_keys)
         return results if batched else results[0]
 
+    def submit(
+        self, prompt: PromptLike, *, mode: str = "stars",
+        on_result: Callable[[Result], None], on_error: Callable[[BaseException], None],
+        on_segment: Callable[[Segment], None] | None = None, key: str | int | None = None,
+        occurrence: int = 0, **params: Any,
+    ) -> int:
+        """Queues one request on the engine's loop and returns its id, for ``cancel``.
+
+        The callbacks run on the engine's loop thread: ``on_segment(segment)`` for each accepted
+        segment (an exception it raises fails the request), then exactly one of
+        ``on_result(result)`` or ``on_error(exception)``. They must return quickly and must not
+        call back into this Engine. Without ``key``, the prompt key is its tokens and
+        ``occurrence`` (0 for the first of identical prompts, 1 for the next, ...), as in
+        ``generate``. Raises QueueFullError when ``max_queue`` requests wait already.
+        """
+        prompts, batched = _normalize_prompts(prompt)
+        if batched:
+            raise ParameterError("submit takes one prompt, not a batch")
+        core_params = build_params(mode, params, self.seed)
+        core_key = _keys([key], 1)[0] if key is not None else None
+        _check_number("occurrence", occurrence, int)
+        if not 0 <= occurrence < 2**64:
+            raise ParameterError(f"occurrence must be in [0, 2**64), got {occurrence}")
+        return self._core.submit(prompts[0], core_params, core_key, occurrence, on_segment,
+                                 on_result, on_error)
+
+    def cancel(self, request_id: int) -> bool:
+        """Withdraws a request: within one decode step its sequences and KV cells are freed and
+        it ends with ``finish_reason == "cancelled"``. False when it is unknown or done."""
+        return self._core.cancel(request_id)
+
+    def metrics(self) -> dict[str, int | float]:
+        """Counters of the engine loop and what it holds now (sequences, KV cells)."""
+        return self._core.metrics()
+
+    def close(self) -> None:
+        """Stops the engine's loop thread; waiting and running requests fail with
+        EngineClosedError. Idempotent; later calls raise EngineClosedError."""
+        core = getattr(self, "_core", None)
+        if core is not None:
+            core.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # Closing here, with the GIL released by the binding, lets a loop thread that waits for
+        # the GIL finish its step instead of deadlocking the interpreter's own teardown.
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - nothing to report to during collection
+            pass
+
     def stream(
         self, prompt: PromptLike, *, mode: str = "stars",
         keys: Sequence[str | int] | None = None, **params: Any
     ) -> Iterator[Segment]:
-        """Yields each segment of one prompt as it is accepted (``keys``: as in generate)."""
+        """Yields each segment of one prompt as it is accepted (``keys``: as in generate).
+
+        Closing the iterator early cancels the request.
+        """
         prompts, batched = _normalize_prompts(prompt)
         if batched:
             raise ParameterError("stream takes one prompt, not a batch")
-        core_params = build_params(mode, params, self.seed)
         core_keys = _keys(keys, len(prompts))
-        segments: queue.Queue = queue.Queue()
-        cancelled = threading.Event()
+        items: queue.Queue = queue.Queue()
         done = object()
-
-        def on_segment(_prompt: int, segment: Segment) -> None:
-            if cancelled.is_set():
-                raise GeneratorExit("stream closed by its consumer")
-            segments.put(segment)
-
-        def worker() -> None:
-            try:
-                self._core.generate(prompts, core_params, on_segment, core_keys)
-                segments.put(done)
-            except BaseException as error:  # handed to the consumer's thread
-                segments.put(error)
-
-        thread = threading.Thread(target=worker, name="stars_cpp-stream", daemon=True)
-        thread.start()
+        request_id = self.submit(
+            prompt, mode=mode, key=core_keys[0] if core_keys else None,
+            on_segment=items.put, on_result=lambda _result: items.put(done),
+            on_error=items.put, **params)
+        finished = False
         try:
             while True:
-                item = segments.get()
+                # A timeout keeps Ctrl-C responsive while the loop thread works.
+                try:
+                    item = items.get(timeout=0.1)
+                except queue.Empty:
+                    continue
                 if item is done:
+                    finished = True
                     return
                 if isinstance(item, BaseException):
-                    if cancelled.is_set() and isinstance(item, GeneratorExit):
-                        return
+                    finished = True
                     raise item
                 yield item
         finally:
-            cancelled.set()
-            thread.join()
+            if not finished:
+                self.cancel(request_id)
 
 
 def generate(prompt: PromptLike | Sequence[PromptLike], *, model: object,
