@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Callable, Union
 
