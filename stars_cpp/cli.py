@@ -1,5 +1,6 @@
-"""``stars-cpp`` / ``python -m stars_cpp``: generate from the command line, and convert causal
-reward models to GGUF (``convert-reward``)."""
+"""``stars-cpp`` / ``python -m stars_cpp``: generate from the command line, serve an
+OpenAI-compatible API (``serve``), and convert causal reward models to GGUF
+(``convert-reward``)."""
 
 from __future__ import annotations
 
@@ -41,48 +42,73 @@ def _flag(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:
     parser.add_argument(*flags, dest=name, **kwargs)
 
 
+def _engine_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="GGUF path (default: the packaged SmolLM2-135M-Instruct)")
+    parser.add_argument(
+        "--reward",
+        default=None,
+        help="classifier:PATH[:LABEL], judge:PATH|policy, causal:PATH, python:MODULE:FUNCTION "
+        f"or none (default for best_of_n and stars: {DEFAULT_REWARD})",
+    )
+    parser.add_argument("--judge-question", "--judge_question", dest="judge_question",
+                        default=None, help="the yes/no question a judge reward asks")
+    parser.add_argument("--judge-yes", "--judge_yes", dest="judge_yes", default=None,
+                        help="the judge's yes answer, one token of its vocabulary (default ' Yes')")
+    parser.add_argument("--judge-no", "--judge_no", dest="judge_no", default=None,
+                        help="the judge's no answer, one token of its vocabulary (default ' No')")
+    parser.add_argument("--judge-layout", "--judge_layout", dest="judge_layout", default=None,
+                        choices=JUDGE_LAYOUTS,
+                        help="where the judge's question stands (default question_first)")
+    _flag(parser, "n_ctx", type=int, default=4096)
+    _flag(parser, "n_gpu_layers", type=int, default=0)
+    _flag(parser, "n_threads", type=int, default=None)
+
+
+def _param_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mode", choices=MODES, default="stars")
+    for name in ("segment_tokens", "candidates", "max_attempts", "max_tokens", "top_k"):
+        _flag(parser, name, type=int, default=DEFAULT_PARAMS[name])
+    for name in ("alpha", "target_attempts", "temperature", "top_p", "min_p"):
+        _flag(parser, name, type=float, default=DEFAULT_PARAMS[name])
+    for name in ("threshold", "beta"):
+        _flag(parser, name, type=_float_or_auto, default=DEFAULT_PARAMS[name])
+    _flag(parser, "acceptance", choices=("soft", "hard"), default=DEFAULT_PARAMS["acceptance"])
+    _flag(parser, "width", choices=WIDTHS, default=DEFAULT_PARAMS["width"],
+          help="adaptive: each round as wide as pays off, up to --candidates; fixed: always "
+          "--candidates (the output is the same)")
+    _flag(parser, "seed", type=int, default=None)
+    _flag(parser, "stop", action="append", default=[], help="a stop string (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="stars-cpp", description="STARS decoding-time alignment on llama.cpp.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     gen = commands.add_parser("generate", help="generate a response for one prompt")
     gen.add_argument("prompt", help="the prompt text")
-    gen.add_argument("--model", help="GGUF path (default: the packaged SmolLM2-135M-Instruct)")
-    gen.add_argument("--mode", choices=MODES, default="stars")
-    gen.add_argument(
-        "--reward",
-        default=None,
-        help="classifier:PATH[:LABEL], judge:PATH|policy, causal:PATH or python:MODULE:FUNCTION "
-        f"(default for best_of_n and stars: {DEFAULT_REWARD})",
-    )
-    gen.add_argument("--judge-question", "--judge_question", dest="judge_question",
-                     default=None, help="the yes/no question a judge reward asks")
-    gen.add_argument("--judge-yes", "--judge_yes", dest="judge_yes", default=None,
-                     help="the judge's yes answer, one token of its vocabulary (default ' Yes')")
-    gen.add_argument("--judge-no", "--judge_no", dest="judge_no", default=None,
-                     help="the judge's no answer, one token of its vocabulary (default ' No')")
-    gen.add_argument("--judge-layout", "--judge_layout", dest="judge_layout", default=None,
-                     choices=JUDGE_LAYOUTS,
-                     help="where the judge's question stands (default question_first)")
+    _engine_flags(gen)
     gen.add_argument("--raw", action="store_true",
                      help="send the prompt as plain text instead of a user chat message")
-    _flag(gen, "n_ctx", type=int, default=4096)
-    _flag(gen, "n_gpu_layers", type=int, default=0)
-    _flag(gen, "n_threads", type=int, default=None)
-    for name in ("segment_tokens", "candidates", "max_attempts", "max_tokens", "top_k"):
-        _flag(gen, name, type=int, default=DEFAULT_PARAMS[name])
-    for name in ("alpha", "target_attempts", "temperature", "top_p", "min_p"):
-        _flag(gen, name, type=float, default=DEFAULT_PARAMS[name])
-    for name in ("threshold", "beta"):
-        _flag(gen, name, type=_float_or_auto, default=DEFAULT_PARAMS[name])
-    _flag(gen, "acceptance", choices=("soft", "hard"), default=DEFAULT_PARAMS["acceptance"])
-    _flag(gen, "width", choices=WIDTHS, default=DEFAULT_PARAMS["width"],
-          help="adaptive: each round as wide as pays off, up to --candidates; fixed: always "
-          "--candidates (the output is the same)")
-    _flag(gen, "seed", type=int, default=None)
-    _flag(gen, "stop", action="append", default=[], help="a stop string (repeatable)")
+    _param_flags(gen)
     gen.add_argument("--json", action="store_true", help="print the whole Result as JSON")
     gen.add_argument("--verbose", action="store_true",
                      help="print the per-segment trace and the stats to stderr")
+
+    srv = commands.add_parser(
+        "serve", help="serve the model over an OpenAI-compatible HTTP API",
+        description="An OpenAI-compatible server (/v1/chat/completions, /v1/completions, "
+        "/v1/models, /health, /metrics) with continuous batching. The flags below set the "
+        "defaults of every request; a request sets any STARS parameter as a top-level field "
+        "(needs pip install 'stars_cpp[server]').")
+    _engine_flags(srv)
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
+    _flag(srv, "max_queue", type=int, default=64,
+          help="requests waiting for admission before the server answers 503 (0: no limit)")
+    srv.add_argument("--alias", default=None,
+                     help="the model name in /v1/models and responses (default: the file name)")
+    srv.add_argument("--log-level", "--log_level", dest="log_level", default="info",
+                     choices=("critical", "error", "warning", "info", "debug"))
+    _param_flags(srv)
 
     conv = commands.add_parser(
         "convert-reward", help="convert a transformers causal reward model to GGUF",
@@ -114,8 +140,8 @@ def _reward(args: argparse.Namespace):
     judge = {key: value for key, value in judge.items() if value is not None}
     spec = args.reward
     if spec is None:
-        spec = DEFAULT_REWARD if args.mode != "plain" else None
-    if spec is None:
+        spec = DEFAULT_REWARD if args.mode != "plain" or args.command == "serve" else None
+    if spec is None or spec == "none":
         if judge:
             raise UsageError("--judge-* flags need a judge reward (--reward judge:PATH|policy)")
         return None
@@ -139,16 +165,21 @@ def _print_trace(result, out) -> None:
     print(f"finish_reason={result.finish_reason} reward={result.reward}", file=out)
 
 
-def _generate(args: argparse.Namespace) -> int:
-    import stars_cpp
+def _model_path(args: argparse.Namespace) -> str:
     from stars_cpp.models import default_model_path
 
-    model = args.model
-    if model is None:
-        try:
-            model = str(default_model_path())
-        except FileNotFoundError as error:
-            raise UsageError(str(error)) from None
+    if args.model is not None:
+        return args.model
+    try:
+        return str(default_model_path())
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import stars_cpp
+
+    model = _model_path(args)
     reward = _reward(args)
     engine = stars_cpp.Engine(model, reward, n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers,
                               n_threads=args.n_threads)
@@ -161,6 +192,32 @@ def _generate(args: argparse.Namespace) -> int:
         print(json.dumps(result_to_dict(result), indent=2))
     else:
         print(result.text)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    import stars_cpp
+
+    try:
+        from stars_cpp import server
+    except ImportError as error:
+        raise UsageError(f"serve needs the server extra: pip install 'stars_cpp[server]' "
+                         f"({error})") from None
+    if not 0 <= args.port < 65536:
+        raise UsageError(f"--port must be in [0, 65535], got {args.port}")
+    model = _model_path(args)
+    engine = stars_cpp.Engine(model, _reward(args), n_ctx=args.n_ctx,
+                              n_gpu_layers=args.n_gpu_layers, n_threads=args.n_threads,
+                              max_queue=args.max_queue)
+    defaults = {name: getattr(args, name) for name in DEFAULT_PARAMS}
+    defaults["mode"] = args.mode
+    # A bad default fails now, not on every request.
+    stars_cpp.engine.build_params(args.mode, {k: v for k, v in defaults.items() if k != "mode"},
+                                  None)
+    name = args.alias or os.path.basename(model)
+    server.serve(engine, name, defaults, args.host, args.port, args.log_level)
     return 0
 
 
@@ -179,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "convert-reward":
             return _convert_reward(args)
+        if args.command == "serve":
+            return _serve(args)
         return _generate(args)
     except UsageError as error:
         print(f"stars-cpp: error: {error}", file=sys.stderr)

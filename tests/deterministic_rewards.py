@@ -23,3 +23,10 @@ class RecordingReward:
     def __call__(self, prompts, responses):
         self.calls.append(list(responses))
         return hash_reward(prompts, responses)
+
+
+def boom_reward(prompts, responses):
+    """hash_reward, except that it raises for any prompt that mentions BOOM."""
+    if any("BOOM" in prompt for prompt in prompts):
+        raise RuntimeError("the reward exploded on a BOOM prompt")
+    return hash_reward(prompts, responses)
