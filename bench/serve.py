@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
-from decode_ceiling import Ceiling  # noqa: E402
+from decode_ceiling import Ceiling, _quiet  # noqa: E402
 
 from stars_cpp.models import smollm2_path  # noqa: E402
 
@@ -60,7 +60,9 @@ class Server:
     def __init__(self, name: str, command: list[str], port: int, probe: str) -> None:
         self.name, self.port = name, port
         self.log = open(_common.RESULTS / f".serve_{name}.log", "w")  # noqa: SIM115
-        self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+        # Not from the repository root, where `-m stars_cpp` would import the source tree.
+        self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT,
+                                     cwd=Path(__file__).resolve().parent)
         deadline = time.monotonic() + 300
         while True:
             try:
@@ -166,6 +168,11 @@ def main() -> None:
     # Room for the widest level: prompt + max_tokens per client (plain), and STARS' candidates.
     n_ctx = 64 + max(levels) * (32 + max_tokens + 5 * 16)
 
+    import ctypes
+
+    import llama_cpp
+
+    llama_cpp.llama_log_set(_quiet, ctypes.c_void_p())
     # The ceiling first, alone on the machine.
     ceiling = Ceiling(model, 1024 + 16 * max_tokens, threads, 0)
     ceiling.run(1, 4)

@@ -198,3 +198,31 @@ def test_submit_validates_before_queueing(tiny_llama):
     with pytest.raises(stars_cpp.ParameterError, match="at least one message"):
         engine.submit([], on_result=print, on_error=print)
     assert engine.metrics()["requests_submitted"] == 0
+
+
+def test_plain_text_does_not_depend_on_segment_boundaries(tiny_llama):
+    engine = stars_cpp.Engine(str(tiny_llama), None, n_ctx=1024)
+    texts = {k: engine.generate(PROMPT, mode="plain", segment_tokens=k, max_tokens=30,
+                                seed=9).text for k in (1, 4, 7, 30)}
+    assert len(set(texts.values())) == 1, texts
+
+
+def test_plain_requests_join_a_running_round(tiny_llama):
+    engine = stars_cpp.Engine(str(tiny_llama), None, n_ctx=4096)
+    long = {"mode": "plain", "segment_tokens": 500, "max_tokens": 1500, "seed": 1}
+    short = {"mode": "plain", "segment_tokens": 600, "max_tokens": 600, "seed": 2}
+    alone_long = engine.generate(PROMPT, **long)
+    alone_short = engine.generate("The cat", **short)
+    _, first = submit(engine, PROMPT, **long)
+    calls = engine.metrics()["decode_calls"]
+    while engine.metrics()["decode_calls"] < calls + 20:
+        assert not first.done.is_set(), "the long request ended before the second joined"
+    _, second = submit(engine, "The cat", **short)
+    first.wait(), second.wait()
+    assert first.result.text == alone_long.text
+    assert second.result.text == alone_short.text
+    # It joined mid-round: its first segment ended with the running round (at most 480 steps
+    # after it joined), where alone it is one segment of 600 tokens.
+    assert len(alone_short.segments[0].tokens) == 600
+    assert len(second.segments[0].tokens) < 500
+    idle(engine)

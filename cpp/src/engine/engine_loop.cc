@@ -217,11 +217,16 @@ void EngineLoop::Admit() {
     pool_ = std::make_unique<SequencePool>(*context_);
     runner_ = std::make_unique<BatchRunner>(*context_, pool_.get());
   }
+  AdmitQueued(false);
+}
+
+std::vector<PromptRun*> EngineLoop::AdmitQueued(bool plain_only) {
   std::vector<std::unique_ptr<PromptRun>> admitted;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     while (!queue_.empty()) {
       const PromptRun& run = *queue_.front();
+      if (plain_only && run.params.mode != Mode::kPlain) break;
       // Reserve a request's peak needs up front, so a round never runs out of ids or cells.
       if (seqs_reserved_ + run.reserved_seqs > pool_->n_total() ||
           cells_reserved_ + run.reserved_cells > context_->n_ctx()) {
@@ -233,27 +238,36 @@ void EngineLoop::Admit() {
       queue_.pop_front();
     }
   }
+  std::vector<PromptRun*> started;
   for (auto& owned : admitted) {
-    PromptRun& run = *owned;
+    started.push_back(owned.get());
     active_.push_back(std::move(owned));
-    run.admitted = Clock::now();
-    if (free_slots_.empty()) free_slots_.push_back(next_slot_++);
-    run.slot = free_slots_.back();
-    free_slots_.pop_back();
-    run.trunk = pool_->Acquire();
-    run.pending = run.prompt_tokens;
-    run.result.stats.prompt_tokens = static_cast<int64_t>(run.prompt_tokens.size());
-    if (run.params.mode == Mode::kStars) {
-      run.search.emplace(run.params.max_attempts);
-      run.calibration.emplace(run.params);
-    }
-    if (reward_ != nullptr) {
-      try {
-        reward_->Begin(run.slot, run.reward_text);
-        run.reward_begun = true;
-      } catch (...) {
-        Fail(run, std::current_exception());
-      }
+    Start(*started.back());
+  }
+  return started;
+}
+
+void EngineLoop::Start(PromptRun& run) {
+  run.admitted = Clock::now();
+  if (free_slots_.empty()) free_slots_.push_back(next_slot_++);
+  run.slot = free_slots_.back();
+  free_slots_.pop_back();
+  run.trunk = pool_->Acquire();
+  run.pending = run.prompt_tokens;
+  run.result.stats.prompt_tokens = static_cast<int64_t>(run.prompt_tokens.size());
+  if (run.params.mode == Mode::kStars) {
+    run.search.emplace(run.params.max_attempts);
+    run.calibration.emplace(run.params);
+  }
+  if (run.params.mode == Mode::kPlain) {
+    run.plain_sampler.emplace(run.params.sampling, AttemptKey(run.params.seed, run.key, 0, 0));
+  }
+  if (reward_ != nullptr) {
+    try {
+      reward_->Begin(run.slot, run.reward_text);
+      run.reward_begun = true;
+    } catch (...) {
+      Fail(run, std::current_exception());
     }
   }
 }
@@ -424,44 +438,51 @@ int32_t EngineLoop::Cap(const PromptRun& run) {
 
 void EngineLoop::SampleFirstTokens() {
   const auto start = Clock::now();
-  const int32_t n_vocab = tokenizer_.n_vocab();
   std::vector<PromptRun*> runs;
   for (auto& owned : active_) {
-    PromptRun* run = owned.get();
-    if (!Live(run)) continue;
-    runs.push_back(run);
-    const int32_t n = RoundSize(*run);
-    run->candidates.clear();
-    run->candidates.reserve(static_cast<size_t>(n));
-    ++run->result.stats.rounds;
-    run->candidates_sampled += n;
-    ++counters_.rounds;
-    counters_.candidates_sampled += n;
-    // Attempt j of segment s: the j-th attempt whatever round it falls in (best-of-N's N
-    // responses are the attempts of one segment; plain takes one attempt per segment).
-    const int32_t first_attempt = run->search ? run->search->attempts() : 0;
-    for (int32_t slot = 0; slot < n; ++slot) {
-      const uint64_t key =
-          AttemptKey(run->params.seed, run->key, static_cast<uint64_t>(run->segment_index()),
-                     static_cast<uint64_t>(first_attempt + slot));
-      Candidate& candidate = run->candidates.emplace_back(
-          pool_->Fork(run->trunk), key, Sampler(run->params.sampling, key), run->n_past, Cap(*run));
-      const llama_token token =
-          candidate.sampler.SampleFromLogits(run->logits.data(), n_vocab, &scratch_);
-      ++run->result.stats.policy_tokens_sampled;
-      ++counters_.tokens_sampled;
-      PushToken(tokenizer_, run->params.stop, run->response_text, token, &candidate);
-    }
+    if (!Live(owned.get())) continue;
+    runs.push_back(owned.get());
+    StartRound(*owned, Cap(*owned));
   }
   AddPolicySeconds(runs, SecondsSince(start));
 }
 
+void EngineLoop::StartRound(PromptRun& run, int32_t cap_limit) {
+  const int32_t n = RoundSize(run);
+  run.candidates.clear();
+  run.candidates.reserve(static_cast<size_t>(n));
+  ++run.result.stats.rounds;
+  run.candidates_sampled += n;
+  ++counters_.rounds;
+  counters_.candidates_sampled += n;
+  const int32_t cap = std::min(Cap(run), cap_limit);
+  // Attempt j of segment s: the j-th attempt whatever round it falls in (best-of-N's N
+  // responses are the attempts of one segment).
+  const int32_t first_attempt = run.search ? run.search->attempts() : 0;
+  for (int32_t slot = 0; slot < n; ++slot) {
+    const uint64_t key =
+        AttemptKey(run.params.seed, run.key, static_cast<uint64_t>(run.segment_index()),
+                   static_cast<uint64_t>(first_attempt + slot));
+    Candidate& candidate = run.candidates.emplace_back(
+        pool_->Fork(run.trunk), key,
+        run.plain_sampler ? std::move(*run.plain_sampler) : Sampler(run.params.sampling, key),
+        run.n_past, cap);
+    run.plain_sampler.reset();
+    const llama_token token =
+        candidate.sampler.SampleFromLogits(run.logits.data(), tokenizer_.n_vocab(), &scratch_);
+    ++run.result.stats.policy_tokens_sampled;
+    ++counters_.tokens_sampled;
+    PushToken(tokenizer_, run.params.stop, run.response_text, token, &candidate);
+  }
+}
+
 // Steps 1..K-1: one llama_decode per step for every live candidate of every request (more only
 // when they outnumber n_batch). A candidate's last token is only decoded if it is accepted
-// (next round's step 0). Cancels take effect between steps.
+// (next round's step 0). Cancels take effect between steps. Plain requests join at any step:
+// their prompt rides in the step's batch, and their first segment ends with the round.
 void EngineLoop::DecodeCandidates() {
   std::vector<DecodeJob> jobs;
-  std::vector<std::pair<PromptRun*, Candidate*>> owners;
+  std::vector<std::pair<PromptRun*, Candidate*>> owners;  // nullptr candidate: a prefill
   std::vector<SamplingJob> sampling;
   std::vector<PromptRun*> runs;
   for (;;) {
@@ -469,6 +490,7 @@ void EngineLoop::DecodeCandidates() {
     jobs.clear();
     owners.clear();
     runs.clear();
+    int32_t steps_left = 0;  // tokens the round's longest live candidate still samples
     for (auto& owned : active_) {
       PromptRun* run = owned.get();
       if (!Live(run)) continue;
@@ -477,11 +499,20 @@ void EngineLoop::DecodeCandidates() {
         if (candidate.done) continue;
         jobs.push_back({candidate.seq, candidate.next_pos, &candidate.tokens.back(), 1, true});
         owners.emplace_back(run, &candidate);
+        steps_left =
+            std::max(steps_left, candidate.cap - static_cast<int32_t>(candidate.tokens.size()));
         any = true;
       }
       if (any) runs.push_back(run);
     }
     if (jobs.empty()) return;
+    for (PromptRun* run : AdmitQueued(true)) {
+      if (!Live(run)) continue;
+      jobs.push_back({run->trunk, run->n_past, run->pending.data(),
+                      static_cast<int32_t>(run->pending.size()), true});
+      owners.emplace_back(run, nullptr);
+      runs.push_back(run);
+    }
     double seconds = 0.0;
     runner_->Run(jobs, [&](const DecodedView& view) {
       costs_.RecordStep(view.n_tokens, view.seconds);
@@ -492,18 +523,33 @@ void EngineLoop::DecodeCandidates() {
       const auto start = Clock::now();
       sampling.clear();
       for (const DecodedOutput& out : view.outputs) {
-        sampling.push_back({&owners[out.job].second->sampler, context_->Logits(out.batch_index)});
+        auto& [run, candidate] = owners[out.job];
+        if (candidate == nullptr) {
+          // A joining plain request's prompt is in: its round starts now, as long as the
+          // round's remaining steps.
+          const float* row = context_->Logits(out.batch_index);
+          run->logits.assign(row, row + tokenizer_.n_vocab());
+          run->n_past += static_cast<int32_t>(run->pending.size());
+          run->result.stats.policy_tokens_decoded += static_cast<int64_t>(run->pending.size());
+          run->pending.clear();
+          StartRound(*run, steps_left);
+          continue;
+        }
+        sampling.push_back({&candidate->sampler, context_->Logits(out.batch_index)});
       }
       SampleInParallel(sampling, tokenizer_.n_vocab(), context_->n_threads());
-      for (size_t i = 0; i < view.outputs.size(); ++i) {
-        auto& [run, candidate] = owners[view.outputs[i].job];
+      size_t i = 0;
+      for (const DecodedOutput& out : view.outputs) {
+        auto& [run, candidate] = owners[out.job];
+        if (candidate == nullptr) continue;
         ++run->result.stats.policy_tokens_sampled;
         ++counters_.tokens_sampled;
-        PushToken(tokenizer_, run->params.stop, run->response_text, sampling[i].token, candidate);
+        PushToken(tokenizer_, run->params.stop, run->response_text, sampling[i++].token, candidate);
       }
       seconds += SecondsSince(start);
     });
     for (auto& [run, candidate] : owners) {
+      if (candidate == nullptr) continue;
       ++candidate->next_pos;
       ++run->result.stats.policy_tokens_decoded;
     }
@@ -725,6 +771,7 @@ void EngineLoop::AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segm
   segment.tokens.assign(chosen.tokens.begin(), chosen.tokens.end());
   const bool chosen_ends = chosen.ends_response;
   const std::string chosen_text = chosen.text;
+  if (params.mode == Mode::kPlain) run.plain_sampler.emplace(std::move(chosen.sampler));
 
   chosen.seq = -1;  // now the trunk: not released with the other candidates
   ReleaseRound(run);

@@ -50,6 +50,13 @@ class EngineLoop {
  private:
   void Main();
   void Admit();
+  // Moves queued requests that fit (only plain ones, at the queue's head, with `plain_only`)
+  // into active_ and starts them; returns them.
+  std::vector<PromptRun*> AdmitQueued(bool plain_only);
+  void Start(PromptRun& run);
+  // Samples the first token of each of the run's candidates for this round (at most
+  // `cap_limit` tokens each) from its trunk's logits.
+  void StartRound(PromptRun& run, int32_t cap_limit);
   void Round();
   void DecodePending();
   void SampleFirstTokens();

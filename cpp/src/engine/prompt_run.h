@@ -75,6 +75,9 @@ struct PromptRun {
   std::string response_text;
   size_t n_shown = 0;  // bytes of response_text already given out in segments
 
+  // Plain mode: one sampler for the whole response, lent to each round's candidate, so that the
+  // text does not depend on where segments (and a request's joining step) fall.
+  std::optional<Sampler> plain_sampler;
   std::vector<Candidate> candidates;  // this round's
   std::optional<Candidate> best;      // the best of earlier rounds of this segment
   std::optional<SegmentSearch> search;
