@@ -1,7 +1,7 @@
 """Serving throughput and latency: `stars-cpp serve` under 1..64 concurrent clients, in plain
 and STARS (self-judge) mode, against `python -m llama_cpp.server` (and llama.cpp's
 `llama-server` when --llama-server gives a binary) on the same model and machine, with the raw
-batched llama_decode ceiling at 16 sequences measured in the same run.
+batched llama_decode ceiling at batch = clients measured right after each plain level.
 
 Each client sends its requests one after the other (non-streamed /v1/completions, the same
 prompt and max_tokens everywhere, a seed per request). Aggregate tokens/s is the completion
@@ -120,25 +120,36 @@ def run_level(port: int, clients: int, per_client: int, body: dict) -> dict:
             "p95_s": float(np.percentile(latencies, 95))}
 
 
-def sweep(server: Server, levels: list[int], per_client: int, body: dict, label: str) -> list:
+def sweep(server: Server, levels: list[int], per_client: int, body: dict, label: str,
+          ceiling: Ceiling | None = None) -> list:
+    """One row per level. With `ceiling`, the raw decode rate at batch = clients is measured
+    right after each level (the server idle), so that the two see the same machine."""
     post(server.port, {**body, "max_tokens": 4, "seed": 0})  # warm up
     rows = []
     for clients in levels:
         row = {"server": label, **run_level(server.port, clients, per_client, body)}
+        extra = ""
+        if ceiling is not None:
+            row["ceiling_tokens_per_s"] = float(np.median(
+                [ceiling.run(clients, body["max_tokens"])["tokens_per_s"] for _ in range(2)]))
+            row["of_ceiling"] = row["tokens_per_s"] / row["ceiling_tokens_per_s"]
+            extra = f", ceiling {row['ceiling_tokens_per_s']:7.1f} ({row['of_ceiling']:.0%})"
         rows.append(row)
         print(f"{label:28s} clients {clients:3d}: {row['tokens_per_s']:7.1f} tok/s, p50 "
-              f"{row['p50_s']:6.2f} s, p95 {row['p95_s']:6.2f} s", flush=True)
+              f"{row['p50_s']:6.2f} s, p95 {row['p95_s']:6.2f} s{extra}", flush=True)
     return rows
 
 
-def plot(rows: list[dict], ceiling16: float, path: Path) -> None:
+def plot(rows: list[dict], path: Path) -> None:
     plt = _common.pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for label in dict.fromkeys(r["server"] for r in rows):
         mine = [r for r in rows if r["server"] == label]
         ax.plot([r["clients"] for r in mine], [r["tokens_per_s"] for r in mine], "o-",
                 label=label)
-    ax.axhline(ceiling16, ls="--", c="gray", label="llama_decode ceiling, batch 16")
+    plain = [r for r in rows if "ceiling_tokens_per_s" in r]
+    ax.plot([r["clients"] for r in plain], [r["ceiling_tokens_per_s"] for r in plain], "--",
+            c="gray", label="llama_decode ceiling (batch = clients)")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("concurrent clients")
     ax.set_ylabel("completion tokens / s (aggregate)")
@@ -151,10 +162,13 @@ def plot(rows: list[dict], ceiling16: float, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1, 4 and 16 clients; 32 tokens")
+    parser.add_argument("--quick", action="store_true",
+                        help="1, 4 and 16 clients; 32 tokens (plain) and 24 (stars)")
     parser.add_argument("--model", default=None, help="GGUF (default: packaged SmolLM2)")
     parser.add_argument("--llama-server", default=None, help="a llama-server binary to compare")
-    parser.add_argument("--max-tokens", type=int, default=None)
+    parser.add_argument("--max-tokens", type=int, default=None, help="plain (default 128)")
+    parser.add_argument("--stars-max-tokens", type=int, default=None,
+                        help="stars mode, several times costlier per token (default 48)")
     parser.add_argument("--per-client", type=int, default=1, help="requests per client")
     parser.add_argument("--skip-llama-cpp-python", action="store_true")
     parser.add_argument("--name", default=None, help="results file stem")
@@ -162,25 +176,21 @@ def main() -> None:
 
     model = args.model or str(smollm2_path())
     levels = [1, 4, 16] if args.quick else [1, 4, 16, 64]
-    max_tokens = args.max_tokens or (32 if args.quick else 48)
+    max_tokens = args.max_tokens or (32 if args.quick else 128)
+    stars_tokens = args.stars_max_tokens or (24 if args.quick else 48)
     threads = os.cpu_count() or 1
     body = {"prompt": PROMPT, "max_tokens": max_tokens, "temperature": 0.8}
-    # Room for the widest level: prompt + max_tokens per client (plain), and STARS' candidates.
-    n_ctx = 64 + max(levels) * (32 + max_tokens + 5 * 16)
+    stars_body = {**body, "max_tokens": stars_tokens, "mode": "stars"}
+    # Room for the widest level: prompt + max_tokens per client, and STARS' candidates.
+    n_ctx = 64 + max(levels) * (32 + max(max_tokens, stars_tokens + 5 * 16))
 
     import ctypes
 
     import llama_cpp
 
     llama_cpp.llama_log_set(_quiet, ctypes.c_void_p())
-    # The ceiling first, alone on the machine.
-    ceiling = Ceiling(model, 1024 + 16 * max_tokens, threads, 0)
-    ceiling.run(1, 4)
-    ceiling16 = float(np.median([ceiling.run(16, max_tokens)["tokens_per_s"]
-                                 for _ in range(3)]))
-    ceiling1 = float(np.median([ceiling.run(1, max_tokens)["tokens_per_s"] for _ in range(3)]))
-    ceiling.close()
-    print(f"ceiling: batch 1 {ceiling1:.1f} tok/s, batch 16 {ceiling16:.1f} tok/s", flush=True)
+    ceiling = Ceiling(model, 1024 + max(levels) * max_tokens, threads, 0)
+    ceiling.run(1, 4)  # warm the weights' pages
 
     rows: list[dict] = []
     stars = [sys.executable, "-m", "stars_cpp", "serve", "--model", model, "--n-ctx",
@@ -191,14 +201,14 @@ def main() -> None:
                     "/health")
     try:
         rows += sweep(server, levels, args.per_client, {**body, "mode": "plain"},
-                      "stars_cpp plain")
+                      "stars_cpp plain", ceiling)
     finally:
         server.stop()
     port = free_port()
     server = Server("stars_judge", [*stars, "--reward", "judge:policy", "--port", str(port)],
                     port, "/health")
     try:
-        rows += sweep(server, levels, args.per_client, {**body, "mode": "stars"},
+        rows += sweep(server, levels, args.per_client, stars_body,
                       "stars_cpp stars (self-judge)")
     finally:
         server.stop()
@@ -222,15 +232,16 @@ def main() -> None:
         finally:
             server.stop()
 
-    def at16(label: str) -> float | None:
+    ceiling.close()
+
+    def at16(label: str, key: str = "tokens_per_s") -> float | None:
         hit = [r for r in rows if r["server"] == label and r["clients"] == 16]
-        return hit[0]["tokens_per_s"] if hit else None
+        return hit[0][key] if hit else None
 
     ours = at16("stars_cpp plain")
     targets = {
-        "ceiling_batch1_tokens_per_s": ceiling1,
-        "ceiling_batch16_tokens_per_s": ceiling16,
-        "plain16_over_ceiling16": ours / ceiling16,
+        "ceiling_batch16_tokens_per_s": at16("stars_cpp plain", "ceiling_tokens_per_s"),
+        "plain16_over_ceiling16": at16("stars_cpp plain", "of_ceiling"),
     }
     if at16("llama_cpp.server"):
         targets["plain16_over_llama_cpp_server"] = ours / at16("llama_cpp.server")
@@ -240,10 +251,11 @@ def main() -> None:
         print(f"{key}: {value:.3f}")
     name = args.name or ("serve_quick" if args.quick else "serve")
     payload = {"bench": "serve", "machine": _common.machine(), "model": Path(model).name,
-               "max_tokens": max_tokens, "per_client": args.per_client, "levels": levels,
+               "max_tokens": max_tokens, "stars_max_tokens": stars_tokens,
+               "per_client": args.per_client, "levels": levels,
                "rows": rows, "targets": targets}
     out = _common.write_json(name, payload)
-    plot(rows, ceiling16, out.with_suffix(".png"))
+    plot(rows, out.with_suffix(".png"))
     print(f"wrote {out}")
 
 
