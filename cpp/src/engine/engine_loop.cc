@@ -145,20 +145,21 @@ void EngineLoop::Main() {
       Admit();
       if (!active_.empty()) Round();
     } catch (...) {
-      // A fault of the engine itself (context creation, llama_decode): the requests it was
-      // running fail with it; the loop goes on.
-      FailAll(std::current_exception());
+      // A fault of the engine itself: the requests it was running fail with it (all that wait
+      // too when the context cannot be created); the loop goes on.
+      FailAll(std::current_exception(), context_ == nullptr);
     }
     Retire();
   }
-  FailAll(std::make_exception_ptr(EngineClosedError("the engine was closed")));
+  FailAll(std::make_exception_ptr(EngineClosedError("the engine was closed")), true);
   Retire();
 }
 
-void EngineLoop::FailAll(std::exception_ptr error) {
+void EngineLoop::FailAll(std::exception_ptr error, bool queued_too) {
   for (auto& run : active_) {
     if (Live(run.get())) Fail(*run, error);
   }
+  if (!queued_too) return;
   std::deque<std::unique_ptr<PromptRun>> queued;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -314,20 +315,7 @@ void EngineLoop::Retire() {
         metrics_.tokens_accepted += run->result.stats.tokens_accepted;
       }
     }
-    metrics_.requests_active = static_cast<int64_t>(active_.size());
-    metrics_.tokens_sampled = counters_.tokens_sampled;
-    metrics_.rounds = counters_.rounds;
-    metrics_.candidates_sampled = counters_.candidates_sampled;
-    metrics_.decode_calls = counters_.decode_calls;
-    metrics_.decode_tokens = counters_.decode_tokens;
-    metrics_.decode_seconds = counters_.decode_seconds;
-    metrics_.reward_calls = counters_.reward_calls;
-    metrics_.reward_rows = counters_.reward_rows;
-    metrics_.reward_seconds = counters_.reward_seconds;
-    if (pool_) {
-      metrics_.sequences_in_use = pool_->n_in_use();
-      metrics_.cells_in_use = pool_->n_cells_in_use();
-    }
+    PublishLocked();
   }
   // Outcomes go out last: a sink may submit again, and finds the ids and cells freed.
   for (auto& run : done) {
@@ -340,6 +328,23 @@ void EngineLoop::Retire() {
     } catch (...) {
       // A sink that throws here has nobody left to tell.
     }
+  }
+}
+
+void EngineLoop::PublishLocked() {
+  metrics_.requests_active = static_cast<int64_t>(active_.size());
+  metrics_.tokens_sampled = counters_.tokens_sampled;
+  metrics_.rounds = counters_.rounds;
+  metrics_.candidates_sampled = counters_.candidates_sampled;
+  metrics_.decode_calls = counters_.decode_calls;
+  metrics_.decode_tokens = counters_.decode_tokens;
+  metrics_.decode_seconds = counters_.decode_seconds;
+  metrics_.reward_calls = counters_.reward_calls;
+  metrics_.reward_rows = counters_.reward_rows;
+  metrics_.reward_seconds = counters_.reward_seconds;
+  if (pool_) {
+    metrics_.sequences_in_use = pool_->n_in_use();
+    metrics_.cells_in_use = pool_->n_cells_in_use();
   }
 }
 
@@ -552,6 +557,10 @@ void EngineLoop::DecodeCandidates() {
       if (candidate == nullptr) continue;
       ++candidate->next_pos;
       ++run->result.stats.policy_tokens_decoded;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      PublishLocked();  // /metrics sees every step, not only round ends
     }
     AddPolicySeconds(runs, seconds);
   }

@@ -74,8 +74,10 @@ class EngineLoop {
   void ReleaseRound(PromptRun& run);
   // Takes the finished and failed runs out of active_ and hands each its outcome.
   void Retire();
+  // Copies the loop's counters and what it holds into metrics_ (mutex_ held).
+  void PublishLocked();
   void ApplyCancels();
-  void FailAll(std::exception_ptr error);
+  void FailAll(std::exception_ptr error, bool queued_too);
   void CheckScores(const std::vector<RewardRow>& rows, const std::vector<double>& scores) const;
   void AddPolicySeconds(const std::vector<PromptRun*>& runs, double seconds);
   int32_t RoundSize(const PromptRun& run) const;
