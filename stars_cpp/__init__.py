@@ -22,6 +22,7 @@ from stars_cpp._core import (
 )
 from stars_cpp._version import __version__
 from stars_cpp.convert_reward import convert_reward
+from stars_cpp.dataset import DatasetError, run_dataset
 from stars_cpp.engine import Engine, Result, Segment, Stats, generate
 from stars_cpp.rewards import CausalReward, ClassifierReward, JudgeReward
 
@@ -30,6 +31,7 @@ __all__ = [
     "ChatTemplateError",
     "ClassifierReward",
     "ContextLengthError",
+    "DatasetError",
     "DecodeError",
     "Engine",
     "EngineClosedError",
@@ -48,4 +50,5 @@ __all__ = [
     "_core",
     "convert_reward",
     "generate",
+    "run_dataset",
 ]

@@ -1,6 +1,6 @@
 """``stars-cpp`` / ``python -m stars_cpp``: generate from the command line, serve an
-OpenAI-compatible API (``serve``), and convert causal reward models to GGUF
-(``convert-reward``)."""
+OpenAI-compatible API (``serve``), run a JSONL dataset (``run``), and convert causal reward
+models to GGUF (``convert-reward``)."""
 
 from __future__ import annotations
 
@@ -109,6 +109,32 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--log-level", "--log_level", dest="log_level", default="info",
                      choices=("critical", "error", "warning", "info", "debug"))
     _param_flags(srv)
+
+    run = commands.add_parser(
+        "run", help="generate for every record of a JSONL file (resumable)",
+        description="One output line per input record, written when the record is complete. "
+        "Rerun the same command to resume: done ids are skipped, a torn last line is redone. "
+        "A record's output depends only on the model, reward, parameters, seed and its id.")
+    run.add_argument("input", help="JSONL records with an id and a prompt or messages field")
+    run.add_argument("--output", "-o", required=True, help="the JSONL file to write (appended)")
+    _engine_flags(run)
+    run.add_argument("--id-field", "--id_field", dest="id_field", default="id",
+                     help="the record's id field (default id; the line number when absent)")
+    run.add_argument("--prompt-field", "--prompt_field", dest="prompt_field", default=None,
+                     help="the prompt field: a string or chat messages (default: prompt, else "
+                     "messages)")
+    run.add_argument("--batch", type=int, default=16, help="records in flight (default 16)")
+    run.add_argument("--trace", action="store_true", help="write each record's segments")
+    run.add_argument("--quiet", action="store_true", help="no progress and no summary")
+    run.add_argument("--progress-every", "--progress_every", dest="progress_every", type=int,
+                     default=50, help="records between progress lines when stderr is no TTY")
+    run.add_argument("--fail-fast", "--fail_fast", dest="fail_fast", action="store_true",
+                     help="stop at the first bad record instead of writing an error record")
+    run.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                     help="run on Ray: a local one, or the cluster at ADDRESS (e.g. auto)")
+    run.add_argument("--workers", type=int, default=2,
+                     help="Engine actors on Ray, each loading the model once (default 2)")
+    _param_flags(run)
 
     conv = commands.add_parser(
         "convert-reward", help="convert a transformers causal reward model to GGUF",
@@ -221,6 +247,55 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import stars_cpp
+    from stars_cpp import dataset
+
+    if args.batch < 1:
+        raise UsageError(f"--batch must be >= 1, got {args.batch}")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    if args.progress_every < 1:
+        raise UsageError(f"--progress-every must be >= 1, got {args.progress_every}")
+    model = _model_path(args)
+    spec = args.reward
+    if spec is None:
+        spec = DEFAULT_REWARD if args.mode != "plain" else None
+    if spec == "none":
+        spec = None
+    params = {name: getattr(args, name) for name in DEFAULT_PARAMS}
+    # Bad parameters fail now, before any output is written.
+    stars_cpp.engine.build_params(args.mode, params, None)
+    options = {"mode": args.mode, "params": params, "id_field": args.id_field,
+               "prompt_field": args.prompt_field, "batch": args.batch, "trace": args.trace,
+               "quiet": args.quiet, "fail_fast": args.fail_fast,
+               "progress_every": args.progress_every}
+    summary: dict = {}
+    if args.ray is not None:
+        try:
+            import ray  # noqa: F401
+
+            from stars_cpp import ray as stars_ray
+        except ImportError:
+            raise UsageError("--ray needs Ray: pip install 'stars_cpp[ray]'") from None
+        judge = {"question": args.judge_question, "yes": args.judge_yes, "no": args.judge_no,
+                 "layout": args.judge_layout}
+        lines = stars_ray.run(args.input, args.output, model=model, reward_spec=spec,
+                              judge={k: v for k, v in judge.items() if v is not None},
+                              workers=args.workers, address=args.ray or None,
+                              n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers,
+                              n_threads=args.n_threads, summary=summary, **options)
+    else:
+        args.reward = spec if spec is not None else "none"
+        engine = stars_cpp.Engine(model, _reward(args), n_ctx=args.n_ctx,
+                                  n_gpu_layers=args.n_gpu_layers, n_threads=args.n_threads)
+        lines = dataset.run_dataset(args.input, args.output, engine=engine, reward_spec=spec,
+                                    model=model, summary=summary, **options)
+    for _ in lines:
+        pass
+    return 0  # error records are counted in the summary; the run itself completed
+
+
 def _convert_reward(args: argparse.Namespace) -> int:
     from stars_cpp.convert_reward import convert_reward
 
@@ -238,6 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _convert_reward(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "run":
+            return _run(args)
         return _generate(args)
     except UsageError as error:
         print(f"stars-cpp: error: {error}", file=sys.stderr)

@@ -30,3 +30,11 @@ def boom_reward(prompts, responses):
     if any("BOOM" in prompt for prompt in prompts):
         raise RuntimeError("the reward exploded on a BOOM prompt")
     return hash_reward(prompts, responses)
+
+
+def slow_hash_reward(prompts, responses):
+    """hash_reward, 20 ms per call: slow enough to kill a run between records."""
+    import time
+
+    time.sleep(0.02)
+    return hash_reward(prompts, responses)

@@ -1,0 +1,356 @@
+"""Datasets: generate for every record of a JSONL file, resumably and deterministically.
+
+A record's output depends only on the model, the reward, the parameters, the seed and its id,
+which is its prompt key: not on batching, order, resume, or the worker that ran it. Output
+lines are written when a record is complete, flushed and fsynced, so a run killed at any
+moment loses at most the records in flight. Rerunning the same command resumes: a torn last
+line is dropped and done ids are skipped. The parameters live in a sidecar ``OUT.meta.json``;
+a changed parameter set is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stars_cpp._core import ParameterError, StarsError
+from stars_cpp.engine import DEFAULT_PARAMS, MODES, STATS_FIELDS, result_to_dict
+
+PROMPT_FIELDS = ("prompt", "messages")
+
+
+class DatasetError(ParameterError):
+    """A dataset run cannot start: a bad file, or a resume with other parameters."""
+
+
+@dataclass
+class Record:
+    """One input line: its id and prompt, or why it cannot run."""
+
+    id: str
+    prompt: Any = None
+    error: dict[str, str] | None = None
+
+
+def read_records(path: str | os.PathLike[str], id_field: str = "id",
+                 prompt_field: str | None = None) -> Iterator[Record]:
+    """The records of a JSONL file, in order. A bad line is a Record with an error. The id is
+    the ``id_field`` value as a string, else the 1-based line number."""
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            yield parse_record(line, number, id_field, prompt_field)
+
+
+def parse_record(line: str, number: int, id_field: str = "id",
+                 prompt_field: str | None = None) -> Record:
+    try:
+        data = json.loads(line)
+    except ValueError as error:
+        return Record(str(number), error=_error("invalid_json", f"line {number}: {error}"))
+    if not isinstance(data, dict):
+        return Record(str(number), error=_error("invalid_record",
+                                                f"line {number} is not a JSON object"))
+    raw_id = data.get(id_field, number)
+    if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
+        return Record(str(number), error=_error(
+            "invalid_id", f"line {number}: {id_field} must be a string or an integer"))
+    record_id = str(raw_id)
+    names = (prompt_field,) if prompt_field else PROMPT_FIELDS
+    name = next((n for n in names if n in data), None)
+    if name is None:
+        return Record(record_id, error=_error(
+            "no_prompt", f"line {number} has no {' or '.join(repr(n) for n in names)} field"))
+    prompt = data[name]
+    if isinstance(prompt, str):
+        if not prompt:
+            return Record(record_id, error=_error("no_prompt", f"line {number}: {name} is empty"))
+        return Record(record_id, prompt)
+    if isinstance(prompt, list) and prompt and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str)
+            and isinstance(m.get("content"), str) for m in prompt):
+        return Record(record_id, [{"role": m["role"], "content": m["content"]} for m in prompt])
+    return Record(record_id, error=_error(
+        "invalid_prompt", f"line {number}: {name} must be a string or a list of chat messages "
+        "with string role and content"))
+
+
+def _error(kind: str, message: str) -> dict[str, str]:
+    return {"type": kind, "message": message}
+
+
+def output_line(record_id: str, result: Any, trace: bool) -> dict[str, Any]:
+    record = result_to_dict(result)
+    line = {"id": record_id, "text": record["text"], "finish_reason": record["finish_reason"],
+            "reward": record["reward"], "stats": record["stats"]}
+    if trace:
+        line["segments"] = record["segments"]
+    return line
+
+
+def error_line(record_id: str, exc: BaseException | dict[str, str]) -> dict[str, Any]:
+    if isinstance(exc, dict):
+        return {"id": record_id, "error": exc}
+    return {"id": record_id, "error": {"type": type(exc).__name__, "message": str(exc)}}
+
+
+class Output:
+    """OUT.jsonl opened for appending after resume: every line is flushed and fsynced."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.done = self._resume()
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self._lock = threading.Lock()
+
+    def _resume(self) -> set[str]:
+        """Ids already written. A torn last line (no newline, or not JSON) is cut off."""
+        done: set[str] = set()
+        if not self.path.exists():
+            return done
+        with open(self.path, "rb") as f:
+            data = f.read()
+        good = 0  # bytes up to the last complete line
+        for raw in data.splitlines(keepends=True):
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                break
+            if isinstance(line, dict) and "id" in line:
+                done.add(str(line["id"]))
+            good += len(raw)
+        if good < len(data):
+            with open(self.path, "r+b") as f:
+                f.truncate(good)
+        return done
+
+    def write(self, line: Mapping[str, Any]) -> None:
+        text = json.dumps(line, ensure_ascii=False) + "\n"
+        with self._lock:
+            self._file.write(text)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def check_meta(output: str | os.PathLike[str], meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Writes ``OUT.meta.json``, or checks it against ``meta`` on resume. Returns the recorded
+    meta (its seed is the one a resumed run must use). Raises DatasetError when they differ."""
+    path = Path(f"{os.fspath(output)}.meta.json")
+    if path.exists() and Path(output).exists():
+        try:
+            recorded = json.loads(path.read_text())
+        except ValueError as error:
+            raise DatasetError(f"{path} is not valid JSON ({error}): remove it and {output} to "
+                               "start over") from None
+        mine = dict(meta)
+        if mine.get("params", {}).get("seed") is None:  # a random seed: the recorded one holds
+            mine["params"] = {**mine["params"], "seed": recorded.get("params", {}).get("seed")}
+        changed = sorted(k for k in set(recorded) | set(mine) if recorded.get(k) != mine.get(k))
+        if changed:
+            details = "; ".join(_difference(k, recorded.get(k), mine.get(k)) for k in changed)
+            raise DatasetError(f"{output} was written with other settings ({details}): use the "
+                               "same command to resume, or another --output")
+        return recorded
+    path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return dict(meta)
+
+
+def _difference(key: str, old: Any, new: Any) -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        return ", ".join(f"{key}.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
+    return f"{key}: {old!r} -> {new!r}"
+
+
+@dataclass
+class Progress:
+    """Records done, tokens/s, acceptance and ETA: a tqdm bar on a TTY, else a line every
+    ``every`` records; nothing with ``quiet``."""
+
+    total: int
+    quiet: bool = False
+    every: int = 50
+    done: int = 0
+    errors: int = 0
+    sampled: int = 0
+    accepted: int = 0
+    start: float = field(default_factory=time.monotonic)
+    _bar: Any = None
+
+    def __post_init__(self) -> None:
+        if not self.quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total, unit="rec", file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, line: Mapping[str, Any]) -> None:
+        self.done += 1
+        if "error" in line:
+            self.errors += 1
+        else:
+            self.sampled += line["stats"]["policy_tokens_sampled"]
+            self.accepted += line["stats"]["tokens_accepted"]
+        if self._bar is not None:
+            self._bar.set_postfix(self._postfix(), refresh=False)
+            self._bar.update(1)
+        elif not self.quiet and (self.done % self.every == 0 or self.done == self.total):
+            elapsed = time.monotonic() - self.start
+            eta = elapsed / self.done * (self.total - self.done)
+            print(f"stars-cpp run: {self.done}/{self.total} records, "
+                  + ", ".join(f"{k} {v}" for k, v in self._postfix().items())
+                  + f", eta {eta:.0f} s", file=sys.stderr, flush=True)
+
+    def _postfix(self) -> dict[str, str]:
+        elapsed = max(1e-9, time.monotonic() - self.start)
+        rate = self.accepted / self.sampled if self.sampled else 0.0
+        return {"tok/s": f"{self.accepted / elapsed:.1f}", "accepted": f"{rate:.0%}",
+                "errors": str(self.errors)}
+
+    def close(self) -> dict[str, Any]:
+        if self._bar is not None:
+            self._bar.close()
+        summary = {"records": self.done, "errors": self.errors, "tokens_sampled": self.sampled,
+                   "tokens_accepted": self.accepted,
+                   "seconds": round(time.monotonic() - self.start, 3)}
+        if not self.quiet:
+            print("stars-cpp run: done: " + ", ".join(f"{k} {v}" for k, v in summary.items()),
+                  file=sys.stderr, flush=True)
+        return summary
+
+
+def run_meta(model: str, reward_spec: str | None, mode: str, params: Mapping[str, Any],
+             id_field: str, prompt_field: str | None, trace: bool) -> dict[str, Any]:
+    """What a run's outputs depend on; recorded in OUT.meta.json."""
+    import stars_cpp
+
+    path = Path(model)
+    return {"model": os.fspath(path.resolve()) if path.exists() else model,
+            "model_bytes": path.stat().st_size if path.exists() else None,
+            "reward": reward_spec, "mode": mode,
+            "params": {k: params.get(k, DEFAULT_PARAMS[k]) for k in DEFAULT_PARAMS},
+            "id_field": id_field, "prompt_field": prompt_field, "trace": trace,
+            "stars_cpp": stars_cpp.__version__}
+
+
+def prepare(input_path, output_path, *, mode, params, reward_spec, model, id_field,
+            prompt_field, batch, trace) -> tuple[list[Record], Output, dict[str, Any]]:
+    """Checks the setup and OUT.meta.json, resumes OUT, and returns the records still to run,
+    the output and the parameters (with the run's seed)."""
+    params = dict(params or {})
+    if mode not in MODES:
+        raise DatasetError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise DatasetError(f"batch must be an integer >= 1, got {batch!r}")
+    if not Path(input_path).is_file():
+        raise DatasetError(f"input {os.fspath(input_path)!r} is not a file")
+    meta_path = Path(f"{os.fspath(output_path)}.meta.json")
+    meta = check_meta(output_path, run_meta(model, reward_spec, mode, params, id_field,
+                                            prompt_field, trace))
+    # A random seed is drawn once and recorded, so that a resume draws the same samples.
+    seed = meta["params"].get("seed")
+    if seed is None:
+        seed = int.from_bytes(os.urandom(8), "little") >> 1
+        meta["params"]["seed"] = seed
+        meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    params["seed"] = seed
+    records = list(read_records(input_path, id_field, prompt_field))
+    out = Output(output_path)
+    todo, seen = [], set(out.done)
+    for record in records:
+        if record.id in seen:
+            continue  # done in an earlier run, or a duplicate id of this file (first wins)
+        seen.add(record.id)
+        todo.append(record)
+    return todo, out, params
+
+
+def run_dataset(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str], *,
+                engine: Any, mode: str = "stars", params: Mapping[str, Any] | None = None,
+                reward_spec: str | None = None, model: str = "", id_field: str = "id",
+                prompt_field: str | None = None, batch: int = 16, trace: bool = False,
+                quiet: bool = False, fail_fast: bool = False, progress_every: int = 50,
+                summary: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """Runs every record of ``input_path`` not yet in ``output_path`` on ``engine``, ``batch``
+    records in flight, and yields each output line as it is written (in completion order).
+
+    ``reward_spec`` and ``model`` only describe the run in OUT.meta.json (the engine holds
+    them). Raises DatasetError for a bad setup or a resume with other parameters; with
+    ``fail_fast`` a bad record raises DatasetError too, else it is written as an error line.
+    ``summary`` (a dict) receives the final counts.
+    """
+    todo, out, params = prepare(input_path, output_path, mode=mode, params=params,
+                                reward_spec=reward_spec, model=model, id_field=id_field,
+                                prompt_field=prompt_field, batch=batch, trace=trace)
+    progress = Progress(len(todo), quiet=quiet, every=progress_every)
+    try:
+        yield from _run(engine, todo, out, progress, mode, params, batch, trace, fail_fast)
+    finally:
+        out.close()
+        counts = progress.close()
+        if summary is not None:
+            summary.update(counts)
+
+
+def _run(engine, todo, out, progress, mode, params, batch, trace, fail_fast):
+    import queue
+
+    finished: queue.Queue = queue.Queue()
+    in_flight: dict[int, str] = {}
+    pending = iter(todo)
+
+    def fill() -> None:
+        while len(in_flight) < batch:
+            record = next(pending, None)
+            if record is None:
+                return
+            if record.error is not None:
+                finished.put(error_line(record.id, record.error))
+                continue
+            try:
+                request_id = engine.submit(
+                    record.prompt, mode=mode, key=record.id,
+                    on_result=lambda r, i=record.id: finished.put(output_line(i, r, trace)),
+                    on_error=lambda e, i=record.id: finished.put(error_line(i, e)), **params)
+            except StarsError as error:  # a prompt over the context, say: this record only
+                finished.put(error_line(record.id, error))
+                continue
+            in_flight[request_id] = record.id
+
+    fill()
+    try:
+        remaining = len(todo)
+        while remaining:
+            try:
+                line = finished.get(timeout=0.1)  # a timeout keeps Ctrl-C responsive
+            except queue.Empty:
+                continue
+            remaining -= 1
+            for request_id, record_id in list(in_flight.items()):
+                if record_id == line["id"]:
+                    del in_flight[request_id]
+                    break
+            if "error" in line and fail_fast:
+                raise DatasetError(f"record {line['id']}: {line['error']['message']}")
+            out.write(line)
+            progress.update(line)
+            yield line
+            fill()
+    finally:
+        for request_id in in_flight:
+            engine.cancel(request_id)
+
+
+__all__ = ["DatasetError", "Record", "read_records", "run_dataset", "STATS_FIELDS"]

@@ -1,0 +1,117 @@
+"""Datasets on Ray: the records of a JSONL file through Ray Data's ``map_batches`` over a pool
+of Engine actors, each loading the model once. Same output format, resume and determinism as
+``stars_cpp.run_dataset``: a record's output depends on its id, not on the worker that ran it.
+Needs ``pip install 'stars_cpp[ray]'``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from stars_cpp.dataset import Progress, error_line, output_line, prepare
+
+
+class _EngineActor:
+    """One Engine per Ray actor; each batch of records runs on it concurrently."""
+
+    def __init__(self, model: str, reward_spec: str | None, judge: Mapping[str, str],
+                 engine_options: Mapping[str, Any], mode: str, params: Mapping[str, Any],
+                 trace: bool) -> None:
+        import stars_cpp
+        from stars_cpp.rewards import parse_reward_spec
+
+        reward = parse_reward_spec(reward_spec, **judge) if reward_spec else None
+        self.engine = stars_cpp.Engine(model, reward, **engine_options)
+        self.mode, self.params, self.trace = mode, dict(params), trace
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
+        import threading
+
+        ids = [str(i) for i in batch["id"]]
+        lines: dict[str, dict[str, Any]] = {}
+        done = threading.Event()
+        lock = threading.Lock()
+
+        def finish(record_id: str, line: dict[str, Any]) -> None:
+            with lock:
+                lines[record_id] = line
+                if len(lines) == len(ids):
+                    done.set()
+
+        for record_id, prompt in zip(ids, batch["prompt"]):
+            try:
+                self.engine.submit(
+                    json.loads(prompt), mode=self.mode, key=record_id,
+                    on_result=lambda r, i=record_id: finish(i, output_line(i, r, self.trace)),
+                    on_error=lambda e, i=record_id: finish(i, error_line(i, e)), **self.params)
+            except Exception as error:  # noqa: BLE001 - this record only
+                finish(record_id, error_line(record_id, error))
+        if ids:
+            done.wait()
+        return {"id": ids, "line": [json.dumps(lines[i], ensure_ascii=False) for i in ids]}
+
+
+def run(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str], *,
+        model: str, reward_spec: str | None = None, judge: Mapping[str, str] | None = None,
+        mode: str = "stars", params: Mapping[str, Any] | None = None, workers: int = 2,
+        address: str | None = None, id_field: str = "id", prompt_field: str | None = None,
+        batch: int = 16, trace: bool = False, quiet: bool = False, fail_fast: bool = False,
+        progress_every: int = 50, n_ctx: int = 4096, n_gpu_layers: int = 0,
+        n_threads: int | None = None,
+        summary: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """Runs the dataset on Ray with ``workers`` Engine actors (``batch`` records each in
+    flight) and yields each output line as it is written. Connects to ``address`` (a running
+    cluster, or "auto"), or starts a local Ray when none is initialized. Actors take one GPU
+    each when the llama.cpp build offloads (``n_gpu_layers`` != 0)."""
+    try:
+        import ray
+    except ImportError:
+        from stars_cpp.dataset import DatasetError
+
+        raise DatasetError("Ray is not installed: pip install 'stars_cpp[ray]'") from None
+    from stars_cpp.dataset import DatasetError
+
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise DatasetError(f"workers must be an integer >= 1, got {workers!r}")
+    todo, out, params = prepare(input_path, output_path, mode=mode, params=params,
+                                reward_spec=reward_spec, model=model, id_field=id_field,
+                                prompt_field=prompt_field, batch=batch, trace=trace)
+    progress = Progress(len(todo), quiet=quiet, every=progress_every)
+    try:
+        for record in todo:
+            if record.error is not None:
+                line = error_line(record.id, record.error)
+                if fail_fast:
+                    raise DatasetError(f"record {record.id}: {record.error['message']}")
+                out.write(line)
+                progress.update(line)
+                yield line
+        items = [{"id": r.id, "prompt": json.dumps(r.prompt)} for r in todo if r.error is None]
+        if not items:
+            return
+        if not ray.is_initialized():
+            ray.init(address=address, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
+        options = {"n_ctx": n_ctx, "n_gpu_layers": n_gpu_layers, "n_threads": n_threads}
+        data = ray.data.from_items(items)
+        data = data.map_batches(
+            _EngineActor, batch_size=batch, concurrency=workers,
+            num_gpus=1 if n_gpu_layers else 0,
+            fn_constructor_kwargs={"model": model, "reward_spec": reward_spec,
+                                   "judge": dict(judge or {}), "engine_options": options,
+                                   "mode": mode, "params": params, "trace": trace})
+        for row in data.iter_rows():
+            line = json.loads(row["line"])
+            if "error" in line and fail_fast:
+                raise DatasetError(f"record {line['id']}: {line['error']['message']}")
+            out.write(line)
+            progress.update(line)
+            yield line
+    finally:
+        out.close()
+        counts = progress.close()
+        if summary is not None:
+            summary.update(counts)
