@@ -71,6 +71,7 @@ HELPFULNESS_PROMPTS ?= 6
 bench: bench-install
 	$(BIN)/python bench/decode_ceiling.py --repeats 2
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/dataset.py
 	$(BIN)/python bench/vs_python.py
 	$(BIN)/python bench/reward_cost.py
 	$(BIN)/python bench/quality.py --task sentiment
@@ -93,6 +94,7 @@ bench-quick: bench-install
 	$(BIN)/python bench/reward_cost.py --quick
 	$(BIN)/python bench/quality.py --quick
 	$(BIN)/python bench/serve.py --quick
+	$(BIN)/python bench/dataset.py --quick
 
 # Regenerates the extension's typed stubs; tests/test_stubs.py checks they are current.
 stubs: install

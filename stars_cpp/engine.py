@@ -136,6 +136,9 @@ def build_params(mode: str, params: Mapping[str, Any], default_seed: int | None)
     core.mode = mode
     for name in _INT_PARAMS:
         _check_number(name, merged[name], int)
+        # The core holds int32: larger values would be nanobind's TypeError, naming nothing.
+        if not -2**31 <= merged[name] < 2**31:
+            raise ParameterError(f"{name} must fit a 32-bit integer, got {merged[name]}")
         setattr(core, name, merged[name])
     for name in _FLOAT_PARAMS:
         _check_number(name, merged[name], float)
@@ -233,11 +236,21 @@ class Engine:
                 raise ParameterError(f"n_threads must be >= 1 or None, got {n_threads}")
         _quiet_llama_logs()
         self.model = load_model(model, n_gpu_layers)
+        # A borrowed llama_cpp.Llama can be closed under us: its weights are then freed.
+        self._lender = model if type(model).__module__.startswith("llama_cpp") else None
         self.reward = reward
         self.seed = seed
         # GGUF rewards run natively: each Engine gets its own instance bound to its policy.
         native = reward._bind(self.model, n_threads or 0) if hasattr(reward, "_bind") else reward
         self._core = _core.Engine(self.model, native, n_ctx, n_threads or 0, max_queue)
+
+    def _check_weights(self) -> None:
+        lender = self._lender
+        if lender is not None and getattr(getattr(lender, "_model", None), "model", 0) is None:
+            raise _core.ModelLoadError(
+                f"the llama_cpp.Llama this Engine borrows its weights from "
+                f"({getattr(lender, 'model_path', '?')}) was closed: its weights are freed; keep "
+                "it open while the Engine is in use")
 
     def generate(self, prompt: PromptLike | Sequence[PromptLike], *, mode: str = "stars",
                  on_segment: Callable[[int, Segment], None] | None = None,
@@ -254,6 +267,7 @@ class Engine:
         occurrence among identical prompts of the call, so a result does not depend on its
         position in the batch. ``keys`` (one str or int per prompt, e.g. dataset ids) sets them.
         """
+        self._check_weights()
         prompts, batched = _normalize_prompts(prompt)
         core_params = build_params(mode, params, self.seed)
         core_keys = _keys(keys, len(prompts))
@@ -275,6 +289,7 @@ class Engine:
         ``occurrence`` (0 for the first of identical prompts, 1 for the next, ...), as in
         ``generate``. Raises QueueFullError when ``max_queue`` requests wait already.
         """
+        self._check_weights()
         prompts, batched = _normalize_prompts(prompt)
         if batched:
             raise ParameterError("submit takes one prompt, not a batch")

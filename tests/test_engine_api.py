@@ -163,6 +163,25 @@ def test_engine_from_llama_cpp_llama_on_smollm2(smollm2):
     assert engine.generate("Hello", mode="plain", max_tokens=4, seed=1).tokens
 
 
+def test_a_closed_llama_is_refused_not_read_after_free(tiny_llama):
+    # generate after llm.close() read freed memory (an IndexError with a garbage index).
+    llm = llama_cpp.Llama(model_path=str(tiny_llama), n_ctx=256, verbose=False)
+    engine = stars_cpp.Engine(llm, None, n_ctx=256)
+    assert engine.generate("Hello", mode="plain", max_tokens=2).tokens
+    llm.close()
+    with pytest.raises(stars_cpp.ModelLoadError, match="was closed"):
+        engine.generate("Hello", mode="plain", max_tokens=2)
+    with pytest.raises(stars_cpp.ModelLoadError, match="was closed"):
+        list(engine.stream("Hello", mode="plain", max_tokens=2))
+
+
+@pytest.mark.parametrize("name", ["max_tokens", "segment_tokens", "candidates", "top_k"])
+def test_huge_integers_raise_parameter_error(engine, name):
+    # 2**40 was nanobind's TypeError ("incompatible function arguments"), naming nothing.
+    with pytest.raises(stars_cpp.ParameterError, match=f"{name} must fit a 32-bit integer"):
+        engine.generate(PROMPT, **{name: 2**40})
+
+
 def test_eight_threads_share_one_engine(engine):
     results, errors = {}, []
 

@@ -125,3 +125,21 @@ def test_released_sequence_ids_are_reused(tiny_model):
     with pytest.raises(_core.StarsError, match="not in use"):
         session.release(99)
     session.release(b)
+
+
+def test_bad_sequence_ids_raise_instead_of_aborting(tiny_model):
+    # fork(999) reached llama.cpp's GGML_ASSERT (a process abort); rewind(-1, ...) cleared
+    # every sequence, since llama.cpp reads seq -1 as "all".
+    session = _core.KvSession(tiny_model, n_ctx=128, n_seq_max=4)
+    trunk = session.acquire()
+    session.decode([1, 2, 3], [0, 1, 2], [trunk] * 3, [False, False, True])
+    for seq in (999, -1, 3):
+        with pytest.raises(_core.ParameterError, match=f"fork: sequence {seq} is not in use"):
+            session.fork(seq)
+        with pytest.raises(_core.ParameterError, match=f"rewind: sequence {seq} is not in use"):
+            session.rewind(seq, 0)
+    with pytest.raises(_core.ParameterError, match="position must be >= 0"):
+        session.rewind(trunk, -1)
+    # The trunk is intact: a fork of it decodes on from its cells.
+    fork = session.fork(trunk)
+    assert len(session.decode([4], [3], [fork], [True])) == 1

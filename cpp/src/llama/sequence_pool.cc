@@ -23,7 +23,15 @@ llama_seq_id SequencePool::Acquire() {
   return seq;
 }
 
+void SequencePool::CheckInUse(llama_seq_id seq, const char* what) const {
+  if (seq < 0 || seq >= n_total_ || !in_use_[seq]) {
+    throw ParameterError(std::string(what) + ": sequence " + std::to_string(seq) +
+                         " is not in use (ids are in [0, " + std::to_string(n_total_) + "))");
+  }
+}
+
 llama_seq_id SequencePool::Fork(llama_seq_id source) {
+  CheckInUse(source, "fork");
   const llama_seq_id seq = Acquire();
   llama_memory_seq_cp(context_.memory(), source, seq, -1, -1);
   shared_[seq] = end_[seq] = end_[source];
@@ -31,6 +39,10 @@ llama_seq_id SequencePool::Fork(llama_seq_id source) {
 }
 
 void SequencePool::Rewind(llama_seq_id seq, llama_pos pos) {
+  CheckInUse(seq, "rewind");
+  if (pos < 0) {
+    throw ParameterError("rewind: position must be >= 0, got " + std::to_string(pos));
+  }
   if (!llama_memory_seq_rm(context_.memory(), seq, pos, -1)) {
     throw Error("llama.cpp cannot rewind sequence " + std::to_string(seq) + " to position " +
                 std::to_string(pos) + " (this model's memory cannot drop a partial sequence)");
@@ -51,6 +63,7 @@ void SequencePool::Extend(llama_seq_id seq, llama_pos end) {
 }
 
 llama_seq_id SequencePool::Adopt(llama_seq_id trunk, llama_seq_id chosen) {
+  CheckInUse(chosen, "adopt");
   Release(trunk);
   // The cells `chosen` shared with the trunk are its own now.
   cells_in_use_ += shared_[chosen];
@@ -59,9 +72,7 @@ llama_seq_id SequencePool::Adopt(llama_seq_id trunk, llama_seq_id chosen) {
 }
 
 void SequencePool::Release(llama_seq_id seq) {
-  if (seq < 0 || seq >= n_total_ || !in_use_[seq]) {
-    throw Error("sequence " + std::to_string(seq) + " is not in use");
-  }
+  CheckInUse(seq, "release");
   // Removing a whole sequence never fails (llama.h).
   llama_memory_seq_rm(context_.memory(), seq, -1, -1);
   cells_in_use_ -= end_[seq] - shared_[seq];

@@ -21,11 +21,12 @@ class SequencePool {
   llama_seq_id Acquire();
 
   // A new sequence sharing every cell of `source` (llama_memory_seq_cp: in a unified cache the
-  // cells are shared, not copied).
+  // cells are shared, not copied). Throws ParameterError when `source` is not in use.
   llama_seq_id Fork(llama_seq_id source);
 
-  // Drops the cells of `seq` at positions >= `pos`. Throws Error when llama.cpp cannot remove
-  // a partial sequence (recurrent memory).
+  // Drops the cells of `seq` at positions >= `pos` (>= 0). Throws ParameterError for an id not
+  // in use or a negative position (llama.cpp would read -1 as every sequence or position), and
+  // Error when llama.cpp cannot remove a partial sequence (recurrent memory).
   void Rewind(llama_seq_id seq, llama_pos pos);
 
   // Makes `chosen` (a fork of `trunk`) the new trunk: releases `trunk` and returns `chosen`.
@@ -49,6 +50,10 @@ class SequencePool {
  private:
   Context& context_;
   int32_t n_total_;
+  // Throws ParameterError unless `seq` is an id this pool handed out and has not taken back:
+  // llama.cpp asserts (aborting the process) or acts on every sequence for other values.
+  void CheckInUse(llama_seq_id seq, const char* what) const;
+
   std::vector<llama_seq_id> free_;
   std::vector<bool> in_use_;
   // Per sequence: positions shared with its source at the fork, and positions held.
