@@ -115,8 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="One output line per input record, written when the record is complete. "
         "Rerun the same command to resume: done ids are skipped, a torn last line is redone. "
         "A record's output depends only on the model, reward, parameters, seed and its id.")
-    run.add_argument("input", help="JSONL records with an id and a prompt or messages field")
-    run.add_argument("--output", "-o", required=True, help="the JSONL file to write (appended)")
+    run.add_argument("input", help="JSONL (or .parquet) records with an id and a prompt or "
+                     "messages field")
+    run.add_argument("--output", "-o", required=True,
+                     help="the JSONL file to write (appended), or a .parquet file")
     _engine_flags(run)
     run.add_argument("--id-field", "--id_field", dest="id_field", default="id",
                      help="the record's id field (default id; the line number when absent)")

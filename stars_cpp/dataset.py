@@ -43,11 +43,28 @@ def read_records(path: str | os.PathLike[str], id_field: str = "id",
                  prompt_field: str | None = None) -> Iterator[Record]:
     """The records of a JSONL file, in order. A bad line is a Record with an error. The id is
     the ``id_field`` value as a string, else the 1-based line number."""
+    if _is_parquet(path):
+        for number, row in enumerate(_parquet_rows(path), start=1):
+            yield parse_object(row, number, id_field, prompt_field)
+        return
     with open(path, encoding="utf-8", errors="replace") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             yield parse_record(line, number, id_field, prompt_field)
+
+
+def _is_parquet(path: str | os.PathLike[str]) -> bool:
+    return os.fspath(path).endswith(".parquet")
+
+
+def _parquet_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DatasetError(f"{os.fspath(path)}: Parquet needs pyarrow (pip install pyarrow)"
+                           ) from None
+    return pq.read_table(path).to_pylist()
 
 
 def parse_record(line: str, number: int, id_field: str = "id",
@@ -56,16 +73,23 @@ def parse_record(line: str, number: int, id_field: str = "id",
         data = json.loads(line)
     except ValueError as error:
         return Record(str(number), error=_error("invalid_json", f"line {number}: {error}"))
+    return parse_object(data, number, id_field, prompt_field)
+
+
+def parse_object(data: Any, number: int, id_field: str = "id",
+                 prompt_field: str | None = None) -> Record:
     if not isinstance(data, dict):
         return Record(str(number), error=_error("invalid_record",
                                                 f"line {number} is not a JSON object"))
-    raw_id = data.get(id_field, number)
+    raw_id = data.get(id_field)
+    raw_id = number if raw_id is None else raw_id
     if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
         return Record(str(number), error=_error(
             "invalid_id", f"line {number}: {id_field} must be a string or an integer"))
     record_id = str(raw_id)
     names = (prompt_field,) if prompt_field else PROMPT_FIELDS
-    name = next((n for n in names if n in data), None)
+    # A null field counts as absent: Parquet rows hold every column, null where unset.
+    name = next((n for n in names if data.get(n) is not None), None)
     if name is None:
         return Record(record_id, error=_error(
             "no_prompt", f"line {number} has no {' or '.join(repr(n) for n in names)} field"))
@@ -103,10 +127,19 @@ def error_line(record_id: str, exc: BaseException | dict[str, str]) -> dict[str,
 
 
 class Output:
-    """OUT.jsonl opened for appending after resume: every line is flushed and fsynced."""
+    """OUT.jsonl opened for appending after resume: every line is flushed and fsynced. For an
+    OUT.parquet the lines go to the journal OUT.parquet.jsonl, and ``finish`` writes the
+    Parquet file once every record is in."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+        self.target = Path(path)
+        self.path = Path(f"{os.fspath(path)}.jsonl") if _is_parquet(path) else self.target
+        if _is_parquet(path):
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError:
+                raise DatasetError(f"{os.fspath(path)}: Parquet needs pyarrow "
+                                   "(pip install pyarrow)") from None
         self.done = self._resume()
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         self._lock = threading.Lock()
@@ -144,12 +177,28 @@ class Output:
     def close(self) -> None:
         self._file.close()
 
+    def finish(self) -> None:
+        """The run is complete: an OUT.parquet gets every line of its journal."""
+        if self.path == self.target:
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
-def check_meta(output: str | os.PathLike[str], meta: Mapping[str, Any]) -> dict[str, Any]:
-    """Writes ``OUT.meta.json``, or checks it against ``meta`` on resume. Returns the recorded
-    meta (its seed is the one a resumed run must use). Raises DatasetError when they differ."""
+        lines = [json.loads(line) for line in self.path.read_text().splitlines()]
+        # Every column in every row (null where a line has none): pyarrow would otherwise take
+        # the columns of the first line only.
+        columns = list(dict.fromkeys(key for line in lines for key in line))
+        pq.write_table(pa.Table.from_pylist([{k: line.get(k) for k in columns} for line in lines]),
+                       self.target)
+
+
+def check_meta(output: str | os.PathLike[str], meta: Mapping[str, Any],
+               lines: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Writes ``OUT.meta.json``, or checks it against ``meta`` on resume (when the output
+    lines, ``lines`` or OUT itself, exist). Returns the recorded meta (its seed is the one a
+    resumed run must use). Raises DatasetError when they differ."""
     path = Path(f"{os.fspath(output)}.meta.json")
-    if path.exists() and Path(output).exists():
+    if path.exists() and Path(lines if lines is not None else output).exists():
         try:
             recorded = json.loads(path.read_text())
         except ValueError as error:
@@ -257,8 +306,9 @@ def prepare(input_path, output_path, *, mode, params, reward_spec, model, id_fie
     if not Path(input_path).is_file():
         raise DatasetError(f"input {os.fspath(input_path)!r} is not a file")
     meta_path = Path(f"{os.fspath(output_path)}.meta.json")
+    journal = f"{os.fspath(output_path)}.jsonl" if _is_parquet(output_path) else output_path
     meta = check_meta(output_path, run_meta(model, reward_spec, mode, params, id_field,
-                                            prompt_field, trace))
+                                            prompt_field, trace), journal)
     # A random seed is drawn once and recorded, so that a resume draws the same samples.
     seed = meta["params"].get("seed")
     if seed is None:
@@ -297,6 +347,8 @@ def run_dataset(input_path: str | os.PathLike[str], output_path: str | os.PathLi
     progress = Progress(len(todo), quiet=quiet, every=progress_every)
     try:
         yield from _run(engine, todo, out, progress, mode, params, batch, trace, fail_fast)
+        out.close()
+        out.finish()
     finally:
         out.close()
         counts = progress.close()

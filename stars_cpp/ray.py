@@ -90,26 +90,28 @@ def run(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str],
                 progress.update(line)
                 yield line
         items = [{"id": r.id, "prompt": json.dumps(r.prompt)} for r in todo if r.error is None]
-        if not items:
-            return
-        if not ray.is_initialized():
+        if items and not ray.is_initialized():
             ray.init(address=address, log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
-        options = {"n_ctx": n_ctx, "n_gpu_layers": n_gpu_layers, "n_threads": n_threads}
-        data = ray.data.from_items(items)
-        data = data.map_batches(
-            _EngineActor, batch_size=batch, concurrency=workers,
-            num_gpus=1 if n_gpu_layers else 0,
-            fn_constructor_kwargs={"model": model, "reward_spec": reward_spec,
-                                   "judge": dict(judge or {}), "engine_options": options,
-                                   "mode": mode, "params": params, "trace": trace})
-        for row in data.iter_rows():
+        rows: Any = []
+        if items:
+            options = {"n_ctx": n_ctx, "n_gpu_layers": n_gpu_layers, "n_threads": n_threads}
+            data = ray.data.from_items(items).map_batches(
+                _EngineActor, batch_size=batch, concurrency=workers,
+                num_gpus=1 if n_gpu_layers else 0,
+                fn_constructor_kwargs={"model": model, "reward_spec": reward_spec,
+                                       "judge": dict(judge or {}), "engine_options": options,
+                                       "mode": mode, "params": params, "trace": trace})
+            rows = data.iter_rows()
+        for row in rows:
             line = json.loads(row["line"])
             if "error" in line and fail_fast:
                 raise DatasetError(f"record {line['id']}: {line['error']['message']}")
             out.write(line)
             progress.update(line)
             yield line
+        out.close()
+        out.finish()
     finally:
         out.close()
         counts = progress.close()

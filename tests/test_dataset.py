@@ -81,13 +81,13 @@ def test_kill_9_then_resume_gives_every_record_once_as_an_uninterrupted_run(tiny
     assert len(got) == 24 and got[torn_id]["text"] == expected[torn_id]["text"]
 
 
-def run_api(tiny_llama, records: Path, out: Path, batch: int) -> dict[str, dict]:
+def run_api(tiny_llama, records: Path, out: Path, batch: int, n: int = 24) -> dict[str, dict]:
     engine = stars_cpp.Engine(str(tiny_llama), stars_cpp.rewards.lexical_diversity,
                               n_ctx=4096)
     lines = list(stars_cpp.run_dataset(records, out, engine=engine, params=PARAMS,
                                        reward_spec=LEXICAL, model=str(tiny_llama),
                                        batch=batch, quiet=True, trace=True))
-    assert len(lines) == 24
+    assert len(lines) == n
     return read_out(out)
 
 
@@ -170,3 +170,25 @@ def test_ray_workers_give_the_single_process_outputs(tiny_llama, tmp_path, monke
     got = read_out(tmp_path / "ray.jsonl")
     assert {k: (v["text"], v["segments"]) for k, v in got.items()} == \
         {k: (v["text"], v["segments"]) for k, v in single.items()}
+
+
+def test_parquet_in_and_out(tiny_llama, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    jsonl = write_records(tmp_path / "in.jsonl", n=6)
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    rows = [{"id": r["id"], "prompt": r.get("prompt"), "messages": r.get("messages")} for r in rows]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in.parquet")
+    expected = run_api(tiny_llama, jsonl, tmp_path / "jsonl_out.jsonl", 4, n=6)
+    out = tmp_path / "out.parquet"
+    engine = stars_cpp.Engine(str(tiny_llama), stars_cpp.rewards.lexical_diversity, n_ctx=4096)
+    lines = list(stars_cpp.run_dataset(tmp_path / "in.parquet", out, engine=engine,
+                                       params=PARAMS, reward_spec=LEXICAL, model=str(tiny_llama),
+                                       batch=4, quiet=True, trace=True))
+    assert len(lines) == 6
+    table = pq.read_table(out).to_pylist()
+    assert {r["id"]: r["text"] for r in table} == {k: v["text"] for k, v in expected.items()}
+    assert all(r.get("error") is None and r["segments"] for r in table)
+    # The journal beside it makes the Parquet run resumable like a JSONL one.
+    assert (tmp_path / "out.parquet.jsonl").exists()
