@@ -10,6 +10,7 @@ a changed parameter set is refused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -345,8 +346,27 @@ def run_dataset(input_path: str | os.PathLike[str], output_path: str | os.PathLi
                                 reward_spec=reward_spec, model=model, id_field=id_field,
                                 prompt_field=prompt_field, batch=batch, trace=trace)
     progress = Progress(len(todo), quiet=quiet, every=progress_every)
+    with finishing(out, progress, summary):
+        for line in _run(engine, todo, mode, params, batch, trace):
+            yield emit(line, out, progress, fail_fast)
+
+
+def emit(line: dict[str, Any], out: Output, progress: Progress,
+         fail_fast: bool) -> dict[str, Any]:
+    """Writes one finished record's line (or, with ``fail_fast``, stops at an error line)."""
+    if "error" in line and fail_fast:
+        raise DatasetError(f"record {line['id']}: {line['error']['message']}")
+    out.write(line)
+    progress.update(line)
+    return line
+
+
+@contextlib.contextmanager
+def finishing(out: Output, progress: Progress, summary: dict[str, Any] | None):
+    """Closes the output (writing a Parquet OUT when the run got through) and the progress,
+    and fills ``summary``, however the run ends."""
     try:
-        yield from _run(engine, todo, out, progress, mode, params, batch, trace, fail_fast)
+        yield
         out.close()
         out.finish()
     finally:
@@ -356,7 +376,7 @@ def run_dataset(input_path: str | os.PathLike[str], output_path: str | os.PathLi
             summary.update(counts)
 
 
-def _run(engine, todo, out, progress, mode, params, batch, trace, fail_fast):
+def _run(engine, todo, mode, params, batch, trace):
     import queue
 
     finished: queue.Queue = queue.Queue()
@@ -394,10 +414,6 @@ def _run(engine, todo, out, progress, mode, params, batch, trace, fail_fast):
                 if record_id == line["id"]:
                     del in_flight[request_id]
                     break
-            if "error" in line and fail_fast:
-                raise DatasetError(f"record {line['id']}: {line['error']['message']}")
-            out.write(line)
-            progress.update(line)
             yield line
             fill()
     finally:

@@ -11,7 +11,15 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from stars_cpp.dataset import Progress, error_line, output_line, prepare
+from stars_cpp.dataset import (
+    DatasetError,
+    Progress,
+    emit,
+    error_line,
+    finishing,
+    output_line,
+    prepare,
+)
 
 
 class _EngineActor:
@@ -69,51 +77,29 @@ def run(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str],
     try:
         import ray
     except ImportError:
-        from stars_cpp.dataset import DatasetError
-
         raise DatasetError("Ray is not installed: pip install 'stars_cpp[ray]'") from None
-    from stars_cpp.dataset import DatasetError
-
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise DatasetError(f"workers must be an integer >= 1, got {workers!r}")
     todo, out, params = prepare(input_path, output_path, mode=mode, params=params,
                                 reward_spec=reward_spec, model=model, id_field=id_field,
                                 prompt_field=prompt_field, batch=batch, trace=trace)
     progress = Progress(len(todo), quiet=quiet, every=progress_every)
-    try:
+    with finishing(out, progress, summary):
         for record in todo:
             if record.error is not None:
-                line = error_line(record.id, record.error)
-                if fail_fast:
-                    raise DatasetError(f"record {record.id}: {record.error['message']}")
-                out.write(line)
-                progress.update(line)
-                yield line
+                yield emit(error_line(record.id, record.error), out, progress, fail_fast)
         items = [{"id": r.id, "prompt": json.dumps(r.prompt)} for r in todo if r.error is None]
-        if items and not ray.is_initialized():
+        if not items:
+            return
+        if not ray.is_initialized():
             ray.init(address=address, log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
-        rows: Any = []
-        if items:
-            options = {"n_ctx": n_ctx, "n_gpu_layers": n_gpu_layers, "n_threads": n_threads}
-            data = ray.data.from_items(items).map_batches(
-                _EngineActor, batch_size=batch, concurrency=workers,
-                num_gpus=1 if n_gpu_layers else 0,
-                fn_constructor_kwargs={"model": model, "reward_spec": reward_spec,
-                                       "judge": dict(judge or {}), "engine_options": options,
-                                       "mode": mode, "params": params, "trace": trace})
-            rows = data.iter_rows()
-        for row in rows:
-            line = json.loads(row["line"])
-            if "error" in line and fail_fast:
-                raise DatasetError(f"record {line['id']}: {line['error']['message']}")
-            out.write(line)
-            progress.update(line)
-            yield line
-        out.close()
-        out.finish()
-    finally:
-        out.close()
-        counts = progress.close()
-        if summary is not None:
-            summary.update(counts)
+        options = {"n_ctx": n_ctx, "n_gpu_layers": n_gpu_layers, "n_threads": n_threads}
+        data = ray.data.from_items(items).map_batches(
+            _EngineActor, batch_size=batch, concurrency=workers,
+            num_gpus=1 if n_gpu_layers else 0,
+            fn_constructor_kwargs={"model": model, "reward_spec": reward_spec,
+                                   "judge": dict(judge or {}), "engine_options": options,
+                                   "mode": mode, "params": params, "trace": trace})
+        for row in data.iter_rows():
+            yield emit(json.loads(row["line"]), out, progress, fail_fast)
