@@ -71,7 +71,7 @@ std::unique_ptr<PromptRun> PrepareRun(const Tokenizer& tokenizer, int32_t n_ctx,
 
 void CheckParams(const GenerationParams& params, bool has_reward) {
   params.Validate(has_reward);
-  const int32_t max_seq = static_cast<int32_t>(llama_max_parallel_sequences());
+  const int32_t max_seq = Context::MaxSequences();
   if (EngineLoop::SequencesPerPrompt(params) > max_seq) {
     throw ParameterError("candidates must be at most " + std::to_string(max_seq - 2) +
                          " (llama.cpp holds at most " + std::to_string(max_seq) +

@@ -43,7 +43,7 @@ EngineLoop::EngineLoop(std::shared_ptr<Model> model, const Tokenizer& tokenizer,
                        const EngineOptions& options)
     : model_(std::move(model)), tokenizer_(tokenizer), reward_(reward), options_(options) {
   metrics_.cells_total = options_.n_ctx;
-  metrics_.sequences_total = static_cast<int32_t>(llama_max_parallel_sequences());
+  metrics_.sequences_total = Context::MaxSequences();
 }
 
 EngineLoop::~EngineLoop() { Close(); }
@@ -212,7 +212,7 @@ void EngineLoop::Admit() {
     ContextOptions options;
     options.n_ctx = options_.n_ctx;
     // Sequence ids cost nothing in a unified KV cache: take all, so admission is bound by cells.
-    options.n_seq_max = static_cast<int32_t>(llama_max_parallel_sequences());
+    options.n_seq_max = Context::MaxSequences();
     options.n_threads = options_.n_threads;
     context_ = std::make_unique<Context>(model_, options);
     pool_ = std::make_unique<SequencePool>(*context_);

@@ -40,7 +40,7 @@ void KvCachedReward::SetLayout(const std::string& rendered, const std::string& w
 }
 
 void KvCachedReward::Open(ContextOptions options) {
-  options.n_seq_max = static_cast<int32_t>(llama_max_parallel_sequences());
+  options.n_seq_max = Context::MaxSequences();
   context_ = std::make_unique<Context>(model_, options);
   pool_ = std::make_unique<SequencePool>(*context_);
   runner_ = std::make_unique<BatchRunner>(*context_, pool_.get());
