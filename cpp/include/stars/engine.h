@@ -17,8 +17,6 @@
 namespace stars {
 
 class Model;
-class Context;
-class RoundCostModel;
 class Tokenizer;
 class EngineLoop;
 
