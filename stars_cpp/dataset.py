@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from stars_cpp._core import ParameterError, StarsError
-from stars_cpp.engine import DEFAULT_PARAMS, MODES, STATS_FIELDS, result_to_dict
+from stars_cpp.engine import DEFAULT_PARAMS, MODES, result_to_dict
 
 PROMPT_FIELDS = ("prompt", "messages")
 
@@ -59,13 +59,23 @@ def _is_parquet(path: str | os.PathLike[str]) -> bool:
     return os.fspath(path).endswith(".parquet")
 
 
-def _parquet_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def _pyarrow(path: str | os.PathLike[str]):
+    """pyarrow's parquet module, or a DatasetError naming ``path`` when it is not installed."""
     try:
         import pyarrow.parquet as pq
     except ImportError:
         raise DatasetError(f"{os.fspath(path)}: Parquet needs pyarrow (pip install pyarrow)"
                            ) from None
-    return pq.read_table(path).to_pylist()
+    return pq
+
+
+def _parquet_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    return _pyarrow(path).read_table(path).to_pylist()
+
+
+def journal_path(output: str | os.PathLike[str]) -> Path:
+    """Where the output lines go: OUT itself, or OUT.parquet.jsonl for a Parquet OUT."""
+    return Path(f"{os.fspath(output)}.jsonl") if _is_parquet(output) else Path(output)
 
 
 def parse_record(line: str, number: int, id_field: str = "id",
@@ -134,13 +144,9 @@ class Output:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.target = Path(path)
-        self.path = Path(f"{os.fspath(path)}.jsonl") if _is_parquet(path) else self.target
-        if _is_parquet(path):
-            try:
-                import pyarrow  # noqa: F401
-            except ImportError:
-                raise DatasetError(f"{os.fspath(path)}: Parquet needs pyarrow "
-                                   "(pip install pyarrow)") from None
+        self.path = journal_path(path)
+        if self.path != self.target:
+            _pyarrow(path)  # fail before any work, not at the end
         self.done = self._resume()
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         self._lock = threading.Lock()
@@ -183,8 +189,8 @@ class Output:
         if self.path == self.target:
             return
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
+        pq = _pyarrow(self.target)
         lines = [json.loads(line) for line in self.path.read_text().splitlines()]
         # Every column in every row (null where a line has none): pyarrow would otherwise take
         # the columns of the first line only.
@@ -307,9 +313,8 @@ def prepare(input_path, output_path, *, mode, params, reward_spec, model, id_fie
     if not Path(input_path).is_file():
         raise DatasetError(f"input {os.fspath(input_path)!r} is not a file")
     meta_path = Path(f"{os.fspath(output_path)}.meta.json")
-    journal = f"{os.fspath(output_path)}.jsonl" if _is_parquet(output_path) else output_path
     meta = check_meta(output_path, run_meta(model, reward_spec, mode, params, id_field,
-                                            prompt_field, trace), journal)
+                                            prompt_field, trace), journal_path(output_path))
     # A random seed is drawn once and recorded, so that a resume draws the same samples.
     seed = meta["params"].get("seed")
     if seed is None:
@@ -380,7 +385,7 @@ def _run(engine, todo, mode, params, batch, trace):
     import queue
 
     finished: queue.Queue = queue.Queue()
-    in_flight: dict[int, str] = {}
+    in_flight: dict[str, int] = {}  # record id -> request id
     pending = iter(todo)
 
     def fill() -> None:
@@ -399,7 +404,7 @@ def _run(engine, todo, mode, params, batch, trace):
             except StarsError as error:  # a prompt over the context, say: this record only
                 finished.put(error_line(record.id, error))
                 continue
-            in_flight[request_id] = record.id
+            in_flight[record.id] = request_id
 
     fill()
     try:
@@ -410,15 +415,12 @@ def _run(engine, todo, mode, params, batch, trace):
             except queue.Empty:
                 continue
             remaining -= 1
-            for request_id, record_id in list(in_flight.items()):
-                if record_id == line["id"]:
-                    del in_flight[request_id]
-                    break
+            in_flight.pop(line["id"], None)
             yield line
             fill()
     finally:
-        for request_id in in_flight:
+        for request_id in in_flight.values():
             engine.cancel(request_id)
 
 
-__all__ = ["DatasetError", "Record", "read_records", "run_dataset", "STATS_FIELDS"]
+__all__ = ["DatasetError", "Record", "read_records", "run_dataset"]

@@ -175,7 +175,7 @@ std::vector<Result> Engine::Generate(const std::vector<Prompt>& prompts,
   std::vector<std::unique_ptr<PromptRun>> runs;
   std::map<std::vector<llama_token>, uint64_t> occurrences;  // of each token list in this call
   for (size_t i = 0; i < prompts.size(); ++i) {
-    Prompt prompt = prompts[i];
+    const Prompt& prompt = prompts[i];
     std::unique_ptr<PromptRun> run =
         PrepareRun(*tokenizer_, options_.n_ctx, prompt, params, "prompt " + std::to_string(i));
     if (!prompt.key) {

@@ -760,7 +760,8 @@ void EngineLoop::AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segm
   // The trunk now holds the candidate's decoded tokens; the rest waits for the next round.
   const int32_t n_decoded = std::min(chosen.n_decoded(), n_tokens);
   run.n_past = chosen.fork_pos + n_decoded;
-  pool_->Rewind(run.trunk, run.n_past);
+  // A stop string cut decoded tokens off the candidate: drop their cells.
+  if (chosen.n_decoded() > n_tokens) pool_->Rewind(run.trunk, run.n_past);
   run.pending.assign(chosen.tokens.begin() + n_decoded, chosen.tokens.end());
   // A stop string that began in the accepted response ends it where the stop string starts.
   if (chosen.trunk_cut > 0) CutResponse(run, run.response_text.size() - chosen.trunk_cut);
@@ -779,7 +780,7 @@ void EngineLoop::AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segm
   run.n_shown = shown;
   segment.tokens.assign(chosen.tokens.begin(), chosen.tokens.end());
   const bool chosen_ends = chosen.ends_response;
-  const std::string chosen_text = chosen.text;
+  std::string chosen_text = std::move(chosen.text);  // the candidate is released below
   if (params.mode == Mode::kPlain) run.plain_sampler.emplace(std::move(chosen.sampler));
 
   chosen.seq = -1;  // now the trunk: not released with the other candidates
