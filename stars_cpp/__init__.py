@@ -6,10 +6,19 @@ DT_NEEDED entry then resolves to that already-loaded library by its soname.
 
 import llama_cpp  # noqa: F401  (must precede the extension)
 
-from stars_cpp import _core
-from stars_cpp._core import (
+from stars_cpp import (
+    _core,  # noqa: E402  (looks up the classes above at import)
+    llama_log,  # noqa: E402
+)
+from stars_cpp._version import __version__
+from stars_cpp.convert_reward import convert_reward
+from stars_cpp.dataset import run_dataset
+from stars_cpp.engine import Engine, Result, Segment, Stats, generate
+from stars_cpp.errors import (
     ChatTemplateError,
     ContextLengthError,
+    ConversionError,
+    DatasetError,
     DecodeError,
     EngineClosedError,
     ModelLoadError,
@@ -18,19 +27,19 @@ from stars_cpp._core import (
     QueueFullError,
     ReentrantCallError,
     RewardError,
+    SourceNotFoundError,
     StarsError,
 )
-from stars_cpp._version import __version__
-from stars_cpp.convert_reward import convert_reward
-from stars_cpp.dataset import DatasetError, run_dataset
-from stars_cpp.engine import Engine, Result, Segment, Stats, generate
 from stars_cpp.rewards import CausalReward, ClassifierReward, JudgeReward
+
+llama_log.install()
 
 __all__ = [
     "CausalReward",
     "ChatTemplateError",
     "ClassifierReward",
     "ContextLengthError",
+    "ConversionError",
     "DatasetError",
     "DecodeError",
     "Engine",
@@ -44,6 +53,7 @@ __all__ = [
     "Result",
     "RewardError",
     "Segment",
+    "SourceNotFoundError",
     "StarsError",
     "Stats",
     "__version__",

@@ -6,22 +6,22 @@ from typing import Annotated
 import numpy
 from numpy.typing import NDArray
 
-from stars_cpp import (
-    ChatTemplateError as ChatTemplateError,
-    ContextLengthError as ContextLengthError,
-    DecodeError as DecodeError,
-    EngineClosedError as EngineClosedError,
-    ModelLoadError as ModelLoadError,
-    ModelNotFoundError as ModelNotFoundError,
-    ParameterError as ParameterError,
-    QueueFullError as QueueFullError,
-    ReentrantCallError as ReentrantCallError,
-    RewardError as RewardError,
-    StarsError as StarsError
-)
-
 
 max_parallel_sequences: int = 256
+
+def install_log(threshold: int) -> None:
+    """
+    Route llama.cpp's log into a queue, once per process; keep lines at threshold or above.
+    """
+
+def set_log_threshold(threshold: int) -> None: ...
+
+def wake_log_readers() -> None: ...
+
+def take_log_lines(timeout_s: float) -> tuple:
+    """
+    Wait up to timeout_s for queued lines: ([(level, text)], dropped count).
+    """
 
 class Model:
     """A llama.cpp model, loaded from a GGUF or borrowed."""

@@ -90,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="send the prompt as plain text instead of a user chat message")
     _param_flags(gen)
     gen.add_argument("--json", action="store_true", help="print the whole Result as JSON")
-    gen.add_argument("--verbose", action="store_true",
-                     help="print the per-segment trace and the stats to stderr")
+    gen.add_argument("--verbose", "-v", action="count", default=0,
+                     help="print the per-segment trace and the stats to stderr; twice, "
+                     "llama.cpp's whole log too (by default only its warnings and errors)")
 
     srv = commands.add_parser(
         "serve", help="serve the model over an OpenAI-compatible HTTP API",
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         "defaults of every request; a request sets any STARS parameter as a top-level field "
         "(needs pip install 'stars_cpp[server]').")
     _engine_flags(srv)
+    srv.add_argument("--verbose", action="store_true", help="show llama.cpp's whole log")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     srv.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
     _flag(srv, "max_queue", type=int, default=64,
@@ -120,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", "-o", required=True,
                      help="the JSONL file to write (appended), or a .parquet file")
     _engine_flags(run)
+    run.add_argument("--verbose", action="store_true", help="show llama.cpp's whole log")
     run.add_argument("--id-field", "--id_field", dest="id_field", default="id",
                      help="the record's id field (default id; the line number when absent)")
     run.add_argument("--prompt-field", "--prompt_field", dest="prompt_field", default=None,
@@ -160,7 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _reward(args: argparse.Namespace):
-    import stars_cpp
     from stars_cpp.rewards import parse_reward_spec
 
     judge = {"question": args.judge_question, "yes": args.judge_yes, "no": args.judge_no,
@@ -175,7 +177,7 @@ def _reward(args: argparse.Namespace):
         return None
     try:
         return parse_reward_spec(spec, **judge)
-    except (ValueError, FileNotFoundError, stars_cpp.ModelLoadError) as error:
+    except (ValueError, FileNotFoundError) as error:  # every StarsError for bad input is one
         raise UsageError(f"--reward {spec!r}: {error}") from None
 
 
@@ -204,13 +206,21 @@ def _model_path(args: argparse.Namespace) -> str:
         raise UsageError(str(error)) from None
 
 
+def _llama_log(verbose: bool) -> None:
+    if verbose:  # before any model loads, the reward's included
+        from stars_cpp import llama_log
+
+        llama_log.set_verbose()
+
+
 def _generate(args: argparse.Namespace) -> int:
     import stars_cpp
 
+    _llama_log(args.verbose >= 2)
     model = _model_path(args)
     reward = _reward(args)
     engine = stars_cpp.Engine(model, reward, n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers,
-                              n_threads=args.n_threads)
+                              n_threads=args.n_threads, verbose=args.verbose >= 2)
     prompt = args.prompt if args.raw else [{"role": "user", "content": args.prompt}]
     params = {name: getattr(args, name) for name in DEFAULT_PARAMS}
     result = engine.generate(prompt, mode=args.mode, **params)
@@ -235,10 +245,11 @@ def _serve(args: argparse.Namespace) -> int:
                          f"({error})") from None
     if not 0 <= args.port < 65536:
         raise UsageError(f"--port must be in [0, 65535], got {args.port}")
+    _llama_log(args.verbose)
     model = _model_path(args)
     engine = stars_cpp.Engine(model, _reward(args), n_ctx=args.n_ctx,
                               n_gpu_layers=args.n_gpu_layers, n_threads=args.n_threads,
-                              max_queue=args.max_queue)
+                              max_queue=args.max_queue, verbose=args.verbose)
     defaults = {name: getattr(args, name) for name in DEFAULT_PARAMS}
     defaults["mode"] = args.mode
     # A bad default fails now, not on every request.
@@ -259,6 +270,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     if args.progress_every < 1:
         raise UsageError(f"--progress-every must be >= 1, got {args.progress_every}")
+    _llama_log(args.verbose)
     model = _model_path(args)
     spec = args.reward
     if spec is None:
@@ -290,7 +302,8 @@ def _run(args: argparse.Namespace) -> int:
     else:
         args.reward = spec if spec is not None else "none"
         engine = stars_cpp.Engine(model, _reward(args), n_ctx=args.n_ctx,
-                                  n_gpu_layers=args.n_gpu_layers, n_threads=args.n_threads)
+                                  n_gpu_layers=args.n_gpu_layers, n_threads=args.n_threads,
+                                  verbose=args.verbose)
         lines = dataset.run_dataset(args.input, args.output, engine=engine, reward_spec=spec,
                                     model=model, summary=summary, **options)
     for _ in lines:
@@ -325,9 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("stars-cpp: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # every failure is one line, never a traceback
-        import stars_cpp
 
-        bad_input = isinstance(error, (ValueError, FileNotFoundError, stars_cpp.ModelLoadError))
+        bad_input = isinstance(error, (ValueError, FileNotFoundError))  # ModelLoadError included
         lines = str(error).splitlines()
         print(f"stars-cpp: error: {lines[0] if lines else type(error).__name__}", file=sys.stderr)
         return 2 if bad_input else 1

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stars_cpp import llama_cpp_source
+from stars_cpp.errors import ConversionError, ModelLoadError, ModelNotFoundError, ParameterError
 
 __all__ = [
     "HEAD_BIAS_KEY",
@@ -90,7 +91,7 @@ def quantize_types() -> dict[str, int]:
 def _ftype(quantize: str) -> int:
     types = quantize_types()
     if not isinstance(quantize, str) or quantize.upper() not in types:
-        raise ValueError(f"unknown quantize type {quantize!r}; valid types: "
+        raise ParameterError(f"unknown quantize type {quantize!r}; valid types: "
                          f"{', '.join(types)}")
     return types[quantize.upper()]
 
@@ -99,7 +100,7 @@ def _architecture(config: dict, config_path: Path) -> str:
     architectures = config.get("architectures") or []
     found = architectures[0] if isinstance(architectures, list) and architectures else None
     if found not in SUPPORTED_ARCHITECTURES:
-        raise ValueError(
+        raise ParameterError(
             f"{config_path}: architecture {found!r} is not a supported causal reward model; "
             f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}")
     return found
@@ -120,7 +121,7 @@ def _weight_files(hf_dir: Path) -> tuple[list[Path], dict[str, str] | None]:
         shards = sorted({hf_dir / name for name in weight_map.values()})
         missing = [str(p) for p in shards if not p.is_file()]
         if missing:
-            raise FileNotFoundError(f"{index_path} names missing shards: {', '.join(missing)}")
+            raise ModelNotFoundError(f"{index_path} names missing shards: {', '.join(missing)}")
         return shards, weight_map
     shards = sorted(hf_dir.glob("*.safetensors"))
     if shards:
@@ -128,7 +129,7 @@ def _weight_files(hf_dir: Path) -> tuple[list[Path], dict[str, str] | None]:
     others = sorted(p.name for p in hf_dir.iterdir() if p.suffix in _OTHER_WEIGHTS)
     hint = (f" (found {', '.join(others)}: re-save it with "
             f"save_pretrained(..., safe_serialization=True))" if others else "")
-    raise ValueError(f"{hf_dir} holds no .safetensors weights{hint}")
+    raise ModelLoadError(f"{hf_dir} holds no .safetensors weights{hint}")
 
 
 def _shard_keys(shard: Path) -> list[str]:
@@ -158,7 +159,7 @@ def _read_score(shards: Sequence[Path], weight_map: dict[str, str] | None):
                 for key in wanted:
                     tensors[key] = f.get_tensor(key).float().numpy()
     if "score.weight" not in tensors:
-        raise ValueError(f"the checkpoint has no score.weight (found {len(tensors)} score "
+        raise ModelLoadError(f"the checkpoint has no score.weight (found {len(tensors)} score "
                          f"tensors); is it a *ForSequenceClassification model?")
     weight = np.asarray(tensors["score.weight"], dtype=np.float32)
     if weight.ndim == 1:
@@ -168,7 +169,7 @@ def _read_score(shards: Sequence[Path], weight_map: dict[str, str] | None):
         bias = np.asarray(bias, dtype=np.float32).reshape(-1)
     unknown = sorted(set(tensors) - {"score.weight", "score.bias"})
     if unknown:
-        raise ValueError(f"unexpected score head tensors {unknown}: only a linear score head "
+        raise ModelLoadError(f"unexpected score head tensors {unknown}: only a linear score head "
                          f"(score.weight, score.bias) is supported")
     holders = [s for s, keys in keys_of.items() if any(k.startswith(_SCORE_PREFIX) for k in keys)]
     return weight, bias, holders
@@ -221,7 +222,7 @@ def _run(command: list[str], what: str, verbose: bool, env: dict | None = None) 
     done = subprocess.run(command, env=env, text=True, stdout=subprocess.PIPE,
                           stderr=None if verbose else subprocess.PIPE)
     if done.returncode != 0:
-        raise RuntimeError(f"{what} failed (exit {done.returncode}): "
+        raise ConversionError(f"{what} failed (exit {done.returncode}): "
                            f"{_tail((done.stderr or '') + (done.stdout or ''))}")
     return done.stdout
 
@@ -242,7 +243,7 @@ def _run_converter(llama_dir: Path, backbone: Path, out: Path, outtype: str, nam
         print("stars_cpp: " + " ".join(command), file=sys.stderr)
     _run(command, f"llama.cpp's {llama_cpp_source.CONVERTER}", verbose, _gguf_env(llama_dir))
     if not out.is_file():
-        raise RuntimeError(f"llama.cpp's {llama_cpp_source.CONVERTER} wrote no {out}")
+        raise ConversionError(f"llama.cpp's {llama_cpp_source.CONVERTER} wrote no {out}")
 
 
 def _add_head(llama_dir: Path, path_in: Path, path_out: Path, head: dict, verbose: bool) -> None:
@@ -293,7 +294,7 @@ class _GgufFile:
         init = fn("gguf_init_from_file", c_void_p, ctypes.c_char_p, _GgufInitParams)
         self._ctx = init(os.fsencode(path), _GgufInitParams(True, None))
         if not self._ctx:
-            raise ValueError(f"{path} is not a readable GGUF file")
+            raise ModelLoadError(f"{path} is not a readable GGUF file")
         self.n_tensors = int(n_tensors(self._ctx))
 
     def close(self) -> None:
@@ -343,7 +344,7 @@ def read_head(path: str | os.PathLike[str]) -> dict:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"GGUF {str(path)!r} not found")
+        raise ModelNotFoundError(f"GGUF {str(path)!r} not found")
     with _GgufFile(path) as gguf_file:
         arch = gguf_file.get("general.architecture")
         return {
@@ -376,7 +377,7 @@ def _quantize(path_in: Path, path_out: Path, ftype: int, verbose: bool) -> None:
     finally:
         logger.setLevel(level)
     if rc != 0 or not path_out.is_file():
-        raise RuntimeError(f"llama.cpp's quantizer failed (return code {rc}) on {path_in.name}; "
+        raise ConversionError(f"llama.cpp's quantizer failed (return code {rc}) on {path_in.name}; "
                            f"very low-bit types (IQ1/IQ2) need an importance matrix")
 
 
@@ -410,32 +411,35 @@ def convert_reward(
         ``out_path`` as a Path.
 
     Raises:
-        FileNotFoundError: ``hf_dir`` or its ``config.json`` does not exist.
-        ValueError: an unsupported architecture, a missing or out-of-range ``label``, an
-            unknown ``quantize`` or ``outtype``, or weights that are not safetensors.
+        ModelNotFoundError: ``hf_dir``, its ``config.json`` or a shard does not exist (also a
+            ``FileNotFoundError``).
+        ParameterError: a missing or out-of-range ``label``, an unknown ``quantize`` or
+            ``outtype`` (also a ``ValueError``).
+        ModelLoadError: an unsupported architecture or score head, or weights that are not
+            safetensors (also a ``ValueError``).
         ImportError: the ``convert`` extra is not installed.
-        RuntimeError: llama.cpp's converter or quantizer failed.
+        ConversionError: llama.cpp's converter or quantizer failed (also a ``RuntimeError``).
     """
     import numpy as np
 
     hf_dir, out_path = Path(hf_dir), Path(out_path)
     if not hf_dir.is_dir():
-        raise FileNotFoundError(f"model directory {str(hf_dir)!r} not found")
+        raise ModelNotFoundError(f"model directory {str(hf_dir)!r} not found")
     config_path = hf_dir / "config.json"
     if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} not found: not a Hugging Face model directory")
+        raise ModelNotFoundError(f"{config_path} not found: not a Hugging Face model directory")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{config_path} is not valid JSON: {error}") from None
+        raise ModelLoadError(f"{config_path} is not valid JSON: {error}") from None
     architecture = _architecture(config, config_path)
     ftype = None if quantize is None else _ftype(quantize)
     if outtype not in OUTTYPES:
-        raise ValueError(f"outtype must be one of {', '.join(OUTTYPES)}, got {outtype!r}")
+        raise ParameterError(f"outtype must be one of {', '.join(OUTTYPES)}, got {outtype!r}")
     if label is not None and (isinstance(label, bool) or not isinstance(label, int)):
-        raise ValueError(f"label must be an int or None, got {label!r}")
+        raise ParameterError(f"label must be an int or None, got {label!r}")
     if out_path.is_dir():
-        raise ValueError(f"out_path {str(out_path)!r} is a directory")
+        raise ParameterError(f"out_path {str(out_path)!r} is a directory")
     _check_dependencies()
 
     shards, weight_map = _weight_files(hf_dir)
@@ -443,16 +447,17 @@ def convert_reward(
     num_labels, hidden = weight.shape
     if label is None:
         if num_labels != 1:
-            raise ValueError(f"the score head has {num_labels} labels "
+            raise ParameterError(f"the score head has {num_labels} labels "
                              f"({_label_names(config, num_labels)}); pass label=0..{num_labels - 1}"
                              f" (--label N) to pick the reward")
         label = 0
     if not 0 <= label < num_labels:
-        raise ValueError(f"label {label} is out of range: the score head has {num_labels} "
+        raise ParameterError(f"label {label} is out of range: the score head has {num_labels} "
                          f"label{'s' if num_labels != 1 else ''} (0..{num_labels - 1})")
     expected_hidden = config.get("hidden_size")
     if expected_hidden is not None and hidden != int(expected_hidden):
-        raise ValueError(f"score.weight has {hidden} columns but hidden_size is {expected_hidden}")
+        raise ModelLoadError(
+            f"score.weight has {hidden} columns but hidden_size is {expected_hidden}")
     head = {
         "weight": [float(v) for v in weight[label]],
         "bias": None if bias is None else float(bias[label]),
@@ -493,10 +498,11 @@ def _check_stored(stored: dict, head: dict, np) -> None:
     weight = stored.get("weight")
     if weight is None or not np.array_equal(np.asarray(weight, np.float32),
                                             np.asarray(head["weight"], np.float32)):
-        raise RuntimeError(f"the converted GGUF does not carry the head {HEAD_WEIGHT_KEY} as "
+        raise ConversionError(f"the converted GGUF does not carry the head {HEAD_WEIGHT_KEY} as "
                            f"written")
     if stored.get("n_embd") != len(head["weight"]):
-        raise RuntimeError(f"the head has {len(head['weight'])} values but the GGUF's embedding "
+        raise ConversionError(f"the head has {len(head['weight'])} values but the GGUF's embedding "
                            f"length is {stored.get('n_embd')}")
     if stored.get("row") != head["row"] or (stored.get("bias") is None) != (head["bias"] is None):
-        raise RuntimeError("the converted GGUF does not carry the head's row and bias as written")
+        raise ConversionError(
+            "the converted GGUF does not carry the head's row and bias as written")

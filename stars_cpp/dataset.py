@@ -21,14 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stars_cpp._core import ParameterError, StarsError
 from stars_cpp.engine import DEFAULT_PARAMS, MODES, result_to_dict
+from stars_cpp.errors import DatasetError, StarsError
 
 PROMPT_FIELDS = ("prompt", "messages")
-
-
-class DatasetError(ParameterError):
-    """A dataset run cannot start: a bad file, or a resume with other parameters."""
 
 
 @dataclass

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import queue
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Callable, Union
 
-from stars_cpp import _core
-from stars_cpp._core import ParameterError
+from stars_cpp import _core, llama_log
+from stars_cpp.errors import ModelLoadError, ParameterError
 
 Result = _core.Result
 Segment = _core.Segment
@@ -194,13 +193,6 @@ def load_model(model: object, n_gpu_layers: int = 0, what: str = "model") -> _co
     )
 
 
-def _quiet_llama_logs() -> None:
-    # llama-cpp-python routes llama.cpp's log through this logger; unset, it prints everything.
-    logger = logging.getLogger("llama-cpp-python")
-    if logger.level == logging.NOTSET:
-        logger.setLevel(logging.ERROR)
-
-
 class Engine:
     """A policy model with an optional reward, ready for plain, best-of-N and STARS decoding.
 
@@ -210,6 +202,8 @@ class Engine:
     One loop thread runs every request: calls from several threads (``generate``, ``stream``,
     ``submit``) share its batches. A reward or callback must not call back into its own Engine
     (ReentrantCallError).
+    ``verbose=True`` shows llama.cpp's whole log (logger ``stars_cpp.llama``); by default only
+    its warnings and errors show.
     """
 
     def __init__(
@@ -222,6 +216,7 @@ class Engine:
         n_threads: int | None = None,
         seed: int | None = None,
         max_queue: int = 0,
+        verbose: bool = False,
     ) -> None:
         if reward is not None and not callable(reward):
             raise ParameterError(
@@ -234,7 +229,8 @@ class Engine:
             _check_number("n_threads", n_threads, int)
             if n_threads < 1:
                 raise ParameterError(f"n_threads must be >= 1 or None, got {n_threads}")
-        _quiet_llama_logs()
+        if verbose:
+            llama_log.set_verbose()
         self.model = load_model(model, n_gpu_layers)
         # A borrowed llama_cpp.Llama can be closed under us: its weights are then freed.
         self._lender = model if type(model).__module__.startswith("llama_cpp") else None
@@ -247,7 +243,7 @@ class Engine:
     def _check_weights(self) -> None:
         lender = self._lender
         if lender is not None and getattr(getattr(lender, "_model", None), "model", 0) is None:
-            raise _core.ModelLoadError(
+            raise ModelLoadError(
                 f"the llama_cpp.Llama this Engine borrows its weights from "
                 f"({getattr(lender, 'model_path', '?')}) was closed: its weights are freed; keep "
                 "it open while the Engine is in use")

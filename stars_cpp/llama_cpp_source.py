@@ -23,6 +23,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from stars_cpp.errors import ConversionError, SourceNotFoundError
 from stars_cpp.models import default_cache_dir
 
 __all__ = ["CONVERTER", "converter_dir", "extract_converter", "llama_cpp_python_version"]
@@ -73,15 +74,16 @@ def converter_dir(llama_cpp_dir: str | os.PathLike[str] | None = None, *,
     ``llama_cpp_dir`` overrides the search. ``cache_dir`` replaces ``default_cache_dir()``.
 
     Raises:
-        FileNotFoundError: a given directory has no converter.
-        RuntimeError: the sdist could not be downloaded or holds no converter.
+        SourceNotFoundError: a given directory has no converter (also a ``FileNotFoundError``).
+        ConversionError: the sdist could not be downloaded or holds no converter (also a
+            ``RuntimeError``).
     """
     explicit = llama_cpp_dir if llama_cpp_dir is not None else os.environ.get(ENV_DIR)
     if explicit:
         path = Path(explicit).expanduser()
         if not _is_source_tree(path):
             source = "llama_cpp_dir" if llama_cpp_dir is not None else ENV_DIR
-            raise FileNotFoundError(f"{source}={str(path)!r} is not a llama.cpp source tree "
+            raise SourceNotFoundError(f"{source}={str(path)!r} is not a llama.cpp source tree "
                                     f"(no {CONVERTER} and gguf-py/ in it)")
         return path
     version = llama_cpp_python_version()
@@ -108,7 +110,7 @@ def _download_sdist(version: str, directory: Path) -> Path:
     found = sorted(directory.glob("llama_cpp_python-*.tar.gz"))
     if done.returncode != 0 or not found:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no sdist written"]
-        raise RuntimeError(f"could not download the llama-cpp-python=={version} sdist for "
+        raise ConversionError(f"could not download the llama-cpp-python=={version} sdist for "
                            f"llama.cpp's converter ({tail[0]}); set {ENV_DIR} to a llama.cpp "
                            f"source tree or {ENV_SDIST} to the sdist file")
     return found[0]
@@ -123,7 +125,7 @@ def extract_converter(sdist: str | os.PathLike[str], target: str | os.PathLike[s
     """
     sdist, target = Path(sdist), Path(target)
     if not sdist.is_file():
-        raise FileNotFoundError(f"llama-cpp-python sdist {str(sdist)!r} not found")
+        raise SourceNotFoundError(f"llama-cpp-python sdist {str(sdist)!r} not found")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -140,7 +142,7 @@ def extract_converter(sdist: str | os.PathLike[str], target: str | os.PathLike[s
                 with source, open(out, "wb") as sink:
                     shutil.copyfileobj(source, sink)
         if not _is_source_tree(staging):
-            raise RuntimeError(f"{sdist.name} holds no vendor/llama.cpp/{CONVERTER} with "
+            raise ConversionError(f"{sdist.name} holds no vendor/llama.cpp/{CONVERTER} with "
                                f"gguf-py/: not a llama-cpp-python sdist?")
         (staging / _STAMP).write_text(f"{sdist.name}\n", encoding="utf-8")
         (staging / _COMPLETE).write_text("", encoding="utf-8")

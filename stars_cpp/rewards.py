@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import Any, Callable, Union
 
 from stars_cpp import _core
-from stars_cpp._core import ParameterError
 from stars_cpp.engine import load_model
+from stars_cpp.errors import ParameterError
 
 DEFAULT_JUDGE_QUESTION = "Is the assistant's response helpful, harmless and on-topic?"
 # question_first asks before the exchange (a candidate costs its segment plus a few closing
@@ -47,14 +47,14 @@ def load_python_reward(spec: str) -> Callable[[list, list], Sequence[float]]:
     """Resolves ``MODULE:FUNCTION`` to a callable, with errors that name the part that failed."""
     module_name, sep, function_name = spec.partition(":")
     if not sep or not module_name or not function_name:
-        raise ValueError(f"python reward must be MODULE:FUNCTION, got {spec!r}")
+        raise ParameterError(f"python reward must be MODULE:FUNCTION, got {spec!r}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise ValueError(f"cannot import reward module {module_name!r}: {error}") from None
+        raise ParameterError(f"cannot import reward module {module_name!r}: {error}") from None
     fn = getattr(module, function_name, None)
     if not callable(fn):
-        raise ValueError(f"{module_name}.{function_name} is not a callable in {module_name!r}")
+        raise ParameterError(f"{module_name}.{function_name} is not a callable in {module_name!r}")
     return fn
 
 
@@ -80,18 +80,19 @@ class ClassifierReward:
         names = self.model.classifier_labels
         parts = list(label) if isinstance(label, (tuple, list)) else [label]
         if not 1 <= len(parts) <= 2:
-            raise ValueError(f"label must be an index, a name or a (pos, neg) pair, got {label!r}")
+            raise ParameterError(
+                f"label must be an index, a name or a (pos, neg) pair, got {label!r}")
         out = []
         for part in parts:
             if isinstance(part, str):
                 if part not in names:
-                    raise ValueError(f"label {part!r} is not one of this classifier's labels "
+                    raise ParameterError(f"label {part!r} is not one of this classifier's labels "
                                      f"{names} ({self.model.description})")
                 out.append(names.index(part))
             elif isinstance(part, int) and not isinstance(part, bool):
                 out.append(part)
             else:
-                raise ValueError(f"label must be an int or a str, got {part!r}")
+                raise ParameterError(f"label must be an int or a str, got {part!r}")
         return out
 
     def _bind(self, policy: _core.Model | None = None, n_threads: int = 0) -> _core.Reward:
@@ -148,7 +149,7 @@ class JudgeReward:
     @property
     def native(self) -> _core.JudgeReward:
         if self._native is None:
-            raise ValueError("JudgeReward('policy') scores on its own only after an Engine "
+            raise ParameterError("JudgeReward('policy') scores on its own only after an Engine "
                              "bound it to a policy model")
         return self._native
 
@@ -172,11 +173,11 @@ class CausalReward:
     def __init__(self, path: str | os.PathLike, *, template: str | None = None,
                  n_gpu_layers: int = 0, n_ctx: int = 8192, kv_type: str = "f16") -> None:
         if not isinstance(path, (str, os.PathLike)):
-            raise ValueError(f"path must be a GGUF path, got {type(path).__name__}")
+            raise ParameterError(f"path must be a GGUF path, got {type(path).__name__}")
         if template is not None and not isinstance(template, str):
-            raise ValueError(f"template must be a string or None, got {template!r}")
+            raise ParameterError(f"template must be a string or None, got {template!r}")
         if kv_type not in ("f16", "f32"):
-            raise ValueError(f"kv_type must be 'f16' or 'f32', got {kv_type!r}")
+            raise ParameterError(f"kv_type must be 'f16' or 'f32', got {kv_type!r}")
         self.path, self.template, self.n_ctx = os.fspath(path), template or "", n_ctx
         self.kv_type = kv_type
         self.model = load_model(self.path, n_gpu_layers, "path")
@@ -218,9 +219,9 @@ def parse_reward_spec(spec: str, **judge_options: str) -> Any:
     ``judge_options`` are JudgeReward's ``question``, ``yes``, ``no`` and ``layout``."""
     kind, sep, rest = spec.partition(":")
     if judge_options and kind != "judge":
-        raise ValueError("--judge-* flags need a judge reward (--reward judge:PATH|policy)")
+        raise ParameterError("--judge-* flags need a judge reward (--reward judge:PATH|policy)")
     if not sep or not rest:
-        raise ValueError(f"--reward must be classifier:PATH[:LABEL], judge:PATH|policy, "
+        raise ParameterError(f"--reward must be classifier:PATH[:LABEL], judge:PATH|policy, "
                          f"causal:PATH or python:MODULE:FUNCTION, got {spec!r}")
     if kind == "python":
         return load_python_reward(rest)
@@ -231,4 +232,4 @@ def parse_reward_spec(spec: str, **judge_options: str) -> Any:
         return JudgeReward(rest, **judge_options)
     if kind == "causal":
         return CausalReward(rest)
-    raise ValueError(f"--reward kind must be classifier, judge, causal or python, got {kind!r}")
+    raise ParameterError(f"--reward kind must be classifier, judge, causal or python, got {kind!r}")

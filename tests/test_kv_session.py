@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import stars_cpp
 from stars_cpp import _core
 
 CONTINUATIONS = [
@@ -118,11 +119,11 @@ def test_released_sequence_ids_are_reused(tiny_model):
     session = _core.KvSession(tiny_model, n_ctx=128, n_seq_max=2)
     a = session.acquire()
     b = session.acquire()
-    with pytest.raises(_core.StarsError, match="no free sequence id"):
+    with pytest.raises(stars_cpp.StarsError, match="no free sequence id"):
         session.acquire()
     session.release(a)
     assert session.acquire() == a
-    with pytest.raises(_core.StarsError, match="not in use"):
+    with pytest.raises(stars_cpp.StarsError, match="not in use"):
         session.release(99)
     session.release(b)
 
@@ -134,11 +135,11 @@ def test_bad_sequence_ids_raise_instead_of_aborting(tiny_model):
     trunk = session.acquire()
     session.decode([1, 2, 3], [0, 1, 2], [trunk] * 3, [False, False, True])
     for seq in (999, -1, 3):
-        with pytest.raises(_core.ParameterError, match=f"fork: sequence {seq} is not in use"):
+        with pytest.raises(stars_cpp.ParameterError, match=f"fork: sequence {seq} is not in use"):
             session.fork(seq)
-        with pytest.raises(_core.ParameterError, match=f"rewind: sequence {seq} is not in use"):
+        with pytest.raises(stars_cpp.ParameterError, match=f"rewind: sequence {seq} is not in use"):
             session.rewind(seq, 0)
-    with pytest.raises(_core.ParameterError, match="position must be >= 0"):
+    with pytest.raises(stars_cpp.ParameterError, match="position must be >= 0"):
         session.rewind(trunk, -1)
     # The trunk is intact: a fork of it decodes on from its cells.
     fork = session.fork(trunk)

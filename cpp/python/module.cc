@@ -1,6 +1,6 @@
 // The nanobind module stars_cpp._core: translation between Python and the C++ core only.
-// Exception types are created and mapped in one place (RegisterExceptions); heavy calls run
-// with the GIL released.
+// Exceptions are defined in stars_cpp/errors.py and mapped in one place (RegisterExceptions); heavy
+// calls run with the GIL released.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -10,6 +10,7 @@
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
+#include <chrono>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -20,6 +21,7 @@
 
 #include "llama/batch.h"
 #include "llama/context.h"
+#include "llama/log.h"
 #include "llama/model.h"
 #include "llama/sequence_pool.h"
 #include "llama/tokenizer.h"
@@ -46,7 +48,8 @@ nb::str Utf8(std::string_view text) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Exceptions: every C++ error type maps to one Python class, created here.
+// Exceptions: every C++ error type maps to one Python class. The classes are defined once, in
+// stars_cpp/errors.py, and looked up here by name at import.
 
 struct PythonExceptions {
   PyObject* error = nullptr;
@@ -62,20 +65,6 @@ struct PythonExceptions {
   PyObject* engine_closed = nullptr;
 };
 PythonExceptions exceptions;
-
-PyObject* NewException(nb::module_& m, const char* name, std::vector<PyObject*> bases,
-                       const char* doc) {
-  nb::tuple base_tuple = nb::steal<nb::tuple>(PyTuple_New(static_cast<Py_ssize_t>(bases.size())));
-  for (size_t i = 0; i < bases.size(); ++i) {
-    Py_INCREF(bases[i]);
-    PyTuple_SET_ITEM(base_tuple.ptr(), static_cast<Py_ssize_t>(i), bases[i]);
-  }
-  const std::string qualified = std::string("stars_cpp.") + name;
-  PyObject* type = PyErr_NewExceptionWithDoc(qualified.c_str(), doc, base_tuple.ptr(), nullptr);
-  if (type == nullptr) throw nb::python_error();
-  m.attr(name) = nb::handle(type);
-  return type;
-}
 
 // Every C++ error type to its Python class; anything else is left to nanobind.
 void TranslateException(const std::exception_ptr& p, void*) {
@@ -106,31 +95,30 @@ void TranslateException(const std::exception_ptr& p, void*) {
   }
 }
 
-void RegisterExceptions(nb::module_& m) {
-  exceptions.error = NewException(m, "StarsError", {PyExc_Exception}, "Base of stars_cpp errors.");
-  exceptions.model_load = NewException(m, "ModelLoadError", {exceptions.error},
-                                       "A model file is empty, not a GGUF, or rejected.");
-  exceptions.model_not_found =
-      NewException(m, "ModelNotFoundError", {exceptions.model_load, PyExc_FileNotFoundError},
-                   "A model path does not exist.");
-  exceptions.context_length =
-      NewException(m, "ContextLengthError", {exceptions.error, PyExc_ValueError},
-                   "A prompt does not fit the context.");
-  exceptions.decode = NewException(m, "DecodeError", {exceptions.error}, "llama_decode failed.");
-  exceptions.parameter = NewException(m, "ParameterError", {exceptions.error, PyExc_ValueError},
-                                      "A parameter is out of range or unknown.");
-  exceptions.chat_template =
-      NewException(m, "ChatTemplateError", {exceptions.error, PyExc_ValueError},
-                   "The model's chat template is missing or unsupported.");
-  exceptions.reward = NewException(m, "RewardError", {exceptions.error},
-                                   "A reward returned a wrong count or a non-finite value.");
-  exceptions.reentrant_call =
-      NewException(m, "ReentrantCallError", {exceptions.error, PyExc_RuntimeError},
-                   "A reward or callback called back into the Engine running it.");
-  exceptions.queue_full = NewException(m, "QueueFullError", {exceptions.error},
-                                       "The engine's queue holds max_queue requests already.");
-  exceptions.engine_closed =
-      NewException(m, "EngineClosedError", {exceptions.error}, "The engine was closed.");
+void RegisterExceptions() {
+  nb::module_ errors = nb::module_::import_("stars_cpp.errors");
+  // The module keeps the classes alive for the process; these are borrowed from it.
+  auto get = [&](const char* name) {
+    nb::object type = errors.attr(name);
+    if (!PyType_Check(type.ptr()) ||
+        !PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(type.ptr()),
+                          reinterpret_cast<PyTypeObject*>(PyExc_Exception)))
+      throw nb::type_error(
+          (std::string("stars_cpp.errors.") + name + " is not an exception class").c_str());
+    type.inc_ref();
+    return type.ptr();
+  };
+  exceptions.error = get("StarsError");
+  exceptions.model_load = get("ModelLoadError");
+  exceptions.model_not_found = get("ModelNotFoundError");
+  exceptions.context_length = get("ContextLengthError");
+  exceptions.decode = get("DecodeError");
+  exceptions.parameter = get("ParameterError");
+  exceptions.chat_template = get("ChatTemplateError");
+  exceptions.reward = get("RewardError");
+  exceptions.reentrant_call = get("ReentrantCallError");
+  exceptions.queue_full = get("QueueFullError");
+  exceptions.engine_closed = get("EngineClosedError");
   nb::register_exception_translator(TranslateException);
 }
 
@@ -403,8 +391,31 @@ PyType_Slot engine_slots[] = {{Py_tp_traverse, reinterpret_cast<void*>(EngineTra
 
 NB_MODULE(_core, m) {
   m.doc() = "stars_cpp native core: STARS decoding over llama.cpp.";
-  RegisterExceptions(m);
+  RegisterExceptions();
   m.attr("max_parallel_sequences") = llama_max_parallel_sequences();
+
+  // llama.cpp's log, for stars_cpp/llama_log.py, which feeds it to Python's logging.
+  m.def("install_log", &stars::InstallLog, "threshold"_a,
+        "Route llama.cpp's log into a queue, once per process; keep lines at threshold or above.");
+  m.def("set_log_threshold", &stars::SetLogThreshold, "threshold"_a);
+  m.def("wake_log_readers", &stars::WakeLogReaders);
+  m.def(
+      "take_log_lines",
+      [](double timeout_s) {
+        std::vector<stars::LogLine> lines;
+        size_t dropped = 0;
+        {
+          nb::gil_scoped_release release;
+          const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+          lines = stars::TakeLogLines(timeout, &dropped);
+        }
+        nb::list out;
+        for (const stars::LogLine& line : lines) {
+          out.append(nb::make_tuple(static_cast<int>(line.level), Utf8(line.text)));
+        }
+        return nb::make_tuple(out, dropped);
+      },
+      "timeout_s"_a, "Wait up to timeout_s for queued lines: ([(level, text)], dropped count).");
 
   nb::class_<stars::Model>(m, "Model", "A llama.cpp model, loaded from a GGUF or borrowed.")
       .def_static(

@@ -1,47 +1,26 @@
 #include "llama/model.h"
 
-#include <array>
-#include <filesystem>
-#include <fstream>
 #include <utility>
 
 #include "llama/backend.h"
+#include "llama/log.h"
+#include "llama/model_file_check.h"
 #include "stars/errors.h"
 
 namespace stars {
-namespace {
-
-// llama.cpp answers every bad file with a null model; these checks name the actual problem.
-void CheckGgufFile(const std::string& path) {
-  std::error_code ec;
-  const std::filesystem::path fs_path(path);
-  if (!std::filesystem::exists(fs_path, ec)) {
-    throw ModelNotFoundError("model file not found: '" + path + "'");
-  }
-  if (std::filesystem::is_directory(fs_path, ec)) {
-    throw ModelLoadError("model path is a directory, not a GGUF file: '" + path + "'");
-  }
-  const auto size = std::filesystem::file_size(fs_path, ec);
-  if (ec) throw ModelLoadError("cannot read model file '" + path + "': " + ec.message());
-  if (size == 0) throw ModelLoadError("model file is empty: '" + path + "'");
-  std::array<char, 4> magic{};
-  std::ifstream in(fs_path, std::ios::binary);
-  if (!in.read(magic.data(), magic.size()) || std::string(magic.data(), 4) != "GGUF") {
-    throw ModelLoadError("not a GGUF file (no 'GGUF' magic at its start): '" + path + "'");
-  }
-}
-
-}  // namespace
-
 std::shared_ptr<Model> Model::Load(const std::string& path, int32_t n_gpu_layers) {
-  CheckGgufFile(path);
+  CheckModelFile(path);
   EnsureBackend();
   llama_model_params params = llama_model_default_params();
   params.n_gpu_layers = n_gpu_layers;
+  TakeFirstLogError();
   llama_model* model = llama_model_load_from_file(path.c_str(), params);
   if (model == nullptr) {
-    throw ModelLoadError("llama.cpp could not load the GGUF file '" + path +
-                         "' (unsupported architecture, truncated or corrupt file)");
+    // llama.cpp names the problem only in its log.
+    const std::string reason = TakeFirstLogError();
+    throw ModelLoadError(
+        "llama.cpp could not load the GGUF file '" + path +
+        "': " + (reason.empty() ? "unsupported architecture, truncated or corrupt file" : reason));
   }
   return std::shared_ptr<Model>(new Model(model, nullptr, path, n_gpu_layers));
 }
