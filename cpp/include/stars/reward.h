@@ -1,7 +1,8 @@
 // The batched reward interface: rows of (prompt, response) in, floats out.
 // The engine calls it once per round with every candidate of every active request, and tells it
 // when a request's accepted response (its trunk) grows, so that a reward which caches KV can
-// score each candidate from the cached trunk. Every call comes from the engine's loop thread.
+// score each candidate from the cached trunk. The engine calls it from its loop thread only; the
+// GGUF rewards also serialize calls from other threads (a standalone reward shared with an Engine).
 #pragma once
 
 #include <cstdint>

@@ -62,6 +62,7 @@ ClassifierReward::ClassifierReward(std::shared_ptr<Model> model, const Classifie
 }
 
 void ClassifierReward::Begin(int32_t prompt, std::string_view text) {
+  std::lock_guard<std::mutex> lock(mutex_);
   if (prompt < 0) throw ParameterError("prompt id must be >= 0, got " + std::to_string(prompt));
   const size_t id = static_cast<size_t>(prompt);
   if (id >= prompts_.size()) {
@@ -74,9 +75,15 @@ void ClassifierReward::Begin(int32_t prompt, std::string_view text) {
   rows_truncated_[id] = 0;
 }
 
-int64_t ClassifierReward::TokensDecoded(int32_t prompt) const { return tokens_decoded_.at(prompt); }
+int64_t ClassifierReward::TokensDecoded(int32_t prompt) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return tokens_decoded_.at(prompt);
+}
 
-int64_t ClassifierReward::RowsTruncated(int32_t prompt) const { return rows_truncated_.at(prompt); }
+int64_t ClassifierReward::RowsTruncated(int32_t prompt) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return rows_truncated_.at(prompt);
+}
 
 std::vector<llama_token> ClassifierReward::BuildInput(const std::string& prompt,
                                                       const std::string& response,
@@ -164,6 +171,7 @@ std::vector<double> ClassifierReward::ScoreInputs(
 }
 
 void ClassifierReward::Score(const std::vector<RewardRow>& rows, std::vector<double>* scores) {
+  std::lock_guard<std::mutex> lock(mutex_);
   std::vector<std::vector<llama_token>> inputs;
   inputs.reserve(rows.size());
   for (const RewardRow& row : rows) {
@@ -177,6 +185,7 @@ void ClassifierReward::Score(const std::vector<RewardRow>& rows, std::vector<dou
 
 std::vector<double> ClassifierReward::ScoreTexts(const std::vector<std::string>& prompts,
                                                  const std::vector<std::string>& responses) {
+  std::lock_guard<std::mutex> lock(mutex_);
   if (prompts.size() != responses.size()) {
     throw ParameterError("prompts and responses differ in length");
   }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,8 @@ class ClassifierReward : public Reward {
                                       bool* truncated) const;
   std::vector<double> ScoreInputs(const std::vector<std::vector<llama_token>>& inputs);
 
+  // Serializes every public call: calls from several threads share one llama context.
+  mutable std::mutex mutex_;
   std::shared_ptr<Model> model_;
   Tokenizer tokenizer_;
   std::unique_ptr<Context> context_;

@@ -1,6 +1,7 @@
 #include "reward/kv_cached_reward.h"
 
 #include <algorithm>
+#include <mutex>
 #include <string>
 
 #include "stars/errors.h"
@@ -81,18 +82,22 @@ std::vector<llama_token> KvCachedReward::ResponseTokens(std::string_view text, c
 }
 
 void KvCachedReward::Begin(int32_t prompt, std::string_view text) {
+  std::lock_guard<std::mutex> lock(mutex_);
   if (prompt < 0) throw ParameterError("prompt id must be >= 0, got " + std::to_string(prompt));
   const size_t id = static_cast<size_t>(prompt);
   if (id >= trunks_.size()) {
     trunks_.resize(id + 1);
     prompts_.resize(id + 1);
   }
-  Finish(prompt);  // an id handed out again starts from nothing
+  Release(prompt);  // an id handed out again starts from nothing
   trunks_[id] = Trunk{};
   prompts_[id] = std::string(text);
 }
 
-int64_t KvCachedReward::TokensDecoded(int32_t prompt) const { return trunks_.at(prompt).decoded; }
+int64_t KvCachedReward::TokensDecoded(int32_t prompt) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return trunks_.at(prompt).decoded;
+}
 
 void KvCachedReward::ReleaseForks(Trunk& trunk) {
   for (Fork& fork : trunk.forks) {
@@ -184,6 +189,7 @@ void KvCachedReward::MakeRoom(int64_t cells, int32_t seqs, const std::vector<int
 }
 
 void KvCachedReward::Score(const std::vector<RewardRow>& rows, std::vector<double>* scores) {
+  std::lock_guard<std::mutex> lock(mutex_);
   ++clock_;
   // Each row: its tokens, how many it shares with its trunk, and the cells of its own.
   std::vector<std::vector<llama_token>> responses(rows.size());
@@ -270,6 +276,7 @@ void KvCachedReward::Score(const std::vector<RewardRow>& rows, std::vector<doubl
 
 void KvCachedReward::Commit(int32_t prompt, const int32_t* tokens, int32_t n_tokens,
                             std::string_view text) {
+  std::lock_guard<std::mutex> lock(mutex_);
   ++clock_;
   Trunk& trunk = PlannedTrunk(prompt);
   trunk.last_used = clock_;
@@ -305,6 +312,11 @@ void KvCachedReward::Commit(int32_t prompt, const int32_t* tokens, int32_t n_tok
 }
 
 void KvCachedReward::Finish(int32_t prompt) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Release(prompt);
+}
+
+void KvCachedReward::Release(int32_t prompt) {
   if (prompt < 0 || static_cast<size_t>(prompt) >= trunks_.size()) return;
   Trunk& trunk = trunks_[static_cast<size_t>(prompt)];
   ReleaseForks(trunk);
@@ -314,6 +326,7 @@ void KvCachedReward::Finish(int32_t prompt) {
 
 std::vector<double> KvCachedReward::ScoreTexts(const std::vector<std::string>& prompts,
                                                const std::vector<std::string>& responses) {
+  std::lock_guard<std::mutex> lock(mutex_);
   if (prompts.size() != responses.size()) {
     throw ParameterError("prompts and responses differ in length");
   }
@@ -362,6 +375,7 @@ std::vector<double> KvCachedReward::ScoreFromScratch(
 
 double KvCachedReward::ScorePolicyTokens(const std::string& prompt,
                                          const std::vector<llama_token>& tokens) {
+  std::lock_guard<std::mutex> lock(mutex_);
   if (!shared_vocab_) {
     throw ParameterError("policy token ids need a reward model with the policy's vocabulary");
   }

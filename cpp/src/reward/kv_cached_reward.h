@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,9 @@ class KvCachedReward : public Reward {
   Tokenizer tokenizer_;
 
  private:
+  // Finish without the lock.
+  void Release(int32_t prompt);
+
   struct Fork {
     llama_seq_id seq = -1;
     std::vector<llama_token> response;  // model-vocab tokens of trunk + segment
@@ -127,6 +131,9 @@ class KvCachedReward : public Reward {
   std::unique_ptr<BatchRunner> runner_;
   std::vector<std::string> prompts_;  // by prompt id (Begin)
   std::vector<Trunk> trunks_;         // by prompt id
+  // Serializes every public call: a standalone reward may be called from several threads while
+  // an Engine drives it from its loop thread, and they share one llama context.
+  mutable std::mutex mutex_;
   uint64_t clock_ = 0;
 };
 
