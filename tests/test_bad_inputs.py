@@ -68,3 +68,40 @@ def test_prompt_longer_than_context(tiny_llama):
 def test_model_of_wrong_type():
     with pytest.raises(ValueError, match="model must be a GGUF path or a llama_cpp.Llama"):
         stars_cpp.Engine(42)
+
+
+def test_one_exception_tree():
+    from stars_cpp import _core, errors
+
+    expected = {
+        "ModelLoadError": ValueError, "ModelNotFoundError": FileNotFoundError,
+        "ContextLengthError": ValueError, "ParameterError": ValueError,
+        "DatasetError": ValueError, "ChatTemplateError": ValueError,
+        "DecodeError": RuntimeError, "ReentrantCallError": RuntimeError,
+        "EngineClosedError": RuntimeError, "ConversionError": RuntimeError,
+        "SourceNotFoundError": FileNotFoundError, "RewardError": Exception,
+        "QueueFullError": Exception, "StarsError": Exception,
+    }
+    assert sorted(errors.__all__) == sorted(expected)
+    for name, builtin in expected.items():
+        cls = getattr(stars_cpp, name)
+        assert cls is getattr(errors, name)
+        assert issubclass(cls, stars_cpp.StarsError) and issubclass(cls, builtin), name
+    # The extension defines none of its own: it raises the classes of stars_cpp.errors.
+    assert not [n for n in dir(_core) if n.endswith("Error")]
+
+
+def test_errors_raised_in_cpp_and_in_python_are_one_class(tiny_llama, tiny_bert):
+    engine = stars_cpp.Engine(str(tiny_llama), n_ctx=256)
+    with pytest.raises(stars_cpp.ParameterError) as from_cpp:  # GenerationParams::Validate
+        engine.generate("hi", mode="plain", candidates=0)
+    with pytest.raises(stars_cpp.ParameterError) as from_python:  # build_params
+        engine.generate("hi", mode="plain", nonsense=1)
+    assert type(from_cpp.value) is type(from_python.value) is stars_cpp.ParameterError
+    # Python-side checks that raised plain ValueError before.
+    from stars_cpp.rewards import parse_reward_spec
+
+    with pytest.raises(stars_cpp.ParameterError, match="MODULE:FUNCTION"):
+        parse_reward_spec("python:nocolon")
+    with pytest.raises(stars_cpp.ParameterError, match="not one of this classifier's labels"):
+        stars_cpp.ClassifierReward(str(tiny_bert), label="no-such-label")
