@@ -32,6 +32,10 @@ void BatchRunner::Run(const std::vector<DecodeJob>& jobs,
   if (total > batch_.capacity()) batch_.Reserve(static_cast<int32_t>(total));
   batch_.Clear();
   job_of_token_.clear();
+  reported_.clear();
+  // With embeddings on llama.cpp outputs every token anyway, and warns on each batch that does
+  // not say so; only each job's last token is reported either way.
+  const bool all_outputs = context_.embeddings();
   // Lay out every job; with whole_jobs, pad nothing but remember where views must break.
   std::vector<int32_t> breaks;  // token indices a view may not cross (whole_jobs only)
   for (size_t j = 0; j < jobs.size(); ++j) {
@@ -39,8 +43,10 @@ void BatchRunner::Run(const std::vector<DecodeJob>& jobs,
     if (job.n_tokens <= 0) continue;
     breaks.push_back(batch_.size());
     for (int32_t i = 0; i < job.n_tokens; ++i) {
-      batch_.Add(job.tokens[i], job.pos + i, job.seq, job.output && i == job.n_tokens - 1);
+      const bool report = job.output && i == job.n_tokens - 1;
+      batch_.Add(job.tokens[i], job.pos + i, job.seq, report || all_outputs);
       job_of_token_.push_back(j);
+      reported_.push_back(report);
     }
   }
   breaks.push_back(batch_.size());
@@ -61,7 +67,8 @@ void BatchRunner::Run(const std::vector<DecodeJob>& jobs,
     outputs_.clear();
     for (int32_t i = first; i < first + n; ++i) {
       if (pool_ != nullptr) pool_->Extend(all.seq_id[i][0], all.pos[i] + 1);
-      if (all.logits[i]) outputs_.push_back({job_of_token_[static_cast<size_t>(i)], i - first});
+      if (reported_[static_cast<size_t>(i)])
+        outputs_.push_back({job_of_token_[static_cast<size_t>(i)], i - first});
     }
     if (!outputs_.empty()) on_view(DecodedView{outputs_, n, seconds});
     first += n;

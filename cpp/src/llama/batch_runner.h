@@ -63,6 +63,7 @@ class BatchRunner {
   int32_t n_batch_;
   Batch batch_;  // grows to the largest set of jobs seen: never reallocated per step
   std::vector<size_t> job_of_token_;
+  std::vector<bool> reported_;  // by token: the job's output row
   std::vector<DecodedOutput> outputs_;
 };
 

@@ -10,7 +10,7 @@
 namespace stars {
 
 Context::Context(std::shared_ptr<Model> model, const ContextOptions& options)
-    : model_(std::move(model)) {
+    : model_(std::move(model)), embeddings_(options.embeddings) {
   const int32_t max_seq = static_cast<int32_t>(llama_max_parallel_sequences());
   if (options.n_seq_max < 1 || options.n_seq_max > max_seq) {
     throw ParameterError("n_seq_max must be in [1, " + std::to_string(max_seq) + "], got " +

@@ -62,10 +62,13 @@ class Context {
   int32_t n_batch() const { return static_cast<int32_t>(llama_n_batch(ctx_)); }
   int32_t n_threads() const { return llama_n_threads(ctx_); }
   int32_t n_seq_max() const { return static_cast<int32_t>(llama_n_seq_max(ctx_)); }
+  // Embeddings on: llama.cpp then outputs every token of a batch, marked or not.
+  bool embeddings() const { return embeddings_; }
 
  private:
   std::shared_ptr<Model> model_;
   llama_context* ctx_ = nullptr;
+  bool embeddings_ = false;
 };
 
 }  // namespace stars
