@@ -130,6 +130,13 @@ def _check_number(name: str, value: object, kind: type) -> None:
         raise ParameterError(f"{name} must be {kind_name}, got {value!r}")
 
 
+def _check_int32(name: str, value: object) -> None:
+    # The core holds int32: larger values would be nanobind's TypeError, naming nothing.
+    _check_number(name, value, int)
+    if not -2**31 <= value < 2**31:
+        raise ParameterError(f"{name} must fit a 32-bit integer, got {value}")
+
+
 def build_params(mode: str, params: Mapping[str, Any], default_seed: int | None):
     """Validates parameter names and types and fills a core GenerationParams.
 
@@ -146,10 +153,7 @@ def build_params(mode: str, params: Mapping[str, Any], default_seed: int | None)
     core = _core.GenerationParams()
     core.mode = mode
     for name in _INT_PARAMS:
-        _check_number(name, merged[name], int)
-        # The core holds int32: larger values would be nanobind's TypeError, naming nothing.
-        if not -2**31 <= merged[name] < 2**31:
-            raise ParameterError(f"{name} must fit a 32-bit integer, got {merged[name]}")
+        _check_int32(name, merged[name])
         setattr(core, name, merged[name])
     for name in _FLOAT_PARAMS:
         _check_number(name, merged[name], float)
@@ -234,11 +238,11 @@ class Engine:
             raise ParameterError(
                 f"reward must be None, a callable, ClassifierReward or JudgeReward, "
                 f"got {type(reward).__name__}")
-        _check_number("n_ctx", n_ctx, int)
-        _check_number("n_gpu_layers", n_gpu_layers, int)
-        _check_number("max_queue", max_queue, int)
+        _check_int32("n_ctx", n_ctx)
+        _check_int32("n_gpu_layers", n_gpu_layers)
+        _check_int32("max_queue", max_queue)
         if n_threads is not None:
-            _check_number("n_threads", n_threads, int)
+            _check_int32("n_threads", n_threads)
             if n_threads < 1:
                 raise ParameterError(f"n_threads must be >= 1 or None, got {n_threads}")
         if verbose:

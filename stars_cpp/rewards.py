@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, Union
 
 from stars_cpp import _core
-from stars_cpp.engine import load_model
+from stars_cpp.engine import _check_int32, load_model
 from stars_cpp.errors import ParameterError
 
 DEFAULT_JUDGE_QUESTION = "Is the assistant's response helpful, harmless and on-topic?"
@@ -58,6 +58,11 @@ def load_python_reward(spec: str) -> Callable[[list, list], Sequence[float]]:
     return fn
 
 
+
+def _check_sizes(n_gpu_layers: object, n_ctx: object) -> None:
+    _check_int32("n_gpu_layers", n_gpu_layers)
+    _check_int32("n_ctx", n_ctx)
+
 class ClassifierReward:
     """A GGUF sequence classifier or reranker, run by llama.cpp with RANK pooling.
 
@@ -71,6 +76,7 @@ class ClassifierReward:
 
     def __init__(self, path: object, *, label: Label = 0, n_gpu_layers: int = 0,
                  n_ctx: int | None = None, pair: bool | None = None) -> None:
+        _check_sizes(n_gpu_layers, 0 if n_ctx is None else n_ctx)
         self.model = load_model(path, n_gpu_layers, "path")
         self.labels = self._resolve(label)
         self._options = dict(pair=-1 if pair is None else int(pair), n_ctx=n_ctx or 0)
@@ -120,6 +126,7 @@ class JudgeReward:
     def __init__(self, model: object = "policy", *, question: str = DEFAULT_JUDGE_QUESTION,
                  yes: str = " Yes", no: str = " No", layout: str = "question_first",
                  n_gpu_layers: int = 0, n_ctx: int = 8192) -> None:
+        _check_sizes(n_gpu_layers, n_ctx)
         for name, value in (("question", question), ("yes", yes), ("no", no)):
             if not isinstance(value, str) or not value:
                 raise ParameterError(f"{name} must be a non-empty string, got {value!r}")
@@ -172,6 +179,7 @@ class CausalReward:
 
     def __init__(self, path: str | os.PathLike, *, template: str | None = None,
                  n_gpu_layers: int = 0, n_ctx: int = 8192, kv_type: str = "f16") -> None:
+        _check_sizes(n_gpu_layers, n_ctx)
         if not isinstance(path, (str, os.PathLike)):
             raise ParameterError(f"path must be a GGUF path, got {type(path).__name__}")
         if template is not None and not isinstance(template, str):

@@ -105,3 +105,26 @@ def test_errors_raised_in_cpp_and_in_python_are_one_class(tiny_llama, tiny_bert)
         parse_reward_spec("python:nocolon")
     with pytest.raises(stars_cpp.ParameterError, match="not one of this classifier's labels"):
         stars_cpp.ClassifierReward(str(tiny_bert), label="no-such-label")
+
+
+def test_huge_sizes_raise_parameter_error(tiny_llama, tiny_bert):
+    # Found by the CLI fuzzer: --n-ctx 99999999999 was nanobind's TypeError, naming nothing.
+    for kwargs in ({"n_ctx": 99999999999}, {"n_threads": 2**40}, {"max_queue": -2**40}):
+        name = next(iter(kwargs))
+        with pytest.raises(stars_cpp.ParameterError, match=name):
+            stars_cpp.Engine(str(tiny_llama), **kwargs)
+    with pytest.raises(stars_cpp.ParameterError, match="n_ctx"):
+        stars_cpp.JudgeReward(str(tiny_llama), n_ctx=2**40)
+    with pytest.raises(stars_cpp.ParameterError, match="n_gpu_layers"):
+        stars_cpp.ClassifierReward(str(tiny_bert), n_gpu_layers=2**40)
+
+
+def test_text_that_is_not_utf8_raises_parameter_error(tiny_llama):
+    # Found by the prompt fuzzer: a lone surrogate was std::bad_cast as a RuntimeError.
+    engine = stars_cpp.Engine(str(tiny_llama), n_ctx=256)
+    cases = [("bad \ud800", {}), ([{"role": "user", "content": "x\udfff"}], {}),
+             ("fine", {"stop": ["\ud83d"]}), ("fine", {"keys": ["\udc80"]})]
+    for prompt, kwargs in cases:
+        with pytest.raises(stars_cpp.ParameterError, match="not valid text"):
+            engine.generate(prompt, mode="plain", max_tokens=2, **kwargs)
+    _still_works(tiny_llama)

@@ -64,7 +64,7 @@ def _typed(error: BaseException) -> bool:
     return isinstance(error, stars_cpp.StarsError)
 
 
-@settings(FUZZ, max_examples=250)
+@settings(FUZZ, max_examples=1500)
 @given(mode=MODES, params=PARAMS)
 def test_fuzz_generate_parameters(engine, mode, params):
     counts["parameters"] = counts.get("parameters", 0) + 1
@@ -95,7 +95,7 @@ PROMPT = st.one_of(
 )
 
 
-@settings(FUZZ, max_examples=250)
+@settings(FUZZ, max_examples=1500)
 @given(prompt=PROMPT)
 def test_fuzz_prompts(engine, prompt):
     counts["prompts"] = counts.get("prompts", 0) + 1
@@ -122,7 +122,7 @@ ODD_RETURNS = st.one_of(
 )
 
 
-@settings(FUZZ, max_examples=120)
+@settings(FUZZ, max_examples=400)
 @given(returned=ODD_RETURNS, mode=st.sampled_from(["best_of_n", "stars"]))
 def test_fuzz_reward_returns(tiny_model, returned, mode):
     counts["rewards"] = counts.get("rewards", 0) + 1
@@ -157,7 +157,7 @@ FLAGS = ["--mode", "--segment-tokens", "--candidates", "--max-attempts", "--max-
          "--n-threads", "--bogus"]
 
 
-@settings(FUZZ, max_examples=80)
+@settings(FUZZ, max_examples=300)
 @given(flags=st.lists(st.tuples(st.sampled_from(FLAGS), FLAG_VALUES), max_size=4),
        extra=st.lists(st.sampled_from(["--json", "--raw", "--verbose", "-vv", "x"]), max_size=2))
 def test_fuzz_cli_arguments(tiny_llama, capsys, flags, extra):
