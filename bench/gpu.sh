@@ -280,13 +280,14 @@ assert llama_cpp.llama_supports_gpu_offload(), "llama_supports_gpu_offload() is 
 EOF
   ls -l "$site/llama_cpp/lib"
   # Seen on the lent H100 image: its /opt/gcc g++ links libstdc++ statically into every shared
-  # library and exports it, so several C++ runtimes share one process, and a stars_cpp error
-  # (a C++ exception) can segfault in std::rethrow_exception instead of reaching Python.
+  # library and exports it, so several C++ runtimes share one process. stars_cpp's extension
+  # carries its own hidden runtime since, so its errors reach Python; other C++ users of this
+  # libllama may still mix runtimes.
   if nm -D --defined-only "$site/llama_cpp/lib/libllama.so" 2>/dev/null \
       | grep -q ' T _ZSt17rethrow_exception'; then
-    log "WARNING: libllama.so defines and exports libstdc++ itself (static libstdc++ from"
-    log "  $(command -v "${CXX:-c++}" || echo 'the C++ compiler')): C++ exceptions that cross libraries may"
-    log "  crash. A compiler that links libstdc++.so avoids it (CXX=... CUDAHOSTCXX=...)."
+    log "NOTE: libllama.so defines and exports libstdc++ itself (static libstdc++ from"
+    log "  $(command -v "${CXX:-c++}" || echo 'the C++ compiler')); stars_cpp keeps its own runtime, other"
+    log "  C++ code linking this libllama may not (CXX=... CUDAHOSTCXX=... picks another compiler)."
   fi
   phase_done
 else
