@@ -177,7 +177,7 @@ def _reward(args: argparse.Namespace):
         return None
     try:
         return parse_reward_spec(spec, **judge)
-    except (ValueError, FileNotFoundError) as error:  # every StarsError for bad input is one
+    except (ValueError, FileNotFoundError) as error:  # what a StarsError for bad input also is
         raise UsageError(f"--reward {spec!r}: {error}") from None
 
 
