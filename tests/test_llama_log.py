@@ -93,3 +93,14 @@ def test_threshold_follows_the_logger_level(caplog, tiny_llama):
     stars_cpp.Engine(str(tiny_llama), n_ctx=256).generate("hi", mode="plain", max_tokens=1)
     assert not _records(caplog, start)
     logger.setLevel(logging.NOTSET)
+
+
+def test_llama_cpp_python_load_log_is_quiet_too(tiny_llama, tmp_path):
+    # Before: after `import stars_cpp`, a llama_cpp.Llama (verbose by default) still printed
+    # llama.cpp's whole load log, about 290 lines for the tiny model, through its own callback.
+    code = ("import sys, stars_cpp, llama_cpp\n"
+            "llm = llama_cpp.Llama(sys.argv[1], n_ctx=256)\n"
+            "print(llm('hi', max_tokens=2)['choices'][0]['text'] is not None)\n")
+    done = _run(code, str(tiny_llama), tmp_path=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
+    assert "llama_model_loader" not in done.stderr, done.stderr[:2000]
