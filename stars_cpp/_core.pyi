@@ -9,6 +9,11 @@ from numpy.typing import NDArray
 
 max_parallel_sequences: int = 256
 
+def live_contexts() -> int:
+    """
+    llama.cpp contexts alive in the process (policy and reward contexts alike).
+    """
+
 def install_log(threshold: int) -> None:
     """
     Route llama.cpp's log into a queue, once per process; keep lines at threshold or above.
@@ -311,10 +316,10 @@ class KvCachedReward(Reward):
     def score_policy_tokens(self, prompt: str, tokens: Sequence[int]) -> float: ...
 
 class JudgeReward(KvCachedReward):
-    def __init__(self, judge: Model, policy: Model | None, question: str, yes: str, no: str, n_ctx: int = 8192, n_threads: int = 0, layout: str = 'question_first') -> None: ...
+    def __init__(self, judge: Model, policy: Model | None, question: str, yes: str, no: str, n_ctx: int = 8192, n_threads: int = 0, layout: str = 'question_first', kv_type: str = 'f16') -> None: ...
 
 class CausalReward(KvCachedReward):
-    def __init__(self, model: Model, path: str, policy: Model | None, template: str = '', n_ctx: int = 8192, n_threads: int = 0, kv_f32: bool = False) -> None: ...
+    def __init__(self, model: Model, path: str, policy: Model | None, template: str = '', n_ctx: int = 8192, n_threads: int = 0, kv_type: str = 'f16') -> None: ...
 
     @property
     def head(self) -> list[float]: ...
@@ -325,7 +330,7 @@ class CausalReward(KvCachedReward):
 class Engine:
     """Plain, best-of-N and STARS decoding on one model."""
 
-    def __init__(self, model: Model, reward: object | None, n_ctx: int = 4096, n_threads: int = 0, max_queue: int = 0) -> None: ...
+    def __init__(self, model: Model, reward: object | None, n_ctx: int = 4096, n_threads: int = 0, max_queue: int = 0, kv_type: str = 'f16') -> None: ...
 
     @property
     def has_reward(self) -> bool: ...

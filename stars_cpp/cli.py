@@ -10,7 +10,14 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from stars_cpp.engine import DEFAULT_PARAMS, MODES, STATS_FIELDS, WIDTHS, result_to_dict
+from stars_cpp.engine import (
+    DEFAULT_PARAMS,
+    KV_TYPES,
+    MODES,
+    STATS_FIELDS,
+    WIDTHS,
+    result_to_dict,
+)
 from stars_cpp.rewards import JUDGE_LAYOUTS
 
 DEFAULT_REWARD = "judge:policy"
@@ -62,6 +69,9 @@ def _engine_flags(parser: argparse.ArgumentParser) -> None:
     _flag(parser, "n_ctx", type=int, default=4096)
     _flag(parser, "n_gpu_layers", type=int, default=0)
     _flag(parser, "n_threads", type=int, default=None)
+    _flag(parser, "kv_type", choices=KV_TYPES, default="f16",
+          help="the KV cache type of the policy and of a judge or causal reward (q8_0: half "
+          "of f16's memory)")
 
 
 def _param_flags(parser: argparse.ArgumentParser) -> None:
@@ -176,7 +186,7 @@ def _reward(args: argparse.Namespace):
             raise UsageError("--judge-* flags need a judge reward (--reward judge:PATH|policy)")
         return None
     try:
-        return parse_reward_spec(spec, **judge)
+        return parse_reward_spec(spec, kv_type=args.kv_type, **judge)
     except (ValueError, FileNotFoundError) as error:  # what a StarsError for bad input also is
         raise UsageError(f"--reward {spec!r}: {error}") from None
 
@@ -220,7 +230,8 @@ def _generate(args: argparse.Namespace) -> int:
     model = _model_path(args)
     reward = _reward(args)
     engine = stars_cpp.Engine(model, reward, n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers,
-                              n_threads=args.n_threads, verbose=args.verbose >= 2)
+                              n_threads=args.n_threads, kv_type=args.kv_type,
+                              verbose=args.verbose >= 2)
     prompt = args.prompt if args.raw else [{"role": "user", "content": args.prompt}]
     params = {name: getattr(args, name) for name in DEFAULT_PARAMS}
     result = engine.generate(prompt, mode=args.mode, **params)
@@ -249,7 +260,8 @@ def _serve(args: argparse.Namespace) -> int:
     model = _model_path(args)
     engine = stars_cpp.Engine(model, _reward(args), n_ctx=args.n_ctx,
                               n_gpu_layers=args.n_gpu_layers, n_threads=args.n_threads,
-                              max_queue=args.max_queue, verbose=args.verbose)
+                              max_queue=args.max_queue, kv_type=args.kv_type,
+                              verbose=args.verbose)
     defaults = {name: getattr(args, name) for name in DEFAULT_PARAMS}
     defaults["mode"] = args.mode
     # A bad default fails now, not on every request.
@@ -303,7 +315,7 @@ def _run(args: argparse.Namespace) -> int:
         args.reward = spec if spec is not None else "none"
         engine = stars_cpp.Engine(model, _reward(args), n_ctx=args.n_ctx,
                                   n_gpu_layers=args.n_gpu_layers, n_threads=args.n_threads,
-                                  verbose=args.verbose)
+                                  kv_type=args.kv_type, verbose=args.verbose)
         lines = dataset.run_dataset(args.input, args.output, engine=engine, reward_spec=spec,
                                     model=model, summary=summary, **options)
     for _ in lines:

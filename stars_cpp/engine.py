@@ -40,6 +40,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 MODES = ("plain", "best_of_n", "stars")
 WIDTHS = ("adaptive", "fixed")
+# The KV cache's element type, for the Engine and the KV-cached rewards (README, "Memory").
+KV_TYPES = ("f16", "q8_0", "f32")
 _INT_PARAMS = ("segment_tokens", "candidates", "max_attempts", "max_tokens", "top_k")
 _FLOAT_PARAMS = ("alpha", "target_attempts", "temperature", "top_p", "min_p")
 _AUTO_PARAMS = ("threshold", "beta")  # a float, or "auto"
@@ -128,6 +130,12 @@ def _check_number(name: str, value: object, kind: type) -> None:
     if not ok:
         kind_name = "an int" if kind is int else "a number"
         raise ParameterError(f"{name} must be {kind_name}, got {value!r}")
+
+
+def check_kv_type(kv_type: object) -> None:
+    if kv_type not in KV_TYPES:
+        raise ParameterError(
+            f"kv_type must be one of {', '.join(map(repr, KV_TYPES))}, got {kv_type!r}")
 
 
 def _check_int32(name: str, value: object) -> None:
@@ -232,6 +240,7 @@ class Engine:
         n_threads: int | None = None,
         seed: int | None = None,
         max_queue: int = 0,
+        kv_type: str = "f16",
         verbose: bool = False,
     ) -> None:
         if reward is not None and not callable(reward):
@@ -241,6 +250,7 @@ class Engine:
         _check_int32("n_ctx", n_ctx)
         _check_int32("n_gpu_layers", n_gpu_layers)
         _check_int32("max_queue", max_queue)
+        check_kv_type(kv_type)
         if n_threads is not None:
             _check_int32("n_threads", n_threads)
             if n_threads < 1:
@@ -253,8 +263,9 @@ class Engine:
         self.reward = reward
         self.seed = seed
         # GGUF rewards run natively: each Engine gets its own instance bound to its policy.
-        native = reward._bind(self.model, n_threads or 0) if hasattr(reward, "_bind") else reward
-        self._core = _core.Engine(self.model, native, n_ctx, n_threads or 0, max_queue)
+        native = (reward._bind(self.model, n_threads or 0, n_ctx) if hasattr(reward, "_bind")
+                  else reward)
+        self._core = _core.Engine(self.model, native, n_ctx, n_threads or 0, max_queue, kv_type)
 
     def _check_weights(self) -> None:
         lender = self._lender

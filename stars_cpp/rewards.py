@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, Union
 
 from stars_cpp import _core
-from stars_cpp.engine import _check_int32, load_model
+from stars_cpp.engine import _check_int32, check_kv_type, load_model
 from stars_cpp.errors import ParameterError
 
 DEFAULT_JUDGE_QUESTION = "Is the assistant's response helpful, harmless and on-topic?"
@@ -59,6 +59,18 @@ def load_python_reward(spec: str) -> Callable[[list, list], Sequence[float]]:
 
 
 
+# Room a KV-cached reward's context keeps beside the policy's n_ctx for its own template (the
+# judge's question, the chat markup): the prompt and response it reads fit the policy's.
+REWARD_TEMPLATE_ROOM = 256
+
+
+def _reward_n_ctx(asked: int | None, policy_n_ctx: int) -> int:
+    """A KV-cached reward's context: what was asked, else the policy's n_ctx plus the template."""
+    if asked is not None:
+        return asked
+    return (policy_n_ctx or 4096) + REWARD_TEMPLATE_ROOM
+
+
 def _check_sizes(n_gpu_layers: object, n_ctx: object) -> None:
     _check_int32("n_gpu_layers", n_gpu_layers)
     _check_int32("n_ctx", n_ctx)
@@ -101,7 +113,8 @@ class ClassifierReward:
                 raise ParameterError(f"label must be an int or a str, got {part!r}")
         return out
 
-    def _bind(self, policy: _core.Model | None = None, n_threads: int = 0) -> _core.Reward:
+    def _bind(self, policy: _core.Model | None = None, n_threads: int = 0,
+              n_ctx: int = 0) -> _core.Reward:
         return _core.ClassifierReward(self.model, self.labels, n_threads=n_threads,
                                       **self._options)
 
@@ -125,8 +138,11 @@ class JudgeReward:
 
     def __init__(self, model: object = "policy", *, question: str = DEFAULT_JUDGE_QUESTION,
                  yes: str = " Yes", no: str = " No", layout: str = "question_first",
-                 n_gpu_layers: int = 0, n_ctx: int = 8192) -> None:
-        _check_sizes(n_gpu_layers, n_ctx)
+                 n_gpu_layers: int = 0, n_ctx: int | None = None,
+                 kv_type: str = "f16") -> None:
+        _check_sizes(n_gpu_layers, 0 if n_ctx is None else n_ctx)
+        check_kv_type(kv_type)
+        self.kv_type = kv_type
         for name, value in (("question", question), ("yes", yes), ("no", no)):
             if not isinstance(value, str) or not value:
                 raise ParameterError(f"{name} must be a non-empty string, got {value!r}")
@@ -143,21 +159,23 @@ class JudgeReward:
     def _make(self, judge: _core.Model, policy: _core.Model | None, n_ctx: int,
               n_threads: int = 0) -> _core.JudgeReward:
         return _core.JudgeReward(judge, policy, self.question, self.yes, self.no, n_ctx=n_ctx,
-                                 n_threads=n_threads, layout=self.layout)
+                                 n_threads=n_threads, layout=self.layout, kv_type=self.kv_type)
 
-    def _bind(self, policy: _core.Model, n_threads: int = 0) -> _core.Reward:
+    def _bind(self, policy: _core.Model, n_threads: int = 0, n_ctx: int = 0) -> _core.Reward:
         judge = self.model if self.model is not None else policy
-        native = self._make(judge, policy, self.n_ctx, n_threads)
-        if self._native is None:
+        native = self._make(judge, policy, _reward_n_ctx(self.n_ctx, n_ctx), n_threads)
+        if self._policy is None:
             self._policy = policy
-            self._native = self._make(judge, policy, 2048)
         return native
 
     @property
     def native(self) -> _core.JudgeReward:
         if self._native is None:
-            raise ParameterError("JudgeReward('policy') scores on its own only after an Engine "
-                             "bound it to a policy model")
+            if self._policy is None:
+                raise ParameterError("JudgeReward('policy') scores on its own only after an "
+                                     "Engine bound it to a policy model")
+            # Made on the first direct call only: an Engine's self-judge holds one context.
+            self._native = self._make(self._policy, self._policy, 2048)
         return self._native
 
     def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
@@ -178,14 +196,14 @@ class CausalReward:
     """
 
     def __init__(self, path: str | os.PathLike, *, template: str | None = None,
-                 n_gpu_layers: int = 0, n_ctx: int = 8192, kv_type: str = "f16") -> None:
-        _check_sizes(n_gpu_layers, n_ctx)
+                 n_gpu_layers: int = 0, n_ctx: int | None = None,
+                 kv_type: str = "f16") -> None:
+        _check_sizes(n_gpu_layers, 0 if n_ctx is None else n_ctx)
         if not isinstance(path, (str, os.PathLike)):
             raise ParameterError(f"path must be a GGUF path, got {type(path).__name__}")
         if template is not None and not isinstance(template, str):
             raise ParameterError(f"template must be a string or None, got {template!r}")
-        if kv_type not in ("f16", "f32"):
-            raise ParameterError(f"kv_type must be 'f16' or 'f32', got {kv_type!r}")
+        check_kv_type(kv_type)
         self.path, self.template, self.n_ctx = os.fspath(path), template or "", n_ctx
         self.kv_type = kv_type
         self.model = load_model(self.path, n_gpu_layers, "path")
@@ -195,13 +213,12 @@ class CausalReward:
     def _make(self, policy: _core.Model | None, n_ctx: int,
               n_threads: int = 0) -> _core.CausalReward:
         return _core.CausalReward(self.model, self.path, policy, template=self.template,
-                                  n_ctx=n_ctx, n_threads=n_threads,
-                                  kv_f32=self.kv_type == "f32")
+                                  n_ctx=n_ctx, n_threads=n_threads, kv_type=self.kv_type)
 
-    def _bind(self, policy: _core.Model, n_threads: int = 0) -> _core.Reward:
+    def _bind(self, policy: _core.Model, n_threads: int = 0, n_ctx: int = 0) -> _core.Reward:
         if not self._native.shares_vocabulary:  # so score_policy_tokens takes this policy's ids
             self._native = self._make(policy, 2048)
-        return self._make(policy, self.n_ctx, n_threads)
+        return self._make(policy, _reward_n_ctx(self.n_ctx, n_ctx), n_threads)
 
     @property
     def native(self) -> _core.CausalReward:
@@ -221,10 +238,11 @@ def _parse_label(text: str) -> Label:
     return (one(pos), one(neg)) if comma else one(text)
 
 
-def parse_reward_spec(spec: str, **judge_options: str) -> Any:
+def parse_reward_spec(spec: str, kv_type: str = "f16", **judge_options: str) -> Any:
     """The CLI's ``--reward``: ``classifier:PATH[:LABEL]`` (LABEL an index, a name or
     ``POS,NEG``), ``judge:PATH|policy``, ``causal:PATH`` or ``python:MODULE:FUNCTION``.
-    ``judge_options`` are JudgeReward's ``question``, ``yes``, ``no`` and ``layout``."""
+    ``judge_options`` are JudgeReward's ``question``, ``yes``, ``no`` and ``layout``;
+    ``kv_type`` is the judge's or the causal reward's KV cache type."""
     kind, sep, rest = spec.partition(":")
     if judge_options and kind != "judge":
         raise ParameterError("--judge-* flags need a judge reward (--reward judge:PATH|policy)")
@@ -237,7 +255,7 @@ def parse_reward_spec(spec: str, **judge_options: str) -> Any:
         path, _, label = rest.partition(":") if not os.path.exists(rest) else (rest, "", "")
         return ClassifierReward(path, label=_parse_label(label))
     if kind == "judge":
-        return JudgeReward(rest, **judge_options)
+        return JudgeReward(rest, kv_type=kv_type, **judge_options)
     if kind == "causal":
-        return CausalReward(rest)
+        return CausalReward(rest, kv_type=kv_type)
     raise ParameterError(f"--reward kind must be classifier, judge, causal or python, got {kind!r}")

@@ -361,6 +361,7 @@ nb::dict MetricsDict(const stars::EngineMetrics& m) {
   d["reward_seconds"] = m.reward_seconds;
   d["sequences_in_use"] = m.sequences_in_use;
   d["sequences_total"] = m.sequences_total;
+  d["contexts_created"] = m.contexts_created;
   d["cells_in_use"] = m.cells_in_use;
   d["cells_total"] = m.cells_total;
   return d;
@@ -393,6 +394,8 @@ NB_MODULE(_core, m) {
   m.doc() = "stars_cpp native core: STARS decoding over llama.cpp.";
   RegisterExceptions();
   m.attr("max_parallel_sequences") = llama_max_parallel_sequences();
+  m.def("live_contexts", &stars::Context::Live,
+        "llama.cpp contexts alive in the process (policy and reward contexts alike).");
 
   // llama.cpp's log, for stars_cpp/llama_log.py, which feeds it to Python's logging.
   m.def("install_log", &stars::InstallLog, "threshold"_a,
@@ -634,7 +637,7 @@ NB_MODULE(_core, m) {
           [](stars::JudgeReward* self, std::shared_ptr<stars::Model> judge,
              std::shared_ptr<stars::Model> policy, const std::string& question,
              const std::string& yes, const std::string& no, int32_t n_ctx, int32_t n_threads,
-             const std::string& layout) {
+             const std::string& layout, const std::string& kv_type) {
             stars::JudgeOptions options;
             options.question = question;
             options.layout = stars::ParseJudgeLayout(layout);
@@ -642,26 +645,28 @@ NB_MODULE(_core, m) {
             options.no = no;
             options.n_ctx = n_ctx;
             options.n_threads = n_threads;
+            options.kv_type = stars::ParseKvType(kv_type);
             new (self) stars::JudgeReward(std::move(judge), policy, options);
           },
           "judge"_a, "policy"_a.none(), "question"_a, "yes"_a, "no"_a, "n_ctx"_a = 8192,
-          "n_threads"_a = 0, "layout"_a = "question_first");
+          "n_threads"_a = 0, "layout"_a = "question_first", "kv_type"_a = "f16");
 
   nb::class_<stars::CausalReward, stars::KvCachedReward>(m, "CausalReward")
       .def(
           "__init__",
           [](stars::CausalReward* self, std::shared_ptr<stars::Model> model,
              const std::string& path, std::shared_ptr<stars::Model> policy,
-             const std::string& input_template, int32_t n_ctx, int32_t n_threads, bool kv_f32) {
+             const std::string& input_template, int32_t n_ctx, int32_t n_threads,
+             const std::string& kv_type) {
             stars::CausalOptions options;
             options.input_template = input_template;
-            options.kv_f32 = kv_f32;
+            options.kv_type = stars::ParseKvType(kv_type);
             options.n_ctx = n_ctx;
             options.n_threads = n_threads;
             new (self) stars::CausalReward(std::move(model), path, policy, options);
           },
           "model"_a, "path"_a, "policy"_a.none(), "template"_a = "", "n_ctx"_a = 8192,
-          "n_threads"_a = 0, "kv_f32"_a = false)
+          "n_threads"_a = 0, "kv_type"_a = "f16")
       .def_prop_ro("head",
                    [](const stars::CausalReward& reward) {
                      return std::vector<float>(reward.head().begin(), reward.head().end());
@@ -673,15 +678,16 @@ NB_MODULE(_core, m) {
       .def(
           "__init__",
           [](stars::Engine* self, std::shared_ptr<stars::Model> model, nb::object reward,
-             int32_t n_ctx, int32_t n_threads, int32_t max_queue) {
+             int32_t n_ctx, int32_t n_threads, int32_t max_queue, const std::string& kv_type) {
             std::shared_ptr<stars::Reward> native;
             if (!reward.is_none() && !nb::try_cast(reward, native)) {
               native = std::make_shared<CallableReward>(reward);
             }
-            new (self)
-                stars::Engine(std::move(model), std::move(native), {n_ctx, n_threads, max_queue});
+            new (self) stars::Engine(std::move(model), std::move(native),
+                                     {n_ctx, n_threads, max_queue, stars::ParseKvType(kv_type)});
           },
-          "model"_a, "reward"_a.none(), "n_ctx"_a = 4096, "n_threads"_a = 0, "max_queue"_a = 0)
+          "model"_a, "reward"_a.none(), "n_ctx"_a = 4096, "n_threads"_a = 0, "max_queue"_a = 0,
+          "kv_type"_a = "f16")
       .def_prop_ro("has_reward", &stars::Engine::has_reward)
       .def_prop_ro("n_ctx", &stars::Engine::n_ctx)
       .def(

@@ -35,6 +35,25 @@ Width ParseWidth(const std::string& name) {
   Invalid("width", "one of 'adaptive', 'fixed'", "'" + name + "'");
 }
 
+KvType ParseKvType(const std::string& name) {
+  if (name == "f16") return KvType::kF16;
+  if (name == "q8_0") return KvType::kQ8_0;
+  if (name == "f32") return KvType::kF32;
+  Invalid("kv_type", "one of 'f16', 'q8_0', 'f32'", "'" + name + "'");
+}
+
+const char* KvTypeName(KvType type) {
+  switch (type) {
+    case KvType::kF16:
+      return "f16";
+    case KvType::kQ8_0:
+      return "q8_0";
+    case KvType::kF32:
+      return "f32";
+  }
+  return "?";
+}
+
 const char* ModeName(Mode mode) {
   switch (mode) {
     case Mode::kPlain:

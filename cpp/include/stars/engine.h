@@ -24,6 +24,7 @@ struct EngineOptions {
   int32_t n_ctx = 4096;
   int32_t n_threads = 0;  // 0: all hardware threads
   int32_t max_queue = 0;  // requests waiting for admission before Submit refuses; 0: no limit
+  KvType kv_type = KvType::kF16;  // the policy's KV cache
 };
 
 // A prompt: plain text, or chat messages rendered through the model's chat template.
@@ -80,9 +81,10 @@ struct EngineMetrics {
   double reward_seconds = 0.0;
   double decode_seconds = 0.0;
   int32_t sequences_in_use = 0;  // policy sequence ids held now
-  int32_t sequences_total = 0;
-  int64_t cells_in_use = 0;  // policy KV cells held now
-  int64_t cells_total = 0;   // n_ctx
+  int32_t sequences_total = 0;   // ids of the policy context now (it grows with the queue)
+  int64_t contexts_created = 0;  // policy contexts made: 1, plus one per growth
+  int64_t cells_in_use = 0;      // policy KV cells held now
+  int64_t cells_total = 0;       // n_ctx
 };
 
 // The engine: one loop thread owns the llama.cpp context and runs every request. Requests join

@@ -15,6 +15,10 @@ enum class Acceptance { kSoft, kHard };
 // prompt's acceptance rate and the measured decode cost; "fixed" always samples
 // min(candidates, attempts left). Outputs are the same either way; only the cost differs.
 enum class Width { kAdaptive, kFixed };
+// The KV cache's element type. "q8_0" halves it against "f16" (llama.cpp's default) and needs
+// llama.cpp's flash attention, whose CPU results depend on how tokens are split into batches;
+// "f32" doubles it, for the closest match between incremental and from-scratch scores.
+enum class KvType { kF16, kQ8_0, kF32 };
 
 // Parse and print the names used in Python ("plain", "best_of_n", "stars"; "soft", "hard";
 // "adaptive", "fixed").
@@ -22,9 +26,11 @@ enum class Width { kAdaptive, kFixed };
 Mode ParseMode(const std::string& name);
 Acceptance ParseAcceptance(const std::string& name);
 Width ParseWidth(const std::string& name);
+KvType ParseKvType(const std::string& name);  // "f16", "q8_0", "f32"
 const char* ModeName(Mode mode);
 const char* AcceptanceName(Acceptance acceptance);
 const char* WidthName(Width width);
+const char* KvTypeName(KvType type);
 
 // Proposal sampling, as in llama.cpp: temperature 0 is greedy; top_k <= 0, top_p == 1 and
 // min_p == 0 each switch that filter off.

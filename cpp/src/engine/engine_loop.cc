@@ -43,7 +43,6 @@ EngineLoop::EngineLoop(std::shared_ptr<Model> model, const Tokenizer& tokenizer,
                        const EngineOptions& options)
     : model_(std::move(model)), tokenizer_(tokenizer), reward_(reward), options_(options) {
   metrics_.cells_total = options_.n_ctx;
-  metrics_.sequences_total = Context::MaxSequences();
 }
 
 EngineLoop::~EngineLoop() { Close(); }
@@ -208,15 +207,31 @@ void EngineLoop::Admit() {
     std::lock_guard<std::mutex> lock(mutex_);
     if (queue_.empty()) return;
   }
-  if (!context_) {
+  // Sequence ids are not free: llama.cpp sizes its output rows and its worst-case graph by
+  // them (256 ids hold ~100 MB for a 49k vocabulary). The context takes what the waiting
+  // requests need, and is made again, larger, when nothing runs and the queue needs more.
+  int32_t wanted = 0;
+  if (!context_ || active_.empty()) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& run : queue_) wanted += run->reserved_seqs;
+  }
+  const int32_t have = context_ ? pool_->n_total() : 0;
+  if (!context_ || (active_.empty() && wanted > have)) {
+    int32_t n_seq = kMinSequences;
+    while (n_seq < wanted) n_seq *= 2;
+    n_seq = std::min(std::max(n_seq, have), Context::MaxSequences());
+    runner_.reset();
+    pool_.reset();
+    context_.reset();  // the old one's memory goes back before the new one asks
     ContextOptions options;
     options.n_ctx = options_.n_ctx;
-    // Sequence ids cost nothing in a unified KV cache: take all, so admission is bound by cells.
-    options.n_seq_max = Context::MaxSequences();
+    options.n_seq_max = n_seq;
     options.n_threads = options_.n_threads;
+    options.kv_type = options_.kv_type;
     context_ = std::make_unique<Context>(model_, options);
     pool_ = std::make_unique<SequencePool>(*context_);
     runner_ = std::make_unique<BatchRunner>(*context_, pool_.get());
+    ++metrics_.contexts_created;
   }
   AdmitQueued(false);
 }
@@ -344,6 +359,7 @@ void EngineLoop::PublishLocked() {
   metrics_.reward_seconds = counters_.reward_seconds;
   if (pool_) {
     metrics_.sequences_in_use = pool_->n_in_use();
+    metrics_.sequences_total = pool_->n_total();
     metrics_.cells_in_use = pool_->n_cells_in_use();
   }
 }

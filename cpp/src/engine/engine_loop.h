@@ -35,6 +35,8 @@ class EngineLoop {
 
   // Sequence ids one request holds at once in `params.mode`.
   static int32_t SequencesPerPrompt(const GenerationParams& params);
+  // The fewest sequence ids the policy context is made with.
+  static constexpr int32_t kMinSequences = 8;
   // KV cells one request of `n_prompt` tokens may hold at once in `params.mode`.
   static int64_t CellsPerPrompt(const GenerationParams& params, int64_t n_prompt);
 

@@ -1,13 +1,21 @@
 #include "llama/context.h"
 
+#include <atomic>
 #include <string>
 #include <thread>
 #include <utility>
 
 #include "llama/batch.h"
+#include "llama/log.h"
 #include "stars/errors.h"
 
 namespace stars {
+
+namespace {
+std::atomic<int64_t> live_contexts{0};
+}  // namespace
+
+int64_t Context::Live() { return live_contexts.load(); }
 
 Context::Context(std::shared_ptr<Model> model, const ContextOptions& options)
     : model_(std::move(model)), embeddings_(options.embeddings) {
@@ -25,9 +33,13 @@ Context::Context(std::shared_ptr<Model> model, const ContextOptions& options)
   params.n_ubatch = options.n_ubatch > 0 ? static_cast<uint32_t>(options.n_ubatch)
                                          : std::min<uint32_t>(512, params.n_batch);
   params.n_seq_max = static_cast<uint32_t>(options.n_seq_max);
-  // llama.cpp reserves max(outputs, n_seq_max) output rows and aborts the process when that
-  // exceeds n_outputs_max (n_batch by default): never let a small n_ctx fall below n_seq_max.
-  params.n_outputs_max = std::max(params.n_batch, params.n_seq_max);
+  // Output rows: llama.cpp sizes its output buffer and its worst-case graph by n_outputs_max
+  // (n_batch by default, ~100 MB of logits for a 49k vocabulary at n_ubatch 512). Without
+  // embeddings the engine and the rewards ask one output per sequence per batch at most, so
+  // n_seq_max rows do; with embeddings llama.cpp outputs every token. llama.cpp also reserves
+  // max(outputs, n_seq_max) rows and aborts when that exceeds n_outputs_max.
+  params.n_outputs_max =
+      options.embeddings ? std::max(params.n_batch, params.n_seq_max) : params.n_seq_max;
   int32_t threads = options.n_threads;
   if (threads <= 0)
     threads = static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
@@ -35,25 +47,36 @@ Context::Context(std::shared_ptr<Model> model, const ContextOptions& options)
   params.n_threads_batch = threads;
   params.embeddings = options.embeddings;
   params.pooling_type = options.pooling;
-  if (options.kv_f32) params.type_k = params.type_v = GGML_TYPE_F32;
+  if (options.kv_type == KvType::kF32) params.type_k = params.type_v = GGML_TYPE_F32;
+  if (options.kv_type == KvType::kQ8_0) params.type_k = params.type_v = GGML_TYPE_Q8_0;
   // One pool of cells for every sequence: forks share the trunk's cells instead of copying.
   params.kv_unified = true;
   // Forks and rewinds need every position a sequence still reads, sliding-window layers too.
   params.swa_full = true;
   params.no_perf = true;
   // On the CPU, flash attention's results depend on how tokens are split into batches, so a
-  // forked, incremental decode would not match a from-scratch one. Offloaded models keep it.
-  params.flash_attn_type =
-      model_->n_gpu_layers() != 0 ? LLAMA_FLASH_ATTN_TYPE_AUTO : LLAMA_FLASH_ATTN_TYPE_DISABLED;
+  // forked, incremental decode would not match a from-scratch one. Offloaded models keep it,
+  // and a q8_0 cache needs it (llama.cpp quantizes V only under flash attention).
+  params.flash_attn_type = options.kv_type == KvType::kQ8_0 ? LLAMA_FLASH_ATTN_TYPE_ENABLED
+                           : model_->n_gpu_layers() != 0    ? LLAMA_FLASH_ATTN_TYPE_AUTO
+                                                            : LLAMA_FLASH_ATTN_TYPE_DISABLED;
+  TakeFirstLogError();
   ctx_ = llama_init_from_model(model_->get(), params);
   if (ctx_ == nullptr) {
+    // llama.cpp names the problem only in its log (a cache type the model's heads cannot take).
+    const std::string reason = TakeFirstLogError();
     throw Error("llama.cpp could not create a context with n_ctx=" + std::to_string(options.n_ctx) +
-                " and n_seq_max=" + std::to_string(options.n_seq_max) + " for '" +
-                model_->description() + "' (out of memory?)");
+                ", n_seq_max=" + std::to_string(options.n_seq_max) + " and kv_type " +
+                KvTypeName(options.kv_type) + " for '" + model_->description() +
+                "': " + (reason.empty() ? "out of memory?" : reason));
   }
+  ++live_contexts;
 }
 
-Context::~Context() { llama_free(ctx_); }
+Context::~Context() {
+  llama_free(ctx_);
+  --live_contexts;
+}
 
 void Context::Decode(const Batch& batch) { Decode(batch.get()); }
 

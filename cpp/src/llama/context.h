@@ -6,6 +6,7 @@
 
 #include "llama.h"
 #include "llama/model.h"
+#include "stars/params.h"
 
 namespace stars {
 
@@ -19,11 +20,14 @@ struct ContextOptions {
   int32_t n_threads = 0;  // 0: all hardware threads
   bool embeddings = false;
   enum llama_pooling_type pooling = LLAMA_POOLING_TYPE_UNSPECIFIED;
-  bool kv_f32 = false;  // an F32 KV cache instead of llama.cpp's F16 one
+  KvType kv_type = KvType::kF16;
 };
 
 class Context {
  public:
+  // Contexts alive in the process now (for tests of what an engine and its rewards hold).
+  static int64_t Live();
+
   // The most sequences one context can hold (llama.cpp's LLAMA_MAX_SEQ).
   static int32_t MaxSequences() { return static_cast<int32_t>(llama_max_parallel_sequences()); }
 

@@ -66,7 +66,7 @@ CausalReward::CausalReward(std::shared_ptr<Model> model, const std::string& path
   ContextOptions context_options;
   context_options.n_ctx = options.n_ctx;
   context_options.n_threads = options.n_threads;
-  context_options.kv_f32 = options.kv_f32;
+  context_options.kv_type = options.kv_type;
   // The hidden state of every token: llama.cpp outputs all rows when embeddings are on.
   context_options.embeddings = true;
   context_options.pooling = LLAMA_POOLING_TYPE_NONE;

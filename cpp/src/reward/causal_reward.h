@@ -21,7 +21,7 @@ struct CausalOptions {
   int32_t n_ctx = 8192;
   int32_t n_threads = 0;
   // An F32 KV cache: F16 keys and values alone move scores by about 1e-3 relative.
-  bool kv_f32 = false;
+  KvType kv_type = KvType::kF16;
 };
 
 class CausalReward : public KvCachedReward {

@@ -55,6 +55,7 @@ JudgeReward::JudgeReward(std::shared_ptr<Model> judge, const std::shared_ptr<Mod
   ContextOptions context_options;
   context_options.n_ctx = options.n_ctx;
   context_options.n_threads = options.n_threads;
+  context_options.kv_type = options.kv_type;
   Open(context_options);
 }
 

@@ -26,6 +26,7 @@ struct JudgeOptions {
   std::string no = " No";
   int32_t n_ctx = 8192;
   int32_t n_threads = 0;
+  KvType kv_type = KvType::kF16;
 };
 
 class JudgeReward : public KvCachedReward {

@@ -41,7 +41,9 @@ void KvCachedReward::SetLayout(const std::string& rendered, const std::string& w
 }
 
 void KvCachedReward::Open(ContextOptions options) {
-  options.n_seq_max = Context::MaxSequences();
+  // Sequence ids size llama.cpp's output rows and worst-case graph; with fewer ids than a
+  // round's rows, MakeRoom evicts cached forks and the trunks' caches stay.
+  options.n_seq_max = std::min(kSequences, Context::MaxSequences());
   context_ = std::make_unique<Context>(model_, options);
   pool_ = std::make_unique<SequencePool>(*context_);
   runner_ = std::make_unique<BatchRunner>(*context_, pool_.get());

@@ -77,6 +77,9 @@ class KvCachedReward : public Reward {
   Tokenizer tokenizer_;
 
  private:
+  // Sequence ids of the context: a trunk per request and a fork per candidate, for several
+  // requests at once.
+  static constexpr int32_t kSequences = 64;
   // Finish without the lock.
   void Release(int32_t prompt);
 
