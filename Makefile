@@ -77,6 +77,7 @@ bench: bench-install
 	$(BIN)/python bench/decode_ceiling.py --repeats 2
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/dataset.py
+	$(BIN)/python bench/edge.py
 	$(BIN)/python bench/vs_python.py
 	$(BIN)/python bench/reward_cost.py
 	$(BIN)/python bench/quality.py --task sentiment
@@ -99,7 +100,8 @@ bench-quick: bench-install
 	$(BIN)/python bench/reward_cost.py --quick
 	$(BIN)/python bench/quality.py --quick
 	$(BIN)/python bench/serve.py --quick
-	$(BIN)/python bench/dataset.py --quick
+	$(BIN)/python bench/dataset.py
+	$(BIN)/python bench/edge.py --prompts 1
 
 # Regenerates the extension's typed stubs; tests/test_stubs.py checks they are current.
 stubs: install

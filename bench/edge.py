@@ -59,7 +59,7 @@ def measure(reward_kind: str, kv_type: str, n_prompts: int, workdir: Path) -> di
         result = engine.generate(
             [{"role": "user", "content": prompt}], mode="stars", candidates=CANDIDATES,
             segment_tokens=SEGMENT, max_tokens=MAX_TOKENS, seed=i,
-            on_segment=lambda _, segment: seen.append(time.perf_counter()))
+            on_segment=lambda _, segment, seen=seen: seen.append(time.perf_counter()))
         total_s += time.perf_counter() - began
         first.append(seen[0] - began if seen else float("nan"))
         tokens += len(result.tokens)
