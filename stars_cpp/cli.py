@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--verbose", action="store_true", help="show llama.cpp's whole log")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     srv.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
+    _flag(srv, "n_seq_max", type=int, default=256,
+          help="sequence ids of the policy context from the start (default 256: a server "
+          "expects concurrent requests; 0 sizes it to the first ones)")
     _flag(srv, "max_queue", type=int, default=64,
           help="requests waiting for admission before the server answers 503 (0: no limit)")
     srv.add_argument("--alias", default=None,
@@ -261,6 +264,7 @@ def _serve(args: argparse.Namespace) -> int:
     engine = stars_cpp.Engine(model, _reward(args), n_ctx=args.n_ctx,
                               n_gpu_layers=args.n_gpu_layers, n_threads=args.n_threads,
                               max_queue=args.max_queue, kv_type=args.kv_type,
+                              n_seq_max=args.n_seq_max,
                               verbose=args.verbose)
     defaults = {name: getattr(args, name) for name in DEFAULT_PARAMS}
     defaults["mode"] = args.mode

@@ -226,6 +226,9 @@ class Engine:
     One loop thread runs every request: calls from several threads (``generate``, ``stream``,
     ``submit``) share its batches. A reward or callback must not call back into its own Engine
     (ReentrantCallError).
+    ``n_seq_max`` is the policy context's first size in sequence ids (0: what the first requests
+    need); it grows when the engine is idle and its queue needs more. ``kv_type`` is the
+    policy's KV cache: ``"f16"``, ``"q8_0"`` or ``"f32"``.
     ``verbose=True`` shows llama.cpp's whole log (logger ``stars_cpp.llama``); by default only
     its warnings and errors show.
     """
@@ -241,6 +244,7 @@ class Engine:
         seed: int | None = None,
         max_queue: int = 0,
         kv_type: str = "f16",
+        n_seq_max: int = 0,
         verbose: bool = False,
     ) -> None:
         if reward is not None and not callable(reward):
@@ -251,6 +255,7 @@ class Engine:
         _check_int32("n_gpu_layers", n_gpu_layers)
         _check_int32("max_queue", max_queue)
         check_kv_type(kv_type)
+        _check_int32("n_seq_max", n_seq_max)
         if n_threads is not None:
             _check_int32("n_threads", n_threads)
             if n_threads < 1:
@@ -265,7 +270,8 @@ class Engine:
         # GGUF rewards run natively: each Engine gets its own instance bound to its policy.
         native = (reward._bind(self.model, n_threads or 0, n_ctx) if hasattr(reward, "_bind")
                   else reward)
-        self._core = _core.Engine(self.model, native, n_ctx, n_threads or 0, max_queue, kv_type)
+        self._core = _core.Engine(self.model, native, n_ctx, n_threads or 0, max_queue, kv_type,
+                                  n_seq_max)
 
     def _check_weights(self) -> None:
         lender = self._lender

@@ -85,3 +85,11 @@ def test_bad_kv_type_is_refused(tiny_llama, tmp_path):
                           cwd=tmp_path, timeout=60)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "--kv-type" in done.stderr
+
+
+def test_n_seq_max_sets_the_first_size(tiny_llama):
+    engine = stars_cpp.Engine(str(tiny_llama), n_ctx=512, n_seq_max=32)
+    engine.generate("hi", mode="plain", max_tokens=2)
+    assert engine.metrics()["sequences_total"] == 32
+    with pytest.raises(stars_cpp.ParameterError, match=r"n_seq_max must be in \[0, 256\]"):
+        stars_cpp.Engine(str(tiny_llama), n_seq_max=300)

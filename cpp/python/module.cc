@@ -678,16 +678,18 @@ NB_MODULE(_core, m) {
       .def(
           "__init__",
           [](stars::Engine* self, std::shared_ptr<stars::Model> model, nb::object reward,
-             int32_t n_ctx, int32_t n_threads, int32_t max_queue, const std::string& kv_type) {
+             int32_t n_ctx, int32_t n_threads, int32_t max_queue, const std::string& kv_type,
+             int32_t n_seq_max) {
             std::shared_ptr<stars::Reward> native;
             if (!reward.is_none() && !nb::try_cast(reward, native)) {
               native = std::make_shared<CallableReward>(reward);
             }
-            new (self) stars::Engine(std::move(model), std::move(native),
-                                     {n_ctx, n_threads, max_queue, stars::ParseKvType(kv_type)});
+            new (self) stars::Engine(
+                std::move(model), std::move(native),
+                {n_ctx, n_threads, max_queue, stars::ParseKvType(kv_type), n_seq_max});
           },
           "model"_a, "reward"_a.none(), "n_ctx"_a = 4096, "n_threads"_a = 0, "max_queue"_a = 0,
-          "kv_type"_a = "f16")
+          "kv_type"_a = "f16", "n_seq_max"_a = 0)
       .def_prop_ro("has_reward", &stars::Engine::has_reward)
       .def_prop_ro("n_ctx", &stars::Engine::n_ctx)
       .def(

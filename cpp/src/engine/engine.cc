@@ -132,6 +132,10 @@ Engine::Engine(std::shared_ptr<Model> model, std::shared_ptr<Reward> reward,
     throw ParameterError("max_queue must be >= 0 (0: no limit), got " +
                          std::to_string(options_.max_queue));
   }
+  if (options_.n_seq_max < 0 || options_.n_seq_max > Context::MaxSequences()) {
+    throw ParameterError("n_seq_max must be in [0, " + std::to_string(Context::MaxSequences()) +
+                         "] (0: sized to the requests), got " + std::to_string(options_.n_seq_max));
+  }
   loop_ = std::make_unique<EngineLoop>(model_, *tokenizer_, reward_.get(), options_);
 }
 

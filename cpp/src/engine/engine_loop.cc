@@ -217,7 +217,7 @@ void EngineLoop::Admit() {
   }
   const int32_t have = context_ ? pool_->n_total() : 0;
   if (!context_ || (active_.empty() && wanted > have)) {
-    int32_t n_seq = kMinSequences;
+    int32_t n_seq = std::max(kMinSequences, options_.n_seq_max);
     while (n_seq < wanted) n_seq *= 2;
     n_seq = std::min(std::max(n_seq, have), Context::MaxSequences());
     runner_.reset();
