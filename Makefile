@@ -21,7 +21,7 @@ endif
 
 DEMO_PROMPT ?= Give me three tips for staying focused while studying.
 
-.PHONY: all install install-test demo test test-cpp lint stubs bench bench-full bench-quick bench-sweep bench-install rebuild-llama clean
+.PHONY: all install install-test native demo test test-cpp lint stubs bench bench-full bench-quick bench-sweep bench-install rebuild-llama clean
 
 all: install
 
@@ -53,12 +53,21 @@ install-test: install
 demo: install
 	$(BIN)/stars-cpp generate "$(DEMO_PROMPT)" --mode stars --verbose
 
+# The native stars-cli (no Python): llama.cpp built from the pinned source, cached in build/native.
+NATIVE_DIR ?= build/native
+native:
+	third_party/fetch_llama_cpp.sh
+	cmake -S cpp/cli -B $(NATIVE_DIR) -DCMAKE_BUILD_TYPE=Release \
+		-DLLAMA_CPP_DIR=$(CURDIR)/third_party/llama.cpp \
+		-DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
+	cmake --build $(NATIVE_DIR) -j $(NPROC) --target stars-cli
+
 test-cpp:
 	cmake -S cpp/tests -B build/cpp-tests -DCMAKE_BUILD_TYPE=Release
 	cmake --build build/cpp-tests -j $(NPROC)
 	ctest --test-dir build/cpp-tests --output-on-failure
 
-test: install-test test-cpp
+test: install-test native test-cpp
 	$(BIN)/pytest -q
 
 lint: install
@@ -73,7 +82,7 @@ bench-install: install-test
 # The CPU suite, under 20 minutes on 2 cores: the helpfulness task (judge-rewarded, the costly
 # one) on its first HELPFULNESS_PROMPTS instructions; `make bench-full` runs all 50.
 HELPFULNESS_PROMPTS ?= 6
-bench: bench-install
+bench: bench-install native
 	$(BIN)/python bench/decode_ceiling.py --repeats 2
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/dataset.py
@@ -101,7 +110,7 @@ bench-quick: bench-install
 	$(BIN)/python bench/quality.py --quick
 	$(BIN)/python bench/serve.py --quick
 	$(BIN)/python bench/dataset.py
-	$(BIN)/python bench/edge.py --prompts 1
+	$(BIN)/python bench/edge.py
 
 # Regenerates the extension's typed stubs; tests/test_stubs.py checks they are current.
 stubs: install

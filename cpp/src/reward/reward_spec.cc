@@ -1,0 +1,109 @@
+#include "reward/reward_spec.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <utility>
+#include <vector>
+
+#include "llama/model.h"
+#include "reward/causal_reward.h"
+#include "reward/classifier_reward.h"
+#include "reward/judge_reward.h"
+#include "stars/errors.h"
+
+namespace stars {
+namespace {
+
+const char* kSpecForms =
+    "--reward must be classifier:PATH[:LABEL], judge:PATH|policy or causal:PATH";
+
+bool IsInteger(const std::string& text) {
+  if (text.empty()) return false;
+  size_t i = text[0] == '-' ? 1 : 0;
+  if (i == text.size()) return false;
+  for (; i < text.size(); ++i) {
+    if (text[i] < '0' || text[i] > '9') return false;
+  }
+  return true;
+}
+
+// One label: an output index, or a name among the model's labels.
+int32_t ResolveLabel(const std::string& part, const Model& model) {
+  if (IsInteger(part)) return static_cast<int32_t>(std::strtol(part.c_str(), nullptr, 10));
+  std::string names;
+  for (int32_t i = 0; i < model.n_cls_out(); ++i) {
+    if (model.ClassifierLabel(i) == part) return i;
+    names += (i ? ", '" : "'") + model.ClassifierLabel(i) + "'";
+  }
+  throw ParameterError("label '" + part + "' is not one of this classifier's labels [" + names +
+                       "] (" + model.description() + ")");
+}
+
+std::shared_ptr<Reward> MakeClassifier(const std::string& rest, const RewardSpecOptions& options) {
+  // PATH[:LABEL], unless the whole of it names a file (a path may hold colons).
+  std::string path = rest;
+  std::string label;
+  std::error_code ec;
+  const size_t colon = rest.rfind(':');
+  if (!std::filesystem::exists(rest, ec) && colon != std::string::npos) {
+    path = rest.substr(0, colon);
+    label = rest.substr(colon + 1);
+  }
+  auto model = Model::Load(path, options.n_gpu_layers);
+  ClassifierOptions classifier;
+  classifier.n_threads = options.n_threads;
+  classifier.labels = {0};
+  if (!label.empty()) {
+    const size_t comma = label.find(',');
+    classifier.labels = {ResolveLabel(label.substr(0, comma), *model)};
+    if (comma != std::string::npos) {
+      classifier.labels.push_back(ResolveLabel(label.substr(comma + 1), *model));
+    }
+  }
+  return std::make_shared<ClassifierReward>(std::move(model), classifier);
+}
+
+}  // namespace
+
+std::shared_ptr<Reward> MakeReward(const std::string& spec, const std::shared_ptr<Model>& policy,
+                                   const RewardSpecOptions& options) {
+  const size_t colon = spec.find(':');
+  const std::string kind = spec.substr(0, colon);
+  const std::string rest = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  const bool judge_options = !options.question.empty() || !options.yes.empty() ||
+                             !options.no.empty() || !options.layout.empty();
+  if (judge_options && kind != "judge") {
+    throw ParameterError("--judge-* flags need a judge reward (--reward judge:PATH|policy)");
+  }
+  if (colon == std::string::npos || rest.empty()) {
+    throw ParameterError(std::string(kSpecForms) + ", got '" + spec + "'");
+  }
+  const int32_t n_ctx = options.policy_n_ctx + kTemplateRoom;
+  if (kind == "classifier") return MakeClassifier(rest, options);
+  if (kind == "judge") {
+    JudgeOptions judge;
+    if (!options.question.empty()) judge.question = options.question;
+    if (!options.yes.empty()) judge.yes = options.yes;
+    if (!options.no.empty()) judge.no = options.no;
+    if (!options.layout.empty()) judge.layout = ParseJudgeLayout(options.layout);
+    judge.n_ctx = n_ctx;
+    judge.n_threads = options.n_threads;
+    judge.kv_type = options.kv_type;
+    auto model = rest == "policy" ? policy : Model::Load(rest, options.n_gpu_layers);
+    return std::make_shared<JudgeReward>(std::move(model), policy, judge);
+  }
+  if (kind == "causal") {
+    CausalOptions causal;
+    causal.n_ctx = n_ctx;
+    causal.n_threads = options.n_threads;
+    causal.kv_type = options.kv_type;
+    return std::make_shared<CausalReward>(Model::Load(rest, options.n_gpu_layers), rest, policy,
+                                          causal);
+  }
+  if (kind == "python") {
+    throw ParameterError("--reward python:... needs the Python package (stars-cpp generate)");
+  }
+  throw ParameterError("--reward kind must be classifier, judge or causal, got '" + kind + "'");
+}
+
+}  // namespace stars
