@@ -60,7 +60,7 @@ native:
 	cmake -S cpp/cli -B $(NATIVE_DIR) -DCMAKE_BUILD_TYPE=Release \
 		-DLLAMA_CPP_DIR=$(CURDIR)/third_party/llama.cpp \
 		-DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
-	cmake --build $(NATIVE_DIR) -j $(NPROC) --target stars-cli
+	cmake --build $(NATIVE_DIR) -j $(NPROC) --target stars-cli public_api_test
 
 test-cpp:
 	cmake -S cpp/tests -B build/cpp-tests -DCMAKE_BUILD_TYPE=Release

@@ -29,14 +29,14 @@
 #include <variant>
 #include <vector>
 
-#include "llama/log.h"
-#include "llama/model.h"
 #include "py_format.h"
-#include "reward/reward_spec.h"
 #include "stars/engine.h"
 #include "stars/errors.h"
+#include "stars/log.h"
+#include "stars/model.h"
 #include "stars/params.h"
 #include "stars/result.h"
+#include "stars/rewards.h"
 
 namespace {
 

@@ -21,8 +21,6 @@
 
 #include "llama/batch.h"
 #include "llama/context.h"
-#include "llama/log.h"
-#include "llama/model.h"
 #include "llama/sequence_pool.h"
 #include "llama/tokenizer.h"
 #include "reward/causal_reward.h"
@@ -30,6 +28,8 @@
 #include "reward/judge_reward.h"
 #include "stars/engine.h"
 #include "stars/errors.h"
+#include "stars/log.h"
+#include "stars/model.h"
 #include "stars/params.h"
 #include "stars/result.h"
 #include "stars/reward.h"

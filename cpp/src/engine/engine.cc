@@ -13,9 +13,9 @@
 #include "algorithm/attempt_key.h"
 #include "engine/engine_loop.h"
 #include "llama/context.h"
-#include "llama/model.h"
 #include "llama/tokenizer.h"
 #include "stars/errors.h"
+#include "stars/model.h"
 
 namespace stars {
 namespace {

@@ -6,8 +6,8 @@
 #include <utility>
 
 #include "llama/batch.h"
-#include "llama/log.h"
 #include "stars/errors.h"
+#include "stars/log.h"
 
 namespace stars {
 

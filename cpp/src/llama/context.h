@@ -5,7 +5,7 @@
 #include <memory>
 
 #include "llama.h"
-#include "llama/model.h"
+#include "stars/model.h"
 #include "stars/params.h"
 
 namespace stars {

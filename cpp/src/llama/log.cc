@@ -1,4 +1,4 @@
-#include "llama/log.h"
+#include "stars/log.h"
 
 #include <atomic>
 #include <condition_variable>

@@ -1,11 +1,12 @@
-#include "llama/model.h"
+#include "stars/model.h"
 
 #include <utility>
 
+#include "llama.h"
 #include "llama/backend.h"
-#include "llama/log.h"
 #include "llama/model_file_check.h"
 #include "stars/errors.h"
+#include "stars/log.h"
 
 namespace stars {
 std::shared_ptr<Model> Model::Load(const std::string& path, int32_t n_gpu_layers) {
@@ -40,6 +41,16 @@ Model::Model(llama_model* model, std::shared_ptr<void> keep_alive, std::string d
       keep_alive_(std::move(keep_alive)),
       description_(std::move(description)),
       n_gpu_layers_(n_gpu_layers) {}
+
+const llama_vocab* Model::vocab() const { return llama_model_get_vocab(model_); }
+int32_t Model::n_embd() const { return llama_model_n_embd(model_); }
+int32_t Model::n_ctx_train() const { return llama_model_n_ctx_train(model_); }
+int32_t Model::n_vocab() const { return llama_vocab_n_tokens(vocab()); }
+int32_t Model::n_cls_out() const { return static_cast<int32_t>(llama_model_n_cls_out(model_)); }
+const char* Model::ChatTemplate(const char* name) const {
+  return llama_model_chat_template(model_, name);
+}
+bool Model::has_memory_rewind() const { return !llama_model_is_recurrent(model_); }
 
 std::string Model::ClassifierLabel(int32_t i) const {
   const char* label = llama_model_cls_label(model_, static_cast<uint32_t>(i));

@@ -3,8 +3,8 @@
 #include <climits>
 #include <cstring>
 
-#include "llama/model.h"
 #include "stars/errors.h"
+#include "stars/model.h"
 
 namespace stars {
 

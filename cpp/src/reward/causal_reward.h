@@ -11,18 +11,9 @@
 #include <vector>
 
 #include "reward/kv_cached_reward.h"
+#include "stars/rewards.h"
 
 namespace stars {
-
-struct CausalOptions {
-  // "": the model's chat template (user = prompt, assistant = response); else a format with
-  // "{prompt}" and "{response}" once each, e.g. "Q: {prompt}\nA: {response}".
-  std::string input_template;
-  int32_t n_ctx = 8192;
-  int32_t n_threads = 0;
-  // An F32 KV cache: F16 keys and values alone move scores by about 1e-3 relative.
-  KvType kv_type = KvType::kF16;
-};
 
 class CausalReward : public KvCachedReward {
  public:

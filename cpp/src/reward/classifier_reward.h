@@ -12,21 +12,12 @@
 #include "llama.h"
 #include "llama/batch_runner.h"
 #include "llama/context.h"
-#include "llama/model.h"
 #include "llama/tokenizer.h"
+#include "stars/model.h"
 #include "stars/reward.h"
+#include "stars/rewards.h"
 
 namespace stars {
-
-struct ClassifierOptions {
-  // One index: the score is that output. Two: out[labels[0]] - out[labels[1]].
-  std::vector<int32_t> labels = {0};
-  // -1: decide from the model (a "rerank" template or a single output means a reranker, which
-  // reads (prompt, response) pairs); 0: the response alone; 1: (prompt, response) pairs.
-  int32_t pair = -1;
-  int32_t n_ctx = 0;  // tokens per row; 0: the model's training context
-  int32_t n_threads = 0;
-};
 
 class ClassifierReward : public Reward {
  public:

@@ -9,25 +9,9 @@
 
 #include "llama.h"
 #include "reward/kv_cached_reward.h"
+#include "stars/rewards.h"
 
 namespace stars {
-
-// Where the question stands. kQuestionFirst asks it before the exchange, so that per candidate
-// the judge decodes only the segment, the template's closing tokens and the answer cue;
-// kQuestionLast asks it after the response, which costs the whole question per candidate.
-enum class JudgeLayout { kQuestionFirst, kQuestionLast };
-// "question_first" / "question_last"; throws ParameterError naming `layout` otherwise.
-JudgeLayout ParseJudgeLayout(const std::string& name);
-
-struct JudgeOptions {
-  std::string question = "Is the assistant's response helpful, harmless and on-topic?";
-  JudgeLayout layout = JudgeLayout::kQuestionFirst;
-  std::string yes = " Yes";
-  std::string no = " No";
-  int32_t n_ctx = 8192;
-  int32_t n_threads = 0;
-  KvType kv_type = KvType::kF16;
-};
 
 class JudgeReward : public KvCachedReward {
  public:

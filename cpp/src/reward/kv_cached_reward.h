@@ -24,9 +24,9 @@
 #include "llama.h"
 #include "llama/batch_runner.h"
 #include "llama/context.h"
-#include "llama/model.h"
 #include "llama/sequence_pool.h"
 #include "llama/tokenizer.h"
+#include "stars/model.h"
 #include "stars/reward.h"
 
 namespace stars {

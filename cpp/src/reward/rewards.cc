@@ -1,15 +1,15 @@
-#include "reward/reward_spec.h"
+#include "stars/rewards.h"
 
 #include <cstdlib>
 #include <filesystem>
 #include <utility>
 #include <vector>
 
-#include "llama/model.h"
 #include "reward/causal_reward.h"
 #include "reward/classifier_reward.h"
 #include "reward/judge_reward.h"
 #include "stars/errors.h"
+#include "stars/model.h"
 
 namespace stars {
 namespace {
@@ -60,10 +60,27 @@ std::shared_ptr<Reward> MakeClassifier(const std::string& rest, const RewardSpec
       classifier.labels.push_back(ResolveLabel(label.substr(comma + 1), *model));
     }
   }
-  return std::make_shared<ClassifierReward>(std::move(model), classifier);
+  return MakeClassifierReward(std::move(model), classifier);
 }
 
 }  // namespace
+
+std::shared_ptr<Reward> MakeJudgeReward(std::shared_ptr<Model> judge,
+                                        const std::shared_ptr<Model>& policy,
+                                        const JudgeOptions& options) {
+  return std::make_shared<JudgeReward>(std::move(judge), policy, options);
+}
+
+std::shared_ptr<Reward> MakeClassifierReward(std::shared_ptr<Model> model,
+                                             const ClassifierOptions& options) {
+  return std::make_shared<ClassifierReward>(std::move(model), options);
+}
+
+std::shared_ptr<Reward> MakeCausalReward(std::shared_ptr<Model> model, const std::string& path,
+                                         const std::shared_ptr<Model>& policy,
+                                         const CausalOptions& options) {
+  return std::make_shared<CausalReward>(std::move(model), path, policy, options);
+}
 
 std::shared_ptr<Reward> MakeReward(const std::string& spec, const std::shared_ptr<Model>& policy,
                                    const RewardSpecOptions& options) {
@@ -90,15 +107,14 @@ std::shared_ptr<Reward> MakeReward(const std::string& spec, const std::shared_pt
     judge.n_threads = options.n_threads;
     judge.kv_type = options.kv_type;
     auto model = rest == "policy" ? policy : Model::Load(rest, options.n_gpu_layers);
-    return std::make_shared<JudgeReward>(std::move(model), policy, judge);
+    return MakeJudgeReward(std::move(model), policy, judge);
   }
   if (kind == "causal") {
     CausalOptions causal;
     causal.n_ctx = n_ctx;
     causal.n_threads = options.n_threads;
     causal.kv_type = options.kv_type;
-    return std::make_shared<CausalReward>(Model::Load(rest, options.n_gpu_layers), rest, policy,
-                                          causal);
+    return MakeCausalReward(Model::Load(rest, options.n_gpu_layers), rest, policy, causal);
   }
   if (kind == "python") {
     throw ParameterError("--reward python:... needs the Python package (stars-cpp generate)");

@@ -1,43 +1,48 @@
-// A llama.cpp model handle, owned (loaded from a file) or borrowed (from a llama_cpp.Llama).
+// A llama.cpp model: loaded from a GGUF file, or borrowed from another owner (a llama_cpp.Llama).
+// llama.cpp's own types appear only as opaque pointers, so this header needs no llama.h.
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 
-#include "llama.h"
+struct llama_model;
+struct llama_vocab;
 
 namespace stars {
 
 class Model {
  public:
-  // Loads a GGUF file. Throws ModelNotFoundError for a missing path and ModelLoadError for an
-  // empty file, a file without the GGUF magic, or one that llama.cpp rejects.
+  // Loads a GGUF file, checking it first for what llama.cpp would abort on. Throws
+  // ModelNotFoundError for a missing path and ModelLoadError (naming the file and the problem,
+  // llama.cpp's logged reason included) for an empty, malformed or refused file.
   static std::shared_ptr<Model> Load(const std::string& path, int32_t n_gpu_layers);
 
   // Wraps a model someone else owns. `keep_alive` holds the owner until this handle is gone
-  // (for a llama_cpp.Llama: a reference to the Python object).
+  // (for a llama_cpp.Llama: a reference to the Python object). Throws ModelLoadError for a null
+  // `model` or `keep_alive`.
   static std::shared_ptr<Model> Borrow(llama_model* model, std::shared_ptr<void> keep_alive,
                                        std::string description, int32_t n_gpu_layers);
 
+  // Frees the weights when owned.
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
   llama_model* get() const { return model_; }
-  const llama_vocab* vocab() const { return llama_model_get_vocab(model_); }
+  const llama_vocab* vocab() const;
+  // The path, or the owner's description.
   const std::string& description() const { return description_; }
-  int32_t n_embd() const { return llama_model_n_embd(model_); }
-  int32_t n_ctx_train() const { return llama_model_n_ctx_train(model_); }
+  int32_t n_embd() const;
+  int32_t n_ctx_train() const;
+  int32_t n_vocab() const;
   // Classifier outputs (1 unless the GGUF names labels) and their names ("" when unnamed).
-  int32_t n_cls_out() const { return static_cast<int32_t>(llama_model_n_cls_out(model_)); }
+  int32_t n_cls_out() const;
   std::string ClassifierLabel(int32_t i) const;
   // A named chat template from the GGUF ("rerank", ...), or null; nullptr name: the default.
-  const char* ChatTemplate(const char* name) const {
-    return llama_model_chat_template(model_, name);
-  }
-  bool has_memory_rewind() const { return !llama_model_is_recurrent(model_); }
+  const char* ChatTemplate(const char* name) const;
+  // False for recurrent models, whose memory cannot be cut back to a position.
+  bool has_memory_rewind() const;
   bool owned() const { return keep_alive_ == nullptr; }
   // Layers offloaded to a GPU when loaded (negative: all).
   int32_t n_gpu_layers() const { return n_gpu_layers_; }

@@ -1,0 +1,102 @@
+// The three GGUF rewards, and rewards from the CLI's spec strings: public factories that hide
+// how each reward drives llama.cpp. Every reward returned serializes its own calls, so one may
+// also be scored from several threads while an Engine drives it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "stars/model.h"
+#include "stars/params.h"
+#include "stars/reward.h"
+
+namespace stars {
+
+// Where the question stands. kQuestionFirst asks it before the exchange, so that per candidate
+// the judge decodes only the segment, the template's closing tokens and the answer cue;
+// kQuestionLast asks it after the response, which costs the whole question per candidate.
+enum class JudgeLayout { kQuestionFirst, kQuestionLast };
+// "question_first" / "question_last"; throws ParameterError naming `layout` otherwise.
+JudgeLayout ParseJudgeLayout(const std::string& name);
+
+struct JudgeOptions {
+  std::string question = "Is the assistant's response helpful, harmless and on-topic?";
+  JudgeLayout layout = JudgeLayout::kQuestionFirst;
+  std::string yes = " Yes";
+  std::string no = " No";
+  int32_t n_ctx = 8192;
+  int32_t n_threads = 0;
+  KvType kv_type = KvType::kF16;
+};
+
+// A causal instruct model asked a yes/no question about the response: reward = logit(yes) -
+// logit(no) at the answer position. Each prompt's rubric, prompt and accepted response stay in
+// the judge's KV cache; a candidate costs its segment plus the template's closing tokens.
+// `policy` may be null (then no generation passes token ids) or `judge` itself (a self-judge,
+// one context on the shared weights). Throws RewardError when `yes` or `no` is not one token of
+// the judge's vocabulary, ChatTemplateError for a template that alters its input, and Error
+// when llama.cpp cannot create the context (its logged reason included).
+std::shared_ptr<Reward> MakeJudgeReward(std::shared_ptr<Model> judge,
+                                        const std::shared_ptr<Model>& policy,
+                                        const JudgeOptions& options);
+
+struct ClassifierOptions {
+  // One index: the score is that output. Two: out[labels[0]] - out[labels[1]].
+  std::vector<int32_t> labels = {0};
+  // -1: decide from the model (a "rerank" template or a single output means a reranker, which
+  // reads (prompt, response) pairs); 0: the response alone; 1: (prompt, response) pairs.
+  int32_t pair = -1;
+  int32_t n_ctx = 0;  // tokens per row; 0: the model's training context
+  int32_t n_threads = 0;
+};
+
+// A GGUF sequence classifier or reranker (RANK pooling). Throws RewardError when the GGUF has
+// no classification head, and ParameterError for a label out of range.
+std::shared_ptr<Reward> MakeClassifierReward(std::shared_ptr<Model> model,
+                                             const ClassifierOptions& options);
+
+struct CausalOptions {
+  // "": the model's chat template (user = prompt, assistant = response); else a format with
+  // "{prompt}" and "{response}" once each, e.g. "Q: {prompt}\nA: {response}".
+  std::string input_template;
+  int32_t n_ctx = 8192;
+  int32_t n_threads = 0;
+  // An F32 KV cache: F16 keys and values alone move scores by about 1e-3 relative.
+  KvType kv_type = KvType::kF16;
+};
+
+// A decoder with a scalar head stored in the GGUF's metadata (`stars-cpp convert-reward`).
+// `path` is the file `model` was loaded from. Throws RewardError when the head is missing or
+// its length is not n_embd, and ParameterError for a bad template.
+std::shared_ptr<Reward> MakeCausalReward(std::shared_ptr<Model> model, const std::string& path,
+                                         const std::shared_ptr<Model>& policy,
+                                         const CausalOptions& options);
+
+// Options of MakeReward, from the CLI's flags.
+struct RewardSpecOptions {
+  // The judge's question, answers and layout; empty: JudgeOptions' defaults.
+  std::string question;
+  std::string yes;
+  std::string no;
+  std::string layout;
+  KvType kv_type = KvType::kF16;  // a judge's or a causal reward's KV cache
+  int32_t policy_n_ctx = 4096;    // a KV-cached reward's context is this plus kTemplateRoom
+  int32_t n_threads = 0;
+  int32_t n_gpu_layers = 0;
+};
+
+// Room a KV-cached reward's context keeps beside the policy's n_ctx for its own template.
+inline constexpr int32_t kTemplateRoom = 256;
+
+// Builds the reward a CLI spec names for `policy`: "classifier:PATH[:LABEL]" (LABEL an output
+// index, a label name of the GGUF, or "POS,NEG"), "judge:PATH", "judge:policy" (the policy's
+// own weights) or "causal:PATH". Throws ParameterError for a malformed spec, an unknown kind
+// (and "python:", which needs the Python package), judge options without a judge, or an
+// unknown label; ModelNotFoundError / ModelLoadError for the reward's GGUF; and what the
+// factories above throw.
+std::shared_ptr<Reward> MakeReward(const std::string& spec, const std::shared_ptr<Model>& policy,
+                                   const RewardSpecOptions& options);
+
+}  // namespace stars
