@@ -216,10 +216,11 @@ void EngineLoop::Admit() {
     for (const auto& run : queue_) wanted += run->reserved_seqs;
   }
   const int32_t have = context_ ? pool_->n_total() : 0;
-  if (!context_ || (active_.empty() && wanted > have)) {
-    int32_t n_seq = std::max(kMinSequences, options_.n_seq_max);
-    while (n_seq < wanted) n_seq *= 2;
-    n_seq = std::min(std::max(n_seq, have), Context::MaxSequences());
+  int32_t n_seq = std::max(kMinSequences, options_.n_seq_max);
+  while (n_seq < wanted) n_seq *= 2;
+  n_seq = std::min(std::max(n_seq, have), Context::MaxSequences());
+  // Made again only when that is larger: a queue beyond 256 ids waits, it does not remake.
+  if (!context_ || (active_.empty() && n_seq > have)) {
     runner_.reset();
     pool_.reset();
     context_.reset();  // the old one's memory goes back before the new one asks
