@@ -9,6 +9,8 @@ from numpy.typing import NDArray
 
 max_parallel_sequences: int = 256
 
+reward_template_room: int = 256
+
 def live_contexts() -> int:
     """
     llama.cpp contexts alive in the process (policy and reward contexts alike).

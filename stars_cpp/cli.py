@@ -233,8 +233,7 @@ def _generate(args: argparse.Namespace) -> int:
     model = _model_path(args)
     reward = _reward(args)
     engine = stars_cpp.Engine(model, reward, n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers,
-                              n_threads=args.n_threads, kv_type=args.kv_type,
-                              verbose=args.verbose >= 2)
+                              n_threads=args.n_threads, kv_type=args.kv_type)
     prompt = args.prompt if args.raw else [{"role": "user", "content": args.prompt}]
     params = {name: getattr(args, name) for name in DEFAULT_PARAMS}
     result = engine.generate(prompt, mode=args.mode, **params)
@@ -264,8 +263,7 @@ def _serve(args: argparse.Namespace) -> int:
     engine = stars_cpp.Engine(model, _reward(args), n_ctx=args.n_ctx,
                               n_gpu_layers=args.n_gpu_layers, n_threads=args.n_threads,
                               max_queue=args.max_queue, kv_type=args.kv_type,
-                              n_seq_max=args.n_seq_max,
-                              verbose=args.verbose)
+                              n_seq_max=args.n_seq_max)
     defaults = {name: getattr(args, name) for name in DEFAULT_PARAMS}
     defaults["mode"] = args.mode
     # A bad default fails now, not on every request.
@@ -319,7 +317,7 @@ def _run(args: argparse.Namespace) -> int:
         args.reward = spec if spec is not None else "none"
         engine = stars_cpp.Engine(model, _reward(args), n_ctx=args.n_ctx,
                                   n_gpu_layers=args.n_gpu_layers, n_threads=args.n_threads,
-                                  kv_type=args.kv_type, verbose=args.verbose)
+                                  kv_type=args.kv_type)
         lines = dataset.run_dataset(args.input, args.output, engine=engine, reward_spec=spec,
                                     model=model, summary=summary, **options)
     for _ in lines:

@@ -59,16 +59,10 @@ def load_python_reward(spec: str) -> Callable[[list, list], Sequence[float]]:
 
 
 
-# Room a KV-cached reward's context keeps beside the policy's n_ctx for its own template (the
-# judge's question, the chat markup): the prompt and response it reads fit the policy's.
-REWARD_TEMPLATE_ROOM = 256
-
-
 def _reward_n_ctx(asked: int | None, policy_n_ctx: int) -> int:
-    """A KV-cached reward's context: what was asked, else the policy's n_ctx plus the template."""
-    if asked is not None:
-        return asked
-    return (policy_n_ctx or 4096) + REWARD_TEMPLATE_ROOM
+    """A KV-cached reward's context: what was asked, else the policy's n_ctx plus room for the
+    reward's own template (the judge's question, the chat markup), as the C++ factories give."""
+    return asked if asked is not None else policy_n_ctx + _core.reward_template_room
 
 
 def _check_sizes(n_gpu_layers: object, n_ctx: object) -> None:

@@ -451,23 +451,14 @@ int main(int argc, char** argv) {
   try {
     const Args args = Parse(argc, argv);
     return args.command == "bench" ? Bench(args) : Generate(args);
-  } catch (const UsageError& e) {
-    std::cerr << "stars-cli: error: " << FirstLine(e.what()) << "\n";
-    return 2;
-  } catch (const stars::ParameterError& e) {
-    std::cerr << "stars-cli: error: " << FirstLine(e.what()) << "\n";
-    return 2;
-  } catch (const stars::ModelLoadError& e) {  // a missing or bad file, named
-    std::cerr << "stars-cli: error: " << FirstLine(e.what()) << "\n";
-    return 2;
-  } catch (const stars::ContextLengthError& e) {
-    std::cerr << "stars-cli: error: " << FirstLine(e.what()) << "\n";
-    return 2;
-  } catch (const stars::ChatTemplateError& e) {
-    std::cerr << "stars-cli: error: " << FirstLine(e.what()) << "\n";
-    return 2;
   } catch (const std::exception& e) {
+    // Bad input (arguments, a missing or bad file, a prompt too long) exits 2, as in Python.
+    const bool bad_input = dynamic_cast<const UsageError*>(&e) != nullptr ||
+                           dynamic_cast<const stars::ParameterError*>(&e) != nullptr ||
+                           dynamic_cast<const stars::ModelLoadError*>(&e) != nullptr ||
+                           dynamic_cast<const stars::ContextLengthError*>(&e) != nullptr ||
+                           dynamic_cast<const stars::ChatTemplateError*>(&e) != nullptr;
     std::cerr << "stars-cli: error: " << FirstLine(e.what()) << "\n";
-    return 1;
+    return bad_input ? 2 : 1;
   }
 }

@@ -33,6 +33,7 @@
 #include "stars/params.h"
 #include "stars/result.h"
 #include "stars/reward.h"
+#include "stars/rewards.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -279,7 +280,7 @@ class KvSession {
 
   nb::ndarray<nb::numpy, float, nb::ndim<1>> Logits(int32_t batch_index) const {
     const float* row = context_.Logits(batch_index);
-    const size_t n = static_cast<size_t>(llama_vocab_n_tokens(context_.model().vocab()));
+    const size_t n = static_cast<size_t>(context_.model().n_vocab());
     float* copy = new float[n];
     std::memcpy(copy, row, n * sizeof(float));
     nb::capsule owner(copy, [](void* p) noexcept { delete[] static_cast<float*>(p); });
@@ -393,7 +394,9 @@ PyType_Slot engine_slots[] = {{Py_tp_traverse, reinterpret_cast<void*>(EngineTra
 NB_MODULE(_core, m) {
   m.doc() = "stars_cpp native core: STARS decoding over llama.cpp.";
   RegisterExceptions();
-  m.attr("max_parallel_sequences") = llama_max_parallel_sequences();
+  m.attr("max_parallel_sequences") = stars::Context::MaxSequences();
+  // What a KV-cached reward's context adds to the policy's n_ctx for its template.
+  m.attr("reward_template_room") = stars::kTemplateRoom;
   m.def("live_contexts", &stars::Context::Live,
         "llama.cpp contexts alive in the process (policy and reward contexts alike).");
 
@@ -432,8 +435,7 @@ NB_MODULE(_core, m) {
                   "n_gpu_layers"_a = 0)
       .def_prop_ro("description", &stars::Model::description)
       .def_prop_ro("owned", &stars::Model::owned)
-      .def_prop_ro("n_vocab",
-                   [](const stars::Model& model) { return llama_vocab_n_tokens(model.vocab()); })
+      .def_prop_ro("n_vocab", &stars::Model::n_vocab)
       .def_prop_ro("n_embd", &stars::Model::n_embd)
       .def_prop_ro("classifier_labels",
                    [](const stars::Model& model) {
