@@ -114,7 +114,8 @@ bench-quick: bench-install
 
 # Regenerates the extension's typed stubs; tests/test_stubs.py checks they are current.
 stubs: install
-	cd $(VENV) && bin/python -m nanobind.stubgen -m stars_cpp._core -o $(CURDIR)/stars_cpp/_core.pyi
+	rm -rf stars_cpp/_core
+	cd $(VENV) && bin/python -m nanobind.stubgen -r -m stars_cpp._core -O $(CURDIR)/stars_cpp
 	$(BIN)/pip install --no-build-isolation --no-deps .
 
 # Rebuilds llama-cpp-python without pip's cached wheel (after changing LLAMA_CMAKE_ARGS).

@@ -73,6 +73,7 @@ def make_reward(name: str, workdir: Path):
 
 def measure(name: str, prefixes: list[int], workdir: Path, repeats: int) -> dict[str, Any]:
     import stars_cpp
+    from stars_cpp._core import testing
     from stars_cpp.models import smollm2_path
 
     policy = stars_cpp.Engine(str(smollm2_path())).model
@@ -86,7 +87,7 @@ def measure(name: str, prefixes: list[int], workdir: Path, repeats: int) -> dict
         rows = [(0, trunk_text, policy.detokenize(s), trunk, s) for s in segments]
         times, per_candidate = [], 0.0
         for _ in range(repeats + 1):  # the first round warms the caches and is dropped
-            reward.begin(0, PROMPT)
+            testing.reward_begin(reward, 0, PROMPT)
             start = time.perf_counter()
             if name == "causal_rescore":
                 texts = [trunk_text + r[2] for r in rows]
@@ -94,12 +95,12 @@ def measure(name: str, prefixes: list[int], workdir: Path, repeats: int) -> dict
                 seconds = time.perf_counter() - start
                 decoded = sum(len(reward.input_tokens(PROMPT, t)) for t in texts)
             else:
-                reward.commit(0, trunk, trunk_text)
-                before = reward.tokens_decoded(0)
+                testing.reward_commit(reward, 0, trunk, trunk_text)
+                before = testing.reward_tokens_decoded(reward, 0)
                 start = time.perf_counter()
-                reward.score(rows)
+                testing.reward_score(reward, rows)
                 seconds = time.perf_counter() - start
-                decoded = reward.tokens_decoded(0) - before
+                decoded = testing.reward_tokens_decoded(reward, 0) - before
             times.append(seconds)
             per_candidate = decoded / len(rows)
         rows_out.append({"reward": name, "prefix_tokens": p,

@@ -108,9 +108,9 @@ class ClassifierReward:
         return out
 
     def _bind(self, policy: _core.Model | None = None, n_threads: int = 0,
-              n_ctx: int = 0) -> _core.Reward:
-        return _core.ClassifierReward(self.model, self.labels, n_threads=n_threads,
-                                      **self._options)
+              n_ctx: int = 0) -> _core.ClassifierReward:
+        return _core.make_classifier_reward(self.model, self.labels, n_threads=n_threads,
+                                            **self._options)
 
     @property
     def pair(self) -> bool:
@@ -151,9 +151,10 @@ class JudgeReward:
         self._native = None if self.model is None else self._make(self.model, None, 2048)
 
     def _make(self, judge: _core.Model, policy: _core.Model | None, n_ctx: int,
-              n_threads: int = 0) -> _core.JudgeReward:
-        return _core.JudgeReward(judge, policy, self.question, self.yes, self.no, n_ctx=n_ctx,
-                                 n_threads=n_threads, layout=self.layout, kv_type=self.kv_type)
+              n_threads: int = 0) -> _core.KvCachedReward:
+        return _core.make_judge_reward(judge, policy, self.question, self.yes, self.no,
+                                       n_ctx=n_ctx, n_threads=n_threads, layout=self.layout,
+                                       kv_type=self.kv_type)
 
     def _bind(self, policy: _core.Model, n_threads: int = 0, n_ctx: int = 0) -> _core.Reward:
         judge = self.model if self.model is not None else policy
@@ -163,7 +164,7 @@ class JudgeReward:
         return native
 
     @property
-    def native(self) -> _core.JudgeReward:
+    def native(self) -> _core.KvCachedReward:
         if self._native is None:
             if self._policy is None:
                 raise ParameterError("JudgeReward('policy') scores on its own only after an "
@@ -205,9 +206,9 @@ class CausalReward:
         self._native = self._make(None, 2048)
 
     def _make(self, policy: _core.Model | None, n_ctx: int,
-              n_threads: int = 0) -> _core.CausalReward:
-        return _core.CausalReward(self.model, self.path, policy, template=self.template,
-                                  n_ctx=n_ctx, n_threads=n_threads, kv_type=self.kv_type)
+              n_threads: int = 0) -> _core.KvCachedReward:
+        return _core.make_causal_reward(self.model, self.path, policy, template=self.template,
+                                        n_ctx=n_ctx, n_threads=n_threads, kv_type=self.kv_type)
 
     def _bind(self, policy: _core.Model, n_threads: int = 0, n_ctx: int = 0) -> _core.Reward:
         if not self._native.shares_vocabulary:  # so score_policy_tokens takes this policy's ids
@@ -215,7 +216,7 @@ class CausalReward:
         return self._make(policy, _reward_n_ctx(self.n_ctx, n_ctx), n_threads)
 
     @property
-    def native(self) -> _core.CausalReward:
+    def native(self) -> _core.KvCachedReward:
         return self._native
 
     def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:

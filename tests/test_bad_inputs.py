@@ -128,3 +128,13 @@ def test_text_that_is_not_utf8_raises_parameter_error(tiny_llama):
         with pytest.raises(stars_cpp.ParameterError, match="not valid text"):
             engine.generate(prompt, mode="plain", max_tokens=2, **kwargs)
     _still_works(tiny_llama)
+
+
+def test_detokenize_refuses_ids_outside_the_vocabulary(tiny_llama):
+    # llama.cpp indexes its vocabulary with the id unchecked (std::out_of_range at best).
+    model = stars_cpp.Engine(str(tiny_llama), n_ctx=256).model
+    for bad in (model.n_vocab, -1, 2**31 - 1):
+        with pytest.raises(stars_cpp.ParameterError, match=f"token id {bad} is outside"):
+            model.detokenize([1, bad])
+    tokens = model.tokenize("hello world", add_special=False)
+    assert model.detokenize(tokens) == "hello world"

@@ -22,7 +22,7 @@ def rel_max_abs(a: np.ndarray, b: np.ndarray) -> float:
 
 def from_scratch(model: _core.Model, tokens: list[int]) -> np.ndarray:
     """Next-token logits of `tokens` decoded in a fresh context."""
-    session = _core.KvSession(model, n_ctx=512, n_seq_max=1)
+    session = _core.testing.KvSession(model, n_ctx=512, n_seq_max=1)
     seq = session.acquire()
     n = len(tokens)
     (index,) = session.decode(tokens, list(range(n)), [seq] * n, [False] * (n - 1) + [True])
@@ -59,7 +59,7 @@ def test_fork_matches_from_scratch(model, request):
     name = request.node.callspec.params["model"]
     prompt = model.tokenize("The quick brown fox", add_special=True)
     n = len(prompt)
-    session = _core.KvSession(model, n_ctx=512, n_seq_max=5)
+    session = _core.testing.KvSession(model, n_ctx=512, n_seq_max=5)
     trunk = session.acquire()
     session.decode(prompt, list(range(n)), [trunk] * n, [False] * n)
 
@@ -80,7 +80,7 @@ def test_each_fork_exact_when_its_cells_line_up(model):
     """Fork, decode, release, repeat: every tail reuses the cells after the prompt."""
     prompt = model.tokenize("The quick brown fox", add_special=True)
     n = len(prompt)
-    session = _core.KvSession(model, n_ctx=512, n_seq_max=2)
+    session = _core.testing.KvSession(model, n_ctx=512, n_seq_max=2)
     trunk = session.acquire()
     session.decode(prompt, list(range(n)), [trunk] * n, [False] * n)
     for text in CONTINUATIONS:
@@ -98,7 +98,7 @@ def test_rewind_matches_from_scratch(model):
     n = len(prompt)
     tail_a = model.tokenize(" there was a cat who sat on the mat", add_special=False)
     tail_b = model.tokenize(" a bird sang", add_special=False)
-    session = _core.KvSession(model, n_ctx=512, n_seq_max=1)
+    session = _core.testing.KvSession(model, n_ctx=512, n_seq_max=1)
     seq = session.acquire()
     full = prompt + tail_a
     session.decode(full, list(range(len(full))), [seq] * len(full), [False] * len(full))
@@ -116,7 +116,7 @@ def test_rewind_matches_from_scratch(model):
 
 
 def test_released_sequence_ids_are_reused(tiny_model):
-    session = _core.KvSession(tiny_model, n_ctx=128, n_seq_max=2)
+    session = _core.testing.KvSession(tiny_model, n_ctx=128, n_seq_max=2)
     a = session.acquire()
     b = session.acquire()
     with pytest.raises(stars_cpp.StarsError, match="no free sequence id"):
@@ -131,7 +131,7 @@ def test_released_sequence_ids_are_reused(tiny_model):
 def test_bad_sequence_ids_raise_instead_of_aborting(tiny_model):
     # fork(999) reached llama.cpp's GGML_ASSERT (a process abort); rewind(-1, ...) cleared
     # every sequence, since llama.cpp reads seq -1 as "all".
-    session = _core.KvSession(tiny_model, n_ctx=128, n_seq_max=4)
+    session = _core.testing.KvSession(tiny_model, n_ctx=128, n_seq_max=4)
     trunk = session.acquire()
     session.decode([1, 2, 3], [0, 1, 2], [trunk] * 3, [False, False, True])
     for seq in (999, -1, 3):

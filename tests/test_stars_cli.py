@@ -116,10 +116,14 @@ def test_public_cpp_api_scores_a_round_like_the_python_package(tiny_llama, tmp_p
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     native = [float(x) for x in lines[:2]]
-    assert lines[2] == "generated 8 tokens"
+    scratch = [float(x) for x in lines[2:4]]
     import stars_cpp
 
     judge = stars_cpp.JudgeReward(str(tiny_llama), yes=" yes", no=" no")
     python = judge(["hello", "hello"], ["the trunk one", "the trunk two"])
     # Incremental (trunk cached, then each segment) against from scratch: F32 rounding only.
     assert native == pytest.approx(python, abs=1e-4)
+    assert scratch == pytest.approx(python, abs=1e-6)  # the same computation in both builds
+    n_prompt = len(judge.model.tokenize("hello", add_special=False))
+    assert lines[4] == f"{n_prompt} prompt tokens, round trip exact"
+    assert lines[5] == "generated 8 tokens"

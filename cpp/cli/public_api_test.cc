@@ -32,7 +32,8 @@ int main(int argc, char** argv) {
     options.no = " no";
     options.n_ctx = 1024;
     // No policy: the judge reads text (ids pass through only with a policy sharing its vocab).
-    const std::shared_ptr<stars::Reward> judge = stars::MakeJudgeReward(model, nullptr, options);
+    const std::shared_ptr<stars::KvCachedReward> judge =
+        stars::MakeJudgeReward(model, nullptr, options);
     judge->Begin(0, argv[2]);
     const std::string trunk = argv[3];
     if (!trunk.empty()) judge->Commit(0, nullptr, 0, trunk);
@@ -48,9 +49,18 @@ int main(int argc, char** argv) {
     judge->Score(rows, &scores);
     judge->Finish(0);
     for (double score : scores) std::printf("%.9g\n", score);
+    // The same rows from scratch, through the public text interface.
+    const std::vector<std::string> prompts(2, argv[2]);
+    for (double score : judge->ScoreTexts(prompts, {trunk + argv[4], trunk + argv[5]})) {
+      std::printf("%.9g\n", score);
+    }
+    const std::vector<int32_t> tokens = model->Tokenize(argv[2], false, false);
+    std::printf("%zu prompt tokens, round trip %s\n", tokens.size(),
+                model->Detokenize(tokens) == argv[2] ? "exact" : "differs");
 
     stars::EngineOptions engine_options;
     engine_options.n_ctx = 1024;
+    // The judge serves the Engine too: the factory's type is a Reward.
     stars::Engine engine(model, judge, engine_options);
     stars::GenerationParams params;
     params.max_tokens = 8;

@@ -5,11 +5,18 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 struct llama_model;
 struct llama_vocab;
 
 namespace stars {
+
+// One message of a chat: a role ("system", "user", "assistant") and its text.
+struct ChatMessage {
+  std::string role;
+  std::string content;
+};
 
 class Model {
  public:
@@ -46,6 +53,19 @@ class Model {
   bool owned() const { return keep_alive_ == nullptr; }
   // Layers offloaded to a GPU when loaded (negative: all).
   int32_t n_gpu_layers() const { return n_gpu_layers_; }
+
+  // The vocabulary's token ids for `text`. `add_special` adds BOS/EOS as the model wants;
+  // `parse_special` reads control-token text ("<|im_start|>") as control tokens. Throws Error
+  // when llama.cpp's tokenizer fails.
+  std::vector<int32_t> Tokenize(const std::string& text, bool add_special,
+                                bool parse_special) const;
+  // The text of `tokens`, with llama.cpp's spacing rules; control tokens render as nothing.
+  // The text may end inside a UTF-8 character. Throws ParameterError for an id outside the
+  // vocabulary.
+  std::string Detokenize(const std::vector<int32_t>& tokens) const;
+  // `messages` rendered by the GGUF's chat template, ending with the assistant turn's opening.
+  // Throws ChatTemplateError when the model has no template or llama.cpp cannot apply it.
+  std::string ApplyChatTemplate(const std::vector<ChatMessage>& messages) const;
 
  private:
   Model(llama_model* model, std::shared_ptr<void> keep_alive, std::string description,

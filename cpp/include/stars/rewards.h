@@ -1,6 +1,6 @@
-// The three GGUF rewards, and rewards from the CLI's spec strings: public factories that hide
-// how each reward drives llama.cpp. Every reward returned serializes its own calls, so one may
-// also be scored from several threads while an Engine drives it.
+// The three GGUF rewards, and rewards from the CLI's spec strings: interfaces and factories that
+// hide how each reward drives llama.cpp. Every reward returned serializes its own calls, so one
+// may also be scored from several threads while an Engine drives it.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +13,54 @@
 #include "stars/reward.h"
 
 namespace stars {
+
+// What the three GGUF rewards offer beside the batched protocol: scoring texts on their own.
+class GgufReward : public Reward {
+ public:
+  // Scores (prompt, response) pairs from scratch, each in a fresh sequence, outside a generation
+  // call; for a KV-cached reward it is the reference its incremental path matches. Throws
+  // ParameterError when the two differ in length, ContextLengthError when a KV-cached reward's
+  // row does not fit its context (a classifier cuts rows to fit), DecodeError when llama.cpp
+  // fails.
+  virtual std::vector<double> ScoreTexts(const std::vector<std::string>& prompts,
+                                         const std::vector<std::string>& responses) = 0;
+
+  // The reward model's input for (prompt, response) as ScoreTexts decodes it, in its own
+  // vocabulary's token ids.
+  virtual std::vector<int32_t> InputTokens(const std::string& prompt,
+                                           const std::string& response) const = 0;
+};
+
+// A sequence classifier or reranker (MakeClassifierReward).
+class ClassifierReward : public GgufReward {
+ public:
+  // True when a row is the pair (prompt, response), as a reranker reads it; false when the
+  // classifier reads the response alone.
+  virtual bool pair() const = 0;
+};
+
+// A reward read off a causal model and KV-cached per prompt (MakeJudgeReward,
+// MakeCausalReward). Its input is a prefix (template head, prompt, template middle), the
+// response, and a suffix (the template's tail).
+class KvCachedReward : public GgufReward {
+ public:
+  // Like ScoreTexts for one row whose response is given as policy token ids. Throws
+  // ParameterError unless the reward was made with a policy that shares its vocabulary.
+  virtual double ScorePolicyTokens(const std::string& prompt,
+                                   const std::vector<int32_t>& tokens) = 0;
+
+  // True when the policy given at creation has this model's vocabulary, so that policy token
+  // ids pass straight through instead of the response text being tokenized again.
+  virtual bool shares_vocabulary() const = 0;
+
+  // Tokens of the prefix for `prompt`, and of the suffix: what a candidate costs beside its
+  // segment is the suffix.
+  virtual int32_t n_prefix_tokens(const std::string& prompt) const = 0;
+  virtual int32_t n_suffix_tokens() const = 0;
+
+  // The model's input for (prompt, response) as text.
+  virtual std::string RenderText(const std::string& prompt, const std::string& response) const = 0;
+};
 
 // Where the question stands. kQuestionFirst asks it before the exchange, so that per candidate
 // the judge decodes only the segment, the template's closing tokens and the answer cue;
@@ -38,9 +86,9 @@ struct JudgeOptions {
 // one context on the shared weights). Throws RewardError when `yes` or `no` is not one token of
 // the judge's vocabulary, ChatTemplateError for a template that alters its input, and Error
 // when llama.cpp cannot create the context (its logged reason included).
-std::shared_ptr<Reward> MakeJudgeReward(std::shared_ptr<Model> judge,
-                                        const std::shared_ptr<Model>& policy,
-                                        const JudgeOptions& options);
+std::shared_ptr<KvCachedReward> MakeJudgeReward(std::shared_ptr<Model> judge,
+                                                const std::shared_ptr<Model>& policy,
+                                                const JudgeOptions& options);
 
 struct ClassifierOptions {
   // One index: the score is that output. Two: out[labels[0]] - out[labels[1]].
@@ -54,8 +102,8 @@ struct ClassifierOptions {
 
 // A GGUF sequence classifier or reranker (RANK pooling). Throws RewardError when the GGUF has
 // no classification head, and ParameterError for a label out of range.
-std::shared_ptr<Reward> MakeClassifierReward(std::shared_ptr<Model> model,
-                                             const ClassifierOptions& options);
+std::shared_ptr<ClassifierReward> MakeClassifierReward(std::shared_ptr<Model> model,
+                                                       const ClassifierOptions& options);
 
 struct CausalOptions {
   // "": the model's chat template (user = prompt, assistant = response); else a format with
@@ -70,9 +118,10 @@ struct CausalOptions {
 // A decoder with a scalar head stored in the GGUF's metadata (`stars-cpp convert-reward`).
 // `path` is the file `model` was loaded from. Throws RewardError when the head is missing or
 // its length is not n_embd, and ParameterError for a bad template.
-std::shared_ptr<Reward> MakeCausalReward(std::shared_ptr<Model> model, const std::string& path,
-                                         const std::shared_ptr<Model>& policy,
-                                         const CausalOptions& options);
+std::shared_ptr<KvCachedReward> MakeCausalReward(std::shared_ptr<Model> model,
+                                                 const std::string& path,
+                                                 const std::shared_ptr<Model>& policy,
+                                                 const CausalOptions& options);
 
 // Options of MakeReward, from the CLI's flags.
 struct RewardSpecOptions {
@@ -96,7 +145,8 @@ inline constexpr int32_t kTemplateRoom = 256;
 // (and "python:", which needs the Python package), judge options without a judge, or an
 // unknown label; ModelNotFoundError / ModelLoadError for the reward's GGUF; and what the
 // factories above throw.
-std::shared_ptr<Reward> MakeReward(const std::string& spec, const std::shared_ptr<Model>& policy,
-                                   const RewardSpecOptions& options);
+std::shared_ptr<GgufReward> MakeReward(const std::string& spec,
+                                       const std::shared_ptr<Model>& policy,
+                                       const RewardSpecOptions& options);
 
 }  // namespace stars

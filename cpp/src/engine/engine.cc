@@ -71,7 +71,7 @@ std::unique_ptr<PromptRun> PrepareRun(const Tokenizer& tokenizer, int32_t n_ctx,
 
 void CheckParams(const GenerationParams& params, bool has_reward) {
   params.Validate(has_reward);
-  const int32_t max_seq = Context::MaxSequences();
+  const int32_t max_seq = MaxSequences();
   if (EngineLoop::SequencesPerPrompt(params) > max_seq) {
     throw ParameterError("candidates must be at most " + std::to_string(max_seq - 2) +
                          " (llama.cpp holds at most " + std::to_string(max_seq) +
@@ -132,8 +132,8 @@ Engine::Engine(std::shared_ptr<Model> model, std::shared_ptr<Reward> reward,
     throw ParameterError("max_queue must be >= 0 (0: no limit), got " +
                          std::to_string(options_.max_queue));
   }
-  if (options_.n_seq_max < 0 || options_.n_seq_max > Context::MaxSequences()) {
-    throw ParameterError("n_seq_max must be in [0, " + std::to_string(Context::MaxSequences()) +
+  if (options_.n_seq_max < 0 || options_.n_seq_max > MaxSequences()) {
+    throw ParameterError("n_seq_max must be in [0, " + std::to_string(MaxSequences()) +
                          "] (0: sized to the requests), got " + std::to_string(options_.n_seq_max));
   }
   loop_ = std::make_unique<EngineLoop>(model_, *tokenizer_, reward_.get(), options_);

@@ -218,7 +218,7 @@ void EngineLoop::Admit() {
   const int32_t have = context_ ? pool_->n_total() : 0;
   int32_t n_seq = std::max(kMinSequences, options_.n_seq_max);
   while (n_seq < wanted) n_seq *= 2;
-  n_seq = std::min(std::max(n_seq, have), Context::MaxSequences());
+  n_seq = std::min(std::max(n_seq, have), MaxSequences());
   // Made again only when that is larger: a queue beyond 256 ids waits, it does not remake.
   if (!context_ || (active_.empty() && n_seq > have)) {
     runner_.reset();

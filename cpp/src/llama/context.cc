@@ -15,11 +15,12 @@ namespace {
 std::atomic<int64_t> live_contexts{0};
 }  // namespace
 
-int64_t Context::Live() { return live_contexts.load(); }
+int32_t MaxSequences() { return static_cast<int32_t>(llama_max_parallel_sequences()); }
+int64_t LiveContexts() { return live_contexts.load(); }
 
 Context::Context(std::shared_ptr<Model> model, const ContextOptions& options)
     : model_(std::move(model)), embeddings_(options.embeddings) {
-  const int32_t max_seq = static_cast<int32_t>(llama_max_parallel_sequences());
+  const int32_t max_seq = MaxSequences();
   if (options.n_seq_max < 1 || options.n_seq_max > max_seq) {
     throw ParameterError("n_seq_max must be in [1, " + std::to_string(max_seq) + "], got " +
                          std::to_string(options.n_seq_max));

@@ -7,6 +7,7 @@
 #include "llama.h"
 #include "stars/model.h"
 #include "stars/params.h"
+#include "stars/runtime.h"
 
 namespace stars {
 
@@ -25,12 +26,6 @@ struct ContextOptions {
 
 class Context {
  public:
-  // Contexts alive in the process now (for tests of what an engine and its rewards hold).
-  static int64_t Live();
-
-  // The most sequences one context can hold (llama.cpp's LLAMA_MAX_SEQ).
-  static int32_t MaxSequences() { return static_cast<int32_t>(llama_max_parallel_sequences()); }
-
   // Throws Error when llama.cpp cannot create the context (for example out of memory) and
   // ParameterError for an n_ctx or n_seq_max it cannot take.
   Context(std::shared_ptr<Model> model, const ContextOptions& options);

@@ -1,10 +1,12 @@
 #include "stars/model.h"
 
+#include <string>
 #include <utility>
 
 #include "llama.h"
 #include "llama/backend.h"
 #include "llama/model_file_check.h"
+#include "llama/tokenizer.h"
 #include "stars/errors.h"
 #include "stars/log.h"
 
@@ -51,6 +53,27 @@ const char* Model::ChatTemplate(const char* name) const {
   return llama_model_chat_template(model_, name);
 }
 bool Model::has_memory_rewind() const { return !llama_model_is_recurrent(model_); }
+
+std::vector<int32_t> Model::Tokenize(const std::string& text, bool add_special,
+                                     bool parse_special) const {
+  return Tokenizer(*this).Tokenize(text, add_special, parse_special);
+}
+
+std::string Model::Detokenize(const std::vector<int32_t>& tokens) const {
+  const int32_t n = n_vocab();
+  for (const int32_t token : tokens) {
+    // llama.cpp indexes its vocabulary with the id unchecked.
+    if (token < 0 || token >= n) {
+      throw ParameterError("token id " + std::to_string(token) + " is outside the vocabulary [0, " +
+                           std::to_string(n) + ") of " + description_);
+    }
+  }
+  return Tokenizer(*this).Detokenize(tokens);
+}
+
+std::string Model::ApplyChatTemplate(const std::vector<ChatMessage>& messages) const {
+  return Tokenizer(*this).ApplyChatTemplate(messages);
+}
 
 std::string Model::ClassifierLabel(int32_t i) const {
   const char* label = llama_model_cls_label(model_, static_cast<uint32_t>(i));

@@ -6,15 +6,9 @@
 #include <vector>
 
 #include "llama.h"
+#include "stars/model.h"
 
 namespace stars {
-
-class Model;
-
-struct ChatMessage {
-  std::string role;
-  std::string content;
-};
 
 class Tokenizer {
  public:

@@ -14,7 +14,7 @@ constexpr const char* kHeadRow = "stars.reward.head.row";
 // Without a chat template and a user template: a plain exchange.
 constexpr const char* kPlainTemplate = "User: {prompt}\n\nAssistant: {response}";
 
-// `format` with {prompt} and {response} replaced by the marks KvCachedReward splits at.
+// `format` with {prompt} and {response} replaced by the marks KvCachedRewardImpl splits at.
 std::string MarkTemplate(const std::string& format) {
   std::string out = format;
   for (const auto& [placeholder, mark] :
@@ -34,7 +34,7 @@ std::string MarkTemplate(const std::string& format) {
 
 CausalReward::CausalReward(std::shared_ptr<Model> model, const std::string& path,
                            const std::shared_ptr<Model>& policy, const CausalOptions& options)
-    : KvCachedReward(std::move(model), policy) {
+    : KvCachedRewardImpl(std::move(model), policy) {
   const GgufMetadata metadata(path);
   std::optional<std::vector<float>> head = metadata.FloatArray(kHeadWeight);
   if (!head) {

@@ -2,7 +2,7 @@
 // converted by `stars-cpp convert-reward`): reward = head . h + bias, where h is the final
 // hidden state of the input's last token. llama.cpp runs the backbone with embeddings on and
 // pooling NONE; the head lives in the GGUF's metadata (stars.reward.head.*), which llama.cpp
-// ignores. KV-cached per prompt like the judge (see KvCachedReward).
+// ignores. KV-cached per prompt like the judge (see KvCachedRewardImpl).
 #pragma once
 
 #include <cstdint>
@@ -15,16 +15,13 @@
 
 namespace stars {
 
-class CausalReward : public KvCachedReward {
+class CausalReward : public KvCachedRewardImpl {
  public:
   // `path` is the GGUF `model` was loaded from (the head is read from its metadata). Throws
   // RewardError when the head is missing or its length is not n_embd, ParameterError for a
   // template without both placeholders.
   CausalReward(std::shared_ptr<Model> model, const std::string& path,
                const std::shared_ptr<Model>& policy, const CausalOptions& options);
-
-  const std::vector<float>& head() const { return head_; }
-  double bias() const { return bias_; }
 
  private:
   double Readout(const Context& context, int32_t batch_index) const override;

@@ -25,7 +25,8 @@ void ReplaceAll(std::string* text, const std::string& from, const std::string& t
 
 }  // namespace
 
-ClassifierReward::ClassifierReward(std::shared_ptr<Model> model, const ClassifierOptions& options)
+ClassifierRewardImpl::ClassifierRewardImpl(std::shared_ptr<Model> model,
+                                           const ClassifierOptions& options)
     : model_(std::move(model)), tokenizer_(*model_), labels_(options.labels) {
   const int32_t n_out = model_->n_cls_out();
   if (labels_.empty() || labels_.size() > 2) {
@@ -61,7 +62,7 @@ ClassifierReward::ClassifierReward(std::shared_ptr<Model> model, const Classifie
   pair_ = options.pair >= 0 ? options.pair == 1 : (has_rerank_template || n_out == 1);
 }
 
-void ClassifierReward::Begin(int32_t prompt, std::string_view text) {
+void ClassifierRewardImpl::Begin(int32_t prompt, std::string_view text) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (prompt < 0) throw ParameterError("prompt id must be >= 0, got " + std::to_string(prompt));
   const size_t id = static_cast<size_t>(prompt);
@@ -75,19 +76,19 @@ void ClassifierReward::Begin(int32_t prompt, std::string_view text) {
   rows_truncated_[id] = 0;
 }
 
-int64_t ClassifierReward::TokensDecoded(int32_t prompt) const {
+int64_t ClassifierRewardImpl::TokensDecoded(int32_t prompt) const {
   std::lock_guard<std::mutex> lock(mutex_);
   return tokens_decoded_.at(prompt);
 }
 
-int64_t ClassifierReward::RowsTruncated(int32_t prompt) const {
+int64_t ClassifierRewardImpl::RowsTruncated(int32_t prompt) const {
   std::lock_guard<std::mutex> lock(mutex_);
   return rows_truncated_.at(prompt);
 }
 
-std::vector<llama_token> ClassifierReward::BuildInput(const std::string& prompt,
-                                                      const std::string& response,
-                                                      bool* truncated) const {
+std::vector<llama_token> ClassifierRewardImpl::BuildInput(const std::string& prompt,
+                                                          const std::string& response,
+                                                          bool* truncated) const {
   *truncated = false;
   if (!pair_) {
     std::vector<llama_token> tokens = tokenizer_.Tokenize(response, true, false);
@@ -139,7 +140,7 @@ std::vector<llama_token> ClassifierReward::BuildInput(const std::string& prompt,
   return Concat({&head, &query, &middle, &doc, &tail});
 }
 
-std::vector<double> ClassifierReward::ScoreInputs(
+std::vector<double> ClassifierRewardImpl::ScoreInputs(
     const std::vector<std::vector<llama_token>>& inputs) {
   std::vector<double> scores(inputs.size());
   size_t next = 0;
@@ -170,7 +171,7 @@ std::vector<double> ClassifierReward::ScoreInputs(
   return scores;
 }
 
-void ClassifierReward::Score(const std::vector<RewardRow>& rows, std::vector<double>* scores) {
+void ClassifierRewardImpl::Score(const std::vector<RewardRow>& rows, std::vector<double>* scores) {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<std::vector<llama_token>> inputs;
   inputs.reserve(rows.size());
@@ -183,8 +184,14 @@ void ClassifierReward::Score(const std::vector<RewardRow>& rows, std::vector<dou
   *scores = ScoreInputs(inputs);
 }
 
-std::vector<double> ClassifierReward::ScoreTexts(const std::vector<std::string>& prompts,
-                                                 const std::vector<std::string>& responses) {
+std::vector<llama_token> ClassifierRewardImpl::InputTokens(const std::string& prompt,
+                                                           const std::string& response) const {
+  bool truncated = false;
+  return BuildInput(prompt, response, &truncated);
+}
+
+std::vector<double> ClassifierRewardImpl::ScoreTexts(const std::vector<std::string>& prompts,
+                                                     const std::vector<std::string>& responses) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (prompts.size() != responses.size()) {
     throw ParameterError("prompts and responses differ in length");

@@ -19,23 +19,24 @@
 
 namespace stars {
 
-class ClassifierReward : public Reward {
+// The implementation of the public ClassifierReward.
+class ClassifierRewardImpl : public ClassifierReward {
  public:
   // Throws RewardError when the GGUF has no classification head (its pooling is not RANK),
   // and ParameterError for a label out of range.
-  ClassifierReward(std::shared_ptr<Model> model, const ClassifierOptions& options);
+  ClassifierRewardImpl(std::shared_ptr<Model> model, const ClassifierOptions& options);
 
   void Begin(int32_t prompt, std::string_view text) override;
   void Score(const std::vector<RewardRow>& rows, std::vector<double>* scores) override;
   int64_t TokensDecoded(int32_t prompt) const override;
   int64_t RowsTruncated(int32_t prompt) const override;
 
-  // Scores (prompt, response) texts directly, outside a generation call.
   std::vector<double> ScoreTexts(const std::vector<std::string>& prompts,
-                                 const std::vector<std::string>& responses);
-
-  bool pair() const { return pair_; }
-  int32_t row_limit() const { return row_limit_; }
+                                 const std::vector<std::string>& responses) override;
+  // Cut to row_limit() like a generation's rows.
+  std::vector<llama_token> InputTokens(const std::string& prompt,
+                                       const std::string& response) const override;
+  bool pair() const override { return pair_; }
 
  private:
   // The row's tokens, cut to row_limit_ keeping the prompt's start and the response's end.

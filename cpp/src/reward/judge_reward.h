@@ -1,6 +1,6 @@
 // A causal instruct GGUF model asked a yes/no question about the response:
 // reward = logit(yes) - logit(no) at the answer position, KV-cached per prompt
-// (see KvCachedReward).
+// (see KvCachedRewardImpl).
 #pragma once
 
 #include <cstdint>
@@ -13,7 +13,7 @@
 
 namespace stars {
 
-class JudgeReward : public KvCachedReward {
+class JudgeReward : public KvCachedRewardImpl {
  public:
   // `policy` may be null (no generation will pass token ids). Throws RewardError when `yes` or
   // `no` is not a single token of the judge's vocabulary.

@@ -21,12 +21,13 @@ size_t CommonPrefix(const std::vector<llama_token>& a, const std::vector<llama_t
 
 }  // namespace
 
-KvCachedReward::KvCachedReward(std::shared_ptr<Model> model, const std::shared_ptr<Model>& policy)
+KvCachedRewardImpl::KvCachedRewardImpl(std::shared_ptr<Model> model,
+                                       const std::shared_ptr<Model>& policy)
     : model_(std::move(model)), tokenizer_(*model_) {
   shared_vocab_ = policy != nullptr && tokenizer_.SameVocabulary(Tokenizer(*policy));
 }
 
-void KvCachedReward::SetLayout(const std::string& rendered, const std::string& what) {
+void KvCachedRewardImpl::SetLayout(const std::string& rendered, const std::string& what) {
   const size_t at_prompt = rendered.find(kPromptMark);
   const size_t at_response = rendered.find(kResponseMark);
   if (at_prompt == std::string::npos || at_response == std::string::npos ||
@@ -40,22 +41,22 @@ void KvCachedReward::SetLayout(const std::string& rendered, const std::string& w
   suffix_ = tokenizer_.Tokenize(suffix_text_, false, true);
 }
 
-void KvCachedReward::Open(ContextOptions options) {
+void KvCachedRewardImpl::Open(ContextOptions options) {
   // Sequence ids size llama.cpp's output rows and worst-case graph; with fewer ids than a
   // round's rows, MakeRoom evicts cached forks and the trunks' caches stay.
-  options.n_seq_max = std::min(kSequences, Context::MaxSequences());
+  options.n_seq_max = std::min(kSequences, MaxSequences());
   context_ = std::make_unique<Context>(model_, options);
   pool_ = std::make_unique<SequencePool>(*context_);
   runner_ = std::make_unique<BatchRunner>(*context_, pool_.get());
 }
 
-std::string KvCachedReward::RenderText(const std::string& prompt,
-                                       const std::string& response) const {
+std::string KvCachedRewardImpl::RenderText(const std::string& prompt,
+                                           const std::string& response) const {
   return prefix_head_ + prompt + prefix_tail_ + response + suffix_text_;
 }
 
-std::vector<llama_token> KvCachedReward::InputTokens(const std::string& prompt,
-                                                     const std::string& response) const {
+std::vector<llama_token> KvCachedRewardImpl::InputTokens(const std::string& prompt,
+                                                         const std::string& response) const {
   std::vector<llama_token> tokens = PrefixTokens(prompt);
   const std::vector<llama_token> body = tokenizer_.Tokenize(response, false, false);
   tokens.insert(tokens.end(), body.begin(), body.end());
@@ -63,7 +64,7 @@ std::vector<llama_token> KvCachedReward::InputTokens(const std::string& prompt,
   return tokens;
 }
 
-std::vector<llama_token> KvCachedReward::PrefixTokens(const std::string& prompt) const {
+std::vector<llama_token> KvCachedRewardImpl::PrefixTokens(const std::string& prompt) const {
   std::vector<llama_token> tokens = tokenizer_.TokenizeChat(prefix_head_);
   const std::vector<llama_token> user = tokenizer_.Tokenize(prompt, false, false);
   const std::vector<llama_token> tail = tokenizer_.Tokenize(prefix_tail_, false, true);
@@ -72,9 +73,10 @@ std::vector<llama_token> KvCachedReward::PrefixTokens(const std::string& prompt)
   return tokens;
 }
 
-std::vector<llama_token> KvCachedReward::ResponseTokens(std::string_view text, const Trunk* trunk,
-                                                        const int32_t* policy_tokens,
-                                                        int32_t n) const {
+std::vector<llama_token> KvCachedRewardImpl::ResponseTokens(std::string_view text,
+                                                            const Trunk* trunk,
+                                                            const int32_t* policy_tokens,
+                                                            int32_t n) const {
   if (shared_vocab_ && trunk != nullptr) {
     std::vector<llama_token> tokens = trunk->response;
     tokens.insert(tokens.end(), policy_tokens, policy_tokens + n);
@@ -83,7 +85,7 @@ std::vector<llama_token> KvCachedReward::ResponseTokens(std::string_view text, c
   return tokenizer_.Tokenize(std::string(text), false, false);
 }
 
-void KvCachedReward::Begin(int32_t prompt, std::string_view text) {
+void KvCachedRewardImpl::Begin(int32_t prompt, std::string_view text) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (prompt < 0) throw ParameterError("prompt id must be >= 0, got " + std::to_string(prompt));
   const size_t id = static_cast<size_t>(prompt);
@@ -96,19 +98,19 @@ void KvCachedReward::Begin(int32_t prompt, std::string_view text) {
   prompts_[id] = std::string(text);
 }
 
-int64_t KvCachedReward::TokensDecoded(int32_t prompt) const {
+int64_t KvCachedRewardImpl::TokensDecoded(int32_t prompt) const {
   std::lock_guard<std::mutex> lock(mutex_);
   return trunks_.at(prompt).decoded;
 }
 
-void KvCachedReward::ReleaseForks(Trunk& trunk) {
+void KvCachedRewardImpl::ReleaseForks(Trunk& trunk) {
   for (Fork& fork : trunk.forks) {
     if (fork.seq >= 0) pool_->Release(fork.seq);
   }
   trunk.forks.clear();
 }
 
-std::vector<double> KvCachedReward::Run(std::vector<Job>& jobs) {
+std::vector<double> KvCachedRewardImpl::Run(std::vector<Job>& jobs) {
   std::vector<DecodeJob> views;
   views.reserve(jobs.size());
   std::vector<size_t> score_index(jobs.size());  // job -> its place among the scored ones
@@ -133,7 +135,7 @@ std::vector<double> KvCachedReward::Run(std::vector<Job>& jobs) {
   return scores;
 }
 
-KvCachedReward::Trunk& KvCachedReward::PlannedTrunk(int32_t prompt) {
+KvCachedRewardImpl::Trunk& KvCachedRewardImpl::PlannedTrunk(int32_t prompt) {
   Trunk& trunk = trunks_.at(prompt);
   if (trunk.prefix.empty()) {
     trunk.prefix = PrefixTokens(prompts_.at(prompt));
@@ -145,7 +147,7 @@ KvCachedReward::Trunk& KvCachedReward::PlannedTrunk(int32_t prompt) {
   return trunk;
 }
 
-void KvCachedReward::EnsureTrunks(const std::vector<int32_t>& prompts) {
+void KvCachedRewardImpl::EnsureTrunks(const std::vector<int32_t>& prompts) {
   std::vector<Job> jobs;
   for (int32_t prompt : prompts) {
     Trunk& trunk = PlannedTrunk(prompt);
@@ -159,7 +161,7 @@ void KvCachedReward::EnsureTrunks(const std::vector<int32_t>& prompts) {
   Run(jobs);
 }
 
-void KvCachedReward::MakeRoom(int64_t cells, int32_t seqs, const std::vector<int32_t>& keep) {
+void KvCachedRewardImpl::MakeRoom(int64_t cells, int32_t seqs, const std::vector<int32_t>& keep) {
   auto fits = [&] {
     return pool_->n_cells_in_use() + cells <= context_->n_ctx() && pool_->n_free() >= seqs;
   };
@@ -190,7 +192,7 @@ void KvCachedReward::MakeRoom(int64_t cells, int32_t seqs, const std::vector<int
       " sequences beside its current trunks: raise the reward's n_ctx");
 }
 
-void KvCachedReward::Score(const std::vector<RewardRow>& rows, std::vector<double>* scores) {
+void KvCachedRewardImpl::Score(const std::vector<RewardRow>& rows, std::vector<double>* scores) {
   std::lock_guard<std::mutex> lock(mutex_);
   ++clock_;
   // Each row: its tokens, how many it shares with its trunk, and the cells of its own.
@@ -276,8 +278,8 @@ void KvCachedReward::Score(const std::vector<RewardRow>& rows, std::vector<doubl
   }
 }
 
-void KvCachedReward::Commit(int32_t prompt, const int32_t* tokens, int32_t n_tokens,
-                            std::string_view text) {
+void KvCachedRewardImpl::Commit(int32_t prompt, const int32_t* tokens, int32_t n_tokens,
+                                std::string_view text) {
   std::lock_guard<std::mutex> lock(mutex_);
   ++clock_;
   Trunk& trunk = PlannedTrunk(prompt);
@@ -313,12 +315,12 @@ void KvCachedReward::Commit(int32_t prompt, const int32_t* tokens, int32_t n_tok
   trunk.text = new_text;
 }
 
-void KvCachedReward::Finish(int32_t prompt) {
+void KvCachedRewardImpl::Finish(int32_t prompt) {
   std::lock_guard<std::mutex> lock(mutex_);
   Release(prompt);
 }
 
-void KvCachedReward::Release(int32_t prompt) {
+void KvCachedRewardImpl::Release(int32_t prompt) {
   if (prompt < 0 || static_cast<size_t>(prompt) >= trunks_.size()) return;
   Trunk& trunk = trunks_[static_cast<size_t>(prompt)];
   ReleaseForks(trunk);
@@ -326,8 +328,8 @@ void KvCachedReward::Release(int32_t prompt) {
   trunk.seq = -1;
 }
 
-std::vector<double> KvCachedReward::ScoreTexts(const std::vector<std::string>& prompts,
-                                               const std::vector<std::string>& responses) {
+std::vector<double> KvCachedRewardImpl::ScoreTexts(const std::vector<std::string>& prompts,
+                                                   const std::vector<std::string>& responses) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (prompts.size() != responses.size()) {
     throw ParameterError("prompts and responses differ in length");
@@ -342,7 +344,7 @@ std::vector<double> KvCachedReward::ScoreTexts(const std::vector<std::string>& p
   return ScoreFromScratch(inputs);
 }
 
-std::vector<double> KvCachedReward::ScoreFromScratch(
+std::vector<double> KvCachedRewardImpl::ScoreFromScratch(
     std::vector<std::vector<llama_token>>& inputs) {
   std::vector<double> scores;
   size_t first = 0;
@@ -375,8 +377,8 @@ std::vector<double> KvCachedReward::ScoreFromScratch(
   return scores;
 }
 
-double KvCachedReward::ScorePolicyTokens(const std::string& prompt,
-                                         const std::vector<llama_token>& tokens) {
+double KvCachedRewardImpl::ScorePolicyTokens(const std::string& prompt,
+                                             const std::vector<llama_token>& tokens) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!shared_vocab_) {
     throw ParameterError("policy token ids need a reward model with the policy's vocabulary");

@@ -28,6 +28,7 @@
 #include "llama/tokenizer.h"
 #include "stars/model.h"
 #include "stars/reward.h"
+#include "stars/rewards.h"
 
 namespace stars {
 
@@ -36,7 +37,8 @@ namespace stars {
 inline constexpr const char* kPromptMark = "\x01STARS_PROMPT\x01";
 inline constexpr const char* kResponseMark = "\x01STARS_RESPONSE\x01";
 
-class KvCachedReward : public Reward {
+// The implementation of the public KvCachedReward.
+class KvCachedRewardImpl : public KvCachedReward {
  public:
   void Begin(int32_t prompt, std::string_view text) override;
   void Score(const std::vector<RewardRow>& rows, std::vector<double>* scores) override;
@@ -45,25 +47,22 @@ class KvCachedReward : public Reward {
   void Finish(int32_t prompt) override;
   int64_t TokensDecoded(int32_t prompt) const override;
 
-  // From scratch, in fresh sequences: the reference the incremental path must match.
   std::vector<double> ScoreTexts(const std::vector<std::string>& prompts,
-                                 const std::vector<std::string>& responses);
-  // From scratch with policy token ids (shared vocabulary only).
-  double ScorePolicyTokens(const std::string& prompt, const std::vector<llama_token>& tokens);
-
-  bool shares_vocabulary() const { return shared_vocab_; }
-  int32_t n_suffix_tokens() const { return static_cast<int32_t>(suffix_.size()); }
-  int32_t n_prefix_tokens(const std::string& prompt) const {
+                                 const std::vector<std::string>& responses) override;
+  std::vector<llama_token> InputTokens(const std::string& prompt,
+                                       const std::string& response) const override;
+  double ScorePolicyTokens(const std::string& prompt,
+                           const std::vector<llama_token>& tokens) override;
+  bool shares_vocabulary() const override { return shared_vocab_; }
+  int32_t n_prefix_tokens(const std::string& prompt) const override {
     return static_cast<int32_t>(PrefixTokens(prompt).size());
   }
-  // The model's input for (prompt, response): as text, and as the token ids scored from scratch.
-  std::string RenderText(const std::string& prompt, const std::string& response) const;
-  std::vector<llama_token> InputTokens(const std::string& prompt,
-                                       const std::string& response) const;
+  int32_t n_suffix_tokens() const override { return static_cast<int32_t>(suffix_.size()); }
+  std::string RenderText(const std::string& prompt, const std::string& response) const override;
 
  protected:
   // `policy` may be null (no generation will pass token ids).
-  KvCachedReward(std::shared_ptr<Model> model, const std::shared_ptr<Model>& policy);
+  KvCachedRewardImpl(std::shared_ptr<Model> model, const std::shared_ptr<Model>& policy);
 
   // `rendered` holds kPromptMark and kResponseMark once each, in that order. Throws
   // ChatTemplateError naming `what` otherwise.

@@ -39,7 +39,8 @@ int32_t ResolveLabel(const std::string& part, const Model& model) {
                        "] (" + model.description() + ")");
 }
 
-std::shared_ptr<Reward> MakeClassifier(const std::string& rest, const RewardSpecOptions& options) {
+std::shared_ptr<GgufReward> MakeClassifier(const std::string& rest,
+                                           const RewardSpecOptions& options) {
   // PATH[:LABEL], unless the whole of it names a file (a path may hold colons).
   std::string path = rest;
   std::string label;
@@ -65,25 +66,27 @@ std::shared_ptr<Reward> MakeClassifier(const std::string& rest, const RewardSpec
 
 }  // namespace
 
-std::shared_ptr<Reward> MakeJudgeReward(std::shared_ptr<Model> judge,
-                                        const std::shared_ptr<Model>& policy,
-                                        const JudgeOptions& options) {
+std::shared_ptr<KvCachedReward> MakeJudgeReward(std::shared_ptr<Model> judge,
+                                                const std::shared_ptr<Model>& policy,
+                                                const JudgeOptions& options) {
   return std::make_shared<JudgeReward>(std::move(judge), policy, options);
 }
 
-std::shared_ptr<Reward> MakeClassifierReward(std::shared_ptr<Model> model,
-                                             const ClassifierOptions& options) {
-  return std::make_shared<ClassifierReward>(std::move(model), options);
+std::shared_ptr<ClassifierReward> MakeClassifierReward(std::shared_ptr<Model> model,
+                                                       const ClassifierOptions& options) {
+  return std::make_shared<ClassifierRewardImpl>(std::move(model), options);
 }
 
-std::shared_ptr<Reward> MakeCausalReward(std::shared_ptr<Model> model, const std::string& path,
-                                         const std::shared_ptr<Model>& policy,
-                                         const CausalOptions& options) {
+std::shared_ptr<KvCachedReward> MakeCausalReward(std::shared_ptr<Model> model,
+                                                 const std::string& path,
+                                                 const std::shared_ptr<Model>& policy,
+                                                 const CausalOptions& options) {
   return std::make_shared<CausalReward>(std::move(model), path, policy, options);
 }
 
-std::shared_ptr<Reward> MakeReward(const std::string& spec, const std::shared_ptr<Model>& policy,
-                                   const RewardSpecOptions& options) {
+std::shared_ptr<GgufReward> MakeReward(const std::string& spec,
+                                       const std::shared_ptr<Model>& policy,
+                                       const RewardSpecOptions& options) {
   const size_t colon = spec.find(':');
   const std::string kind = spec.substr(0, colon);
   const std::string rest = colon == std::string::npos ? "" : spec.substr(colon + 1);

@@ -1,0 +1,15 @@
+// Process-wide facts of the llama.cpp runtime under every Engine and reward.
+#pragma once
+
+#include <cstdint>
+
+namespace stars {
+
+// The most sequence ids one llama.cpp context holds (its LLAMA_MAX_SEQ): the bound of
+// EngineOptions::n_seq_max.
+int32_t MaxSequences();
+
+// llama.cpp contexts alive in the process now, policy and reward contexts alike.
+int64_t LiveContexts();
+
+}  // namespace stars
