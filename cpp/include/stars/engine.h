@@ -96,7 +96,10 @@ struct EngineMetrics {
 // granularity), each with its own parameters, key and sink.
 class Engine {
  public:
-  // `reward` may be null (plain mode only).
+  // Starts the loop thread. `reward` may be null (plain mode only). Throws ParameterError for
+  // an n_ctx under 16, a negative max_queue or an n_seq_max outside [0, MaxSequences()]. The
+  // loop makes the policy context when the first requests arrive; when llama.cpp cannot create
+  // it, the requests waiting fail with Error (its logged reason included).
   Engine(std::shared_ptr<Model> model, std::shared_ptr<Reward> reward,
          const EngineOptions& options);
   // Close()s.
@@ -129,10 +132,10 @@ class Engine {
   // calls throw EngineClosedError. Idempotent; must not be called from the loop thread.
   void Close();
 
+  // A snapshot, safe from any thread.
   EngineMetrics Metrics() const;
 
   const Model& model() const { return *model_; }
-  const Tokenizer& tokenizer() const { return *tokenizer_; }
   bool has_reward() const { return reward_ != nullptr; }
   const std::shared_ptr<Reward>& reward() const { return reward_; }
   int32_t n_ctx() const { return options_.n_ctx; }
