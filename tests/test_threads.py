@@ -9,6 +9,7 @@ prints every thread's stack.
 from __future__ import annotations
 
 import faulthandler
+import os
 import threading
 
 import pytest
@@ -82,3 +83,32 @@ def test_standalone_calls_while_an_engine_uses_the_reward(tiny_llama):
         # The engine's trunks hold cells meanwhile, and F32 logits move by ~1e-6 with where a
         # row's cells sit; any cross-talk between rows would move them by far more.
         assert scores == pytest.approx(serial[k:] + serial[:k], abs=1e-3)
+
+
+def _os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through /proc")
+def test_host_sampling_starts_its_threads_once(tiny_llama):
+    # Before, every decode step of 8 or more candidates started and joined new std::threads.
+    def reward(prompts, responses):
+        return [float(len(r) % 7) for r in responses]
+
+    def run(n_threads):
+        engine = stars_cpp.Engine(str(tiny_llama), reward=reward, n_ctx=1024, n_threads=n_threads)
+        kwargs = dict(mode="stars", candidates=12, segment_tokens=8, max_tokens=48, seed=5,
+                      width="fixed")
+        first = engine.generate(PROMPTS[:2], **kwargs)
+        threads = _os_threads()
+        steps = engine.metrics()["decode_calls"]
+        second = engine.generate(PROMPTS[:2], **kwargs)
+        assert engine.metrics()["decode_calls"] > steps + 10  # many more steps ...
+        assert _os_threads() == threads  # ... and not one thread more
+        return engine.metrics()["sampling_threads"], [r.text for r in first + second]
+
+    started, texts = run(n_threads=4)
+    assert started == 3  # the loop thread draws too
+    alone, texts_alone = run(n_threads=1)
+    assert alone == 0
+    assert texts == texts_alone  # each candidate's chain is its own: the split changes nothing

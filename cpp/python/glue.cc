@@ -231,6 +231,7 @@ nb::dict MetricsDict(const EngineMetrics& m) {
   d["sequences_in_use"] = m.sequences_in_use;
   d["sequences_total"] = m.sequences_total;
   d["contexts_created"] = m.contexts_created;
+  d["sampling_threads"] = m.sampling_threads;
   d["cells_in_use"] = m.cells_in_use;
   d["cells_total"] = m.cells_total;
   return d;

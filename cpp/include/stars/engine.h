@@ -87,6 +87,7 @@ struct EngineMetrics {
   int32_t sequences_in_use = 0;  // policy sequence ids held now
   int32_t sequences_total = 0;   // ids of the policy context now (it grows with the queue)
   int64_t contexts_created = 0;  // policy contexts made: 1, plus one per growth
+  int32_t sampling_threads = 0;  // host sampling's worker threads, started once per engine
   int64_t cells_in_use = 0;      // policy KV cells held now
   int64_t cells_total = 0;       // n_ctx
 };

@@ -8,7 +8,7 @@
 #include "algorithm/attempt_key.h"
 #include "algorithm/response_text.h"
 #include "algorithm/round_width.h"
-#include "engine/parallel_sampling.h"
+#include "engine/sampling_pool.h"
 #include "llama/sampler.h"
 #include "stars/errors.h"
 
@@ -232,6 +232,8 @@ void EngineLoop::Admit() {
     context_ = std::make_unique<Context>(model_, options);
     pool_ = std::make_unique<SequencePool>(*context_);
     runner_ = std::make_unique<BatchRunner>(*context_, pool_.get());
+    // Kept when the context is made again: its threads are started once.
+    if (!sampling_) sampling_ = std::make_unique<SamplingPool>(context_->n_threads());
     ++metrics_.contexts_created;
   }
   AdmitQueued(false);
@@ -363,6 +365,7 @@ void EngineLoop::PublishLocked() {
     metrics_.sequences_total = pool_->n_total();
     metrics_.cells_in_use = pool_->n_cells_in_use();
   }
+  if (sampling_) metrics_.sampling_threads = sampling_->threads_started();
 }
 
 void EngineLoop::Fail(PromptRun& run, std::exception_ptr error) {
@@ -485,16 +488,22 @@ void EngineLoop::StartRound(PromptRun& run, int32_t cap_limit) {
     const uint64_t key =
         AttemptKey(run.params.seed, run.key, static_cast<uint64_t>(run.segment_index()),
                    static_cast<uint64_t>(first_attempt + slot));
-    Candidate& candidate = run.candidates.emplace_back(
+    run.candidates.emplace_back(
         pool_->Fork(run.trunk), key,
         run.plain_sampler ? std::move(*run.plain_sampler) : Sampler(run.params.sampling, key),
         run.n_past, cap);
     run.plain_sampler.reset();
-    const llama_token token =
-        candidate.sampler.SampleFromLogits(run.logits.data(), tokenizer_.n_vocab(), &scratch_);
+  }
+  // Every candidate's first token comes from the trunk's logits, drawn by its own chain.
+  std::vector<SamplingJob>& jobs = first_tokens_;
+  jobs.clear();
+  for (Candidate& candidate : run.candidates)
+    jobs.push_back({&candidate.sampler, run.logits.data()});
+  sampling_->Sample(jobs, tokenizer_.n_vocab());
+  for (size_t i = 0; i < jobs.size(); ++i) {
     ++run.result.stats.policy_tokens_sampled;
     ++counters_.tokens_sampled;
-    PushToken(tokenizer_, run.params.stop, run.response_text, token, &candidate);
+    PushToken(tokenizer_, run.params.stop, run.response_text, jobs[i].token, &run.candidates[i]);
   }
 }
 
@@ -559,7 +568,7 @@ void EngineLoop::DecodeCandidates() {
         }
         sampling.push_back({&candidate->sampler, context_->Logits(out.batch_index)});
       }
-      SampleInParallel(sampling, tokenizer_.n_vocab(), context_->n_threads());
+      sampling_->Sample(sampling, tokenizer_.n_vocab());
       size_t i = 0;
       for (const DecodedOutput& out : view.outputs) {
         auto& [run, candidate] = owners[out.job];

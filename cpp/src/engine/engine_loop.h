@@ -17,6 +17,7 @@
 
 #include "algorithm/round_cost.h"
 #include "engine/prompt_run.h"
+#include "engine/sampling_pool.h"
 #include "llama/batch_runner.h"
 #include "llama/context.h"
 #include "llama/sequence_pool.h"
@@ -95,8 +96,9 @@ class EngineLoop {
   std::unique_ptr<Context> context_;  // created on the first request
   std::unique_ptr<SequencePool> pool_;
   std::unique_ptr<BatchRunner> runner_;
-  RoundCostModel costs_;  // decode and reward costs measured across requests
-  std::vector<llama_token_data> scratch_;
+  RoundCostModel costs_;                    // decode and reward costs measured across requests
+  std::unique_ptr<SamplingPool> sampling_;  // host draws, with the first context
+  std::vector<SamplingJob> first_tokens_;   // StartRound's draws
   std::vector<std::unique_ptr<PromptRun>> active_;
   EngineMetrics counters_;  // the loop's running totals, published into metrics_ by Retire
   std::vector<int32_t> free_slots_;

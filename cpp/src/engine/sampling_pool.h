@@ -1,0 +1,64 @@
+// Samples the next token of many candidates at once on the host, on worker threads that live as
+// long as the engine. Each candidate owns its sampler chain, so the draws are independent: any
+// split over threads gives the same tokens as one thread. On a fast backend the per-token
+// sampling on the CPU (a pass over the whole vocabulary) would otherwise serialize behind every
+// batched decode.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "llama.h"
+#include "llama/sampler.h"
+
+namespace stars {
+
+struct SamplingJob {
+  Sampler* sampler;
+  const float* logits;  // n_vocab values, valid until the next decode
+  llama_token token = LLAMA_TOKEN_NULL;
+};
+
+class SamplingPool {
+ public:
+  // Up to `n_threads` threads sample together: the caller and n_threads - 1 workers, which are
+  // started the first time enough jobs come at once.
+  explicit SamplingPool(int32_t n_threads);
+  ~SamplingPool();  // joins the workers
+  SamplingPool(const SamplingPool&) = delete;
+  SamplingPool& operator=(const SamplingPool&) = delete;
+
+  // Fills every job's token. Rethrows the first error a draw raised, after every draw is done.
+  void Sample(std::vector<SamplingJob>& jobs, int32_t n_vocab);
+
+  // Worker threads started so far (they are started once).
+  int32_t threads_started() const { return static_cast<int32_t>(workers_.size()); }
+
+ private:
+  void Work(std::vector<llama_token_data>* scratch);
+  void StartWorkers();
+
+  const int32_t n_threads_;
+  std::vector<std::thread> workers_;
+  std::vector<llama_token_data> scratch_;  // the caller's
+
+  std::mutex mutex_;
+  std::condition_variable start_;
+  std::condition_variable done_;
+  uint64_t generation_ = 0;  // one per Sample call that uses the workers
+  int32_t busy_ = 0;         // workers still on this generation's jobs
+  bool stopping_ = false;
+
+  // The current call's jobs, taken one at a time by whoever is free.
+  std::vector<SamplingJob>* jobs_ = nullptr;
+  int32_t n_vocab_ = 0;
+  std::atomic<size_t> next_{0};
+  std::exception_ptr error_;  // under mutex_
+};
+
+}  // namespace stars
