@@ -8,12 +8,13 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from stars_cpp.engine import (
     DEFAULT_PARAMS,
     KV_TYPES,
     MODES,
+    SAMPLINGS,
     STATS_FIELDS,
     WIDTHS,
     result_to_dict,
@@ -72,13 +73,25 @@ def _engine_flags(parser: argparse.ArgumentParser) -> None:
     _flag(parser, "kv_type", choices=KV_TYPES, default="f16",
           help="the KV cache type of the policy and of a judge or causal reward (q8_0: half "
           "of f16's memory)")
+    _flag(parser, "sampling", choices=SAMPLINGS, default="auto",
+          help="where candidates draw their tokens: backend (inside llama.cpp's graph), host, or "
+          "auto (backend when the model is offloaded to a GPU)")
+
+
+def _engine(args: argparse.Namespace, model: str, reward: Any, **extra: Any) -> Any:
+    """The Engine the common flags describe."""
+    import stars_cpp
+
+    return stars_cpp.Engine(model, reward, n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers,
+                            n_threads=args.n_threads, kv_type=args.kv_type,
+                            sampling=args.sampling, **extra)
 
 
 def _param_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=MODES, default="stars")
     for name in ("segment_tokens", "candidates", "max_attempts", "max_tokens", "top_k"):
         _flag(parser, name, type=int, default=DEFAULT_PARAMS[name])
-    for name in ("alpha", "target_attempts", "temperature", "top_p", "min_p"):
+    for name in ("alpha", "target_attempts", "temperature", "top_p", "min_p", "typical_p"):
         _flag(parser, name, type=float, default=DEFAULT_PARAMS[name])
     for name in ("threshold", "beta"):
         _flag(parser, name, type=_float_or_auto, default=DEFAULT_PARAMS[name])
@@ -227,13 +240,11 @@ def _llama_log(verbose: bool) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    import stars_cpp
 
     _llama_log(args.verbose >= 2)
     model = _model_path(args)
     reward = _reward(args)
-    engine = stars_cpp.Engine(model, reward, n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers,
-                              n_threads=args.n_threads, kv_type=args.kv_type)
+    engine = _engine(args, model, reward)
     prompt = args.prompt if args.raw else [{"role": "user", "content": args.prompt}]
     params = {name: getattr(args, name) for name in DEFAULT_PARAMS}
     result = engine.generate(prompt, mode=args.mode, **params)
@@ -260,10 +271,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--port must be in [0, 65535], got {args.port}")
     _llama_log(args.verbose)
     model = _model_path(args)
-    engine = stars_cpp.Engine(model, _reward(args), n_ctx=args.n_ctx,
-                              n_gpu_layers=args.n_gpu_layers, n_threads=args.n_threads,
-                              max_queue=args.max_queue, kv_type=args.kv_type,
-                              n_seq_max=args.n_seq_max)
+    engine = _engine(args, model, _reward(args), max_queue=args.max_queue,
+                     n_seq_max=args.n_seq_max)
     defaults = {name: getattr(args, name) for name in DEFAULT_PARAMS}
     defaults["mode"] = args.mode
     # A bad default fails now, not on every request.
@@ -315,9 +324,7 @@ def _run(args: argparse.Namespace) -> int:
                               n_threads=args.n_threads, summary=summary, **options)
     else:
         args.reward = spec if spec is not None else "none"
-        engine = stars_cpp.Engine(model, _reward(args), n_ctx=args.n_ctx,
-                                  n_gpu_layers=args.n_gpu_layers, n_threads=args.n_threads,
-                                  kv_type=args.kv_type)
+        engine = _engine(args, model, _reward(args))
         lines = dataset.run_dataset(args.input, args.output, engine=engine, reward_spec=spec,
                                     model=model, summary=summary, **options)
     for _ in lines:

@@ -35,6 +35,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "top_k": 40,
     "top_p": 1.0,
     "min_p": 0.0,
+    "typical_p": 1.0,
     "seed": None,
     "stop": [],
 }
@@ -42,8 +43,10 @@ MODES = ("plain", "best_of_n", "stars")
 WIDTHS = ("adaptive", "fixed")
 # The KV cache's element type, for the Engine and the KV-cached rewards (README, "Memory").
 KV_TYPES = ("f16", "q8_0", "f32")
+# Where the Engine's candidates draw their tokens (README, "Sampling on the backend").
+SAMPLINGS = ("auto", "backend", "host")
 _INT_PARAMS = ("segment_tokens", "candidates", "max_attempts", "max_tokens", "top_k")
-_FLOAT_PARAMS = ("alpha", "target_attempts", "temperature", "top_p", "min_p")
+_FLOAT_PARAMS = ("alpha", "target_attempts", "temperature", "top_p", "min_p", "typical_p")
 _AUTO_PARAMS = ("threshold", "beta")  # a float, or "auto"
 
 
@@ -130,6 +133,12 @@ def _check_number(name: str, value: object, kind: type) -> None:
     if not ok:
         kind_name = "an int" if kind is int else "a number"
         raise ParameterError(f"{name} must be {kind_name}, got {value!r}")
+
+
+def check_sampling(sampling: object) -> None:
+    if sampling not in SAMPLINGS:
+        raise ParameterError(
+            f"sampling must be one of {', '.join(map(repr, SAMPLINGS))}, got {sampling!r}")
 
 
 def check_kv_type(kv_type: object) -> None:
@@ -228,7 +237,11 @@ class Engine:
     (ReentrantCallError).
     ``n_seq_max`` is the policy context's first size in sequence ids (0: what the first requests
     need); it grows when the engine is idle and its queue needs more. ``kv_type`` is the
-    policy's KV cache: ``"f16"``, ``"q8_0"`` or ``"f32"``.
+    policy's KV cache: ``"f16"``, ``"q8_0"`` or ``"f32"``. ``sampling`` is where candidates
+    draw their tokens: ``"backend"`` inside llama.cpp's compute graph (only token ids come
+    back), ``"host"`` on the CPU, ``"auto"`` (default) backend when the model is offloaded to a
+    GPU. A request whose sampler chain has no backend form samples on the host and says why in
+    ``Result.stats.sampling_fallback``.
     ``verbose=True`` shows llama.cpp's whole log (logger ``stars_cpp.llama``); by default only
     its warnings and errors show.
     """
@@ -245,6 +258,7 @@ class Engine:
         max_queue: int = 0,
         kv_type: str = "f16",
         n_seq_max: int = 0,
+        sampling: str = "auto",
         verbose: bool = False,
     ) -> None:
         if reward is not None and not callable(reward):
@@ -255,6 +269,7 @@ class Engine:
         _check_int32("n_gpu_layers", n_gpu_layers)
         _check_int32("max_queue", max_queue)
         check_kv_type(kv_type)
+        check_sampling(sampling)
         _check_int32("n_seq_max", n_seq_max)
         if n_threads is not None:
             _check_int32("n_threads", n_threads)
@@ -271,7 +286,7 @@ class Engine:
         native = (reward._bind(self.model, n_threads or 0, n_ctx) if hasattr(reward, "_bind")
                   else reward)
         self._core = _core.Engine(self.model, native, n_ctx, n_threads or 0, max_queue, kv_type,
-                                  n_seq_max)
+                                  n_seq_max, sampling)
 
     def _check_weights(self) -> None:
         lender = self._lender
@@ -443,6 +458,8 @@ STATS_FIELDS = (
     "reward_rows_truncated",
     "rounds",
     "mean_round_width",
+    "backend_tokens_sampled",
+    "sampling_fallback",
     "seconds_policy",
     "seconds_reward",
     "seconds_total",

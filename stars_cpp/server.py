@@ -266,7 +266,10 @@ def usage_of(results: list[Any]) -> dict[str, Any]:
     stars: dict[str, Any] = {}
     for name in STATS_FIELDS:
         values = [getattr(r.stats, name) for r in results]
-        stars[name] = max(values) if name == "seconds_total" else sum(values)
+        if isinstance(values[0], str):  # a reason: the choices' distinct ones
+            stars[name] = "; ".join(dict.fromkeys(v for v in values if v))
+        else:
+            stars[name] = max(values) if name == "seconds_total" else sum(values)
     rounds = stars["rounds"]
     candidates = sum(r.stats.mean_round_width * r.stats.rounds for r in results)
     stars["mean_round_width"] = candidates / rounds if rounds else 0.0

@@ -46,3 +46,13 @@ def smollm2_model(smollm2) -> stars_cpp._core.Model:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_llama) -> stars_cpp._core.Model:
     return stars_cpp._core.Model.load(str(tiny_llama))
+
+
+@pytest.fixture(params=["host", "backend"])
+def each_sampling(request, monkeypatch):
+    """Runs a test once per sampling path: every Engine it makes defaults to that path (a
+    module opts in with pytestmark = pytest.mark.usefixtures("each_sampling"))."""
+    defaults = dict(stars_cpp.Engine.__init__.__kwdefaults__)
+    defaults["sampling"] = request.param
+    monkeypatch.setattr(stars_cpp.Engine.__init__, "__kwdefaults__", defaults)
+    return request.param

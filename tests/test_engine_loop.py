@@ -12,6 +12,9 @@ from deterministic_rewards import hash_reward
 
 import stars_cpp
 
+# Every test here holds for host and for backend sampling.
+pytestmark = pytest.mark.usefixtures("each_sampling")
+
 PROMPT = "Once upon a time"
 
 

@@ -7,6 +7,9 @@ import pytest
 import stars_cpp
 from stars_cpp.rewards import lexical_diversity
 
+# Every test here holds for host and for backend sampling.
+pytestmark = pytest.mark.usefixtures("each_sampling")
+
 QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
 
 

@@ -7,6 +7,9 @@ from deterministic_rewards import RecordingReward, hash_reward
 
 import stars_cpp
 
+# Every test here holds for host and for backend sampling.
+pytestmark = pytest.mark.usefixtures("each_sampling")
+
 PROMPT = "Once upon a time"
 
 

@@ -64,7 +64,7 @@ const char* const kValueFlags[] = {
     "n_ctx",       "n_gpu_layers", "n_threads",      "kv_type",   "mode",     "segment_tokens",
     "candidates",  "max_attempts", "max_tokens",     "top_k",     "alpha",    "target_attempts",
     "temperature", "top_p",        "min_p",          "threshold", "beta",     "acceptance",
-    "width",       "seed"};
+    "width",       "seed",         "typical_p",      "sampling"};
 
 std::string PythonName(std::string flag) {
   for (char& c : flag) {
@@ -190,6 +190,8 @@ stars::GenerationParams Params(const Args& args) {
       static_cast<float>(Float(args, "temperature", params.sampling.temperature));
   params.sampling.top_p = static_cast<float>(Float(args, "top_p", params.sampling.top_p));
   params.sampling.min_p = static_cast<float>(Float(args, "min_p", params.sampling.min_p));
+  params.sampling.typical_p =
+      static_cast<float>(Float(args, "typical_p", params.sampling.typical_p));
   params.threshold = FloatOrAuto(args, "threshold");
   params.beta = FloatOrAuto(args, "beta");
   params.acceptance = stars::ParseAcceptance(Str(args, "acceptance", "soft"));
@@ -213,18 +215,19 @@ stars::GenerationParams Params(const Args& args) {
 const char* const kStatsFields[] = {
     "policy_tokens_sampled", "tokens_accepted", "tokens_wasted",    "prompt_tokens",
     "policy_tokens_decoded", "reward_calls",    "reward_rows",      "reward_tokens_decoded",
-    "reward_rows_truncated", "rounds",          "mean_round_width", "seconds_policy",
-    "seconds_reward",        "seconds_total"};
+    "reward_rows_truncated", "rounds",          "mean_round_width", "backend_tokens_sampled",
+    "sampling_fallback",     "seconds_policy",  "seconds_reward",   "seconds_total"};
 
-// Each stats field as an int or a float, in the order of the Python package's STATS_FIELDS.
-std::vector<std::pair<std::string, std::variant<int64_t, double>>> StatsFields(
-    const stars::Stats& s) {
-  const std::variant<int64_t, double> values[] = {
+// Each stats field as an int, a float or a str, in the order of the Python package's
+// STATS_FIELDS.
+using StatValue = std::variant<int64_t, double, std::string>;
+std::vector<std::pair<std::string, StatValue>> StatsFields(const stars::Stats& s) {
+  const StatValue values[] = {
       s.policy_tokens_sampled, s.tokens_accepted, s.tokens_wasted,    s.prompt_tokens,
       s.policy_tokens_decoded, s.reward_calls,    s.reward_rows,      s.reward_tokens_decoded,
-      s.reward_rows_truncated, s.rounds,          s.mean_round_width, s.seconds_policy,
-      s.seconds_reward,        s.seconds_total};
-  std::vector<std::pair<std::string, std::variant<int64_t, double>>> out;
+      s.reward_rows_truncated, s.rounds,          s.mean_round_width, s.backend_tokens_sampled,
+      s.sampling_fallback,     s.seconds_policy,  s.seconds_reward,   s.seconds_total};
+  std::vector<std::pair<std::string, StatValue>> out;
   for (size_t i = 0; i < std::size(kStatsFields); ++i) out.emplace_back(kStatsFields[i], values[i]);
   return out;
 }
@@ -253,8 +256,13 @@ Json ResultJson(const stars::Result& result) {
   }
   Json stats = Json::Object();
   for (const auto& [name, value] : StatsFields(result.stats)) {
-    stats.Set(name, std::holds_alternative<int64_t>(value) ? Json::Int(std::get<int64_t>(value))
-                                                           : Json::Float(std::get<double>(value)));
+    if (const auto* i = std::get_if<int64_t>(&value)) {
+      stats.Set(name, Json::Int(*i));
+    } else if (const auto* f = std::get_if<double>(&value)) {
+      stats.Set(name, Json::Float(*f));
+    } else {
+      stats.Set(name, Json::Str(std::get<std::string>(value)));
+    }
   }
   Json out = Json::Object();
   out.Set("text", Json::Str(result.text))
@@ -280,10 +288,14 @@ void PrintTrace(const stars::Result& result) {
   }
   std::string line = "stats:";
   for (const auto& [name, value] : StatsFields(result.stats)) {
-    line += " " + name + "=" +
-            (std::holds_alternative<int64_t>(value)
-                 ? std::to_string(std::get<int64_t>(value))
-                 : stars::cli::Printf("%.4g", std::get<double>(value)));
+    line += " " + name + "=";
+    if (const auto* i = std::get_if<int64_t>(&value)) {
+      line += std::to_string(*i);
+    } else if (const auto* f = std::get_if<double>(&value)) {
+      line += stars::cli::Printf("%.4g", *f);
+    } else {
+      line += std::get<std::string>(value);
+    }
   }
   std::cerr << line << "\n"
             << "finish_reason=" << stars::FinishReasonName(result.finish_reason)
@@ -327,6 +339,7 @@ Loaded Load(const Args& args, stars::Mode mode) {
   engine.n_ctx = n_ctx;
   engine.n_threads = n_threads;
   engine.kv_type = options.kv_type;
+  engine.sampling = stars::ParseSampling(Str(args, "sampling", "auto"));
   loaded.engine = std::make_unique<stars::Engine>(loaded.model, reward, engine);
   loaded.load_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

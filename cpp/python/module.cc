@@ -157,6 +157,9 @@ NB_MODULE(_core, m) {
       .def_prop_rw(
           "min_p", [](const stars::GenerationParams& p) { return p.sampling.min_p; },
           [](stars::GenerationParams& p, float v) { p.sampling.min_p = v; })
+      .def_prop_rw(
+          "typical_p", [](const stars::GenerationParams& p) { return p.sampling.typical_p; },
+          [](stars::GenerationParams& p, float v) { p.sampling.typical_p = v; })
       .def_rw("seed", &stars::GenerationParams::seed)
       .def_rw("stop", &stars::GenerationParams::stop);
 
@@ -181,6 +184,8 @@ NB_MODULE(_core, m) {
       .def_ro("reward_rows_truncated", &stars::Stats::reward_rows_truncated)
       .def_ro("rounds", &stars::Stats::rounds)
       .def_ro("mean_round_width", &stars::Stats::mean_round_width)
+      .def_ro("backend_tokens_sampled", &stars::Stats::backend_tokens_sampled)
+      .def_ro("sampling_fallback", &stars::Stats::sampling_fallback)
       .def_ro("seconds_policy", &stars::Stats::seconds_policy)
       .def_ro("seconds_reward", &stars::Stats::seconds_reward)
       .def_ro("seconds_total", &stars::Stats::seconds_total);
@@ -268,13 +273,13 @@ NB_MODULE(_core, m) {
           "__init__",
           [](stars::Engine* self, std::shared_ptr<stars::Model> model, nb::object reward,
              int32_t n_ctx, int32_t n_threads, int32_t max_queue, const std::string& kv_type,
-             int32_t n_seq_max) {
-            new (self) stars::Engine(
-                std::move(model), ToReward(std::move(reward)),
-                {n_ctx, n_threads, max_queue, stars::ParseKvType(kv_type), n_seq_max});
+             int32_t n_seq_max, const std::string& sampling) {
+            new (self) stars::Engine(std::move(model), ToReward(std::move(reward)),
+                                     {n_ctx, n_threads, max_queue, stars::ParseKvType(kv_type),
+                                      stars::ParseSampling(sampling), n_seq_max});
           },
           "model"_a, "reward"_a.none(), "n_ctx"_a = 4096, "n_threads"_a = 0, "max_queue"_a = 0,
-          "kv_type"_a = "f16", "n_seq_max"_a = 0)
+          "kv_type"_a = "f16", "n_seq_max"_a = 0, "sampling"_a = "auto")
       .def_prop_ro("has_reward", &stars::Engine::has_reward)
       .def_prop_ro("n_ctx", &stars::Engine::n_ctx)
       .def(

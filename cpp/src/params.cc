@@ -42,6 +42,25 @@ KvType ParseKvType(const std::string& name) {
   Invalid("kv_type", "one of 'f16', 'q8_0', 'f32'", "'" + name + "'");
 }
 
+Sampling ParseSampling(const std::string& name) {
+  if (name == "auto") return Sampling::kAuto;
+  if (name == "backend") return Sampling::kBackend;
+  if (name == "host") return Sampling::kHost;
+  Invalid("sampling", "one of 'auto', 'backend', 'host'", "'" + name + "'");
+}
+
+const char* SamplingName(Sampling sampling) {
+  switch (sampling) {
+    case Sampling::kAuto:
+      return "auto";
+    case Sampling::kBackend:
+      return "backend";
+    case Sampling::kHost:
+      return "host";
+  }
+  return "?";
+}
+
 const char* KvTypeName(KvType type) {
   switch (type) {
     case KvType::kF16:
@@ -107,6 +126,9 @@ void GenerationParams::Validate(bool has_reward) const {
   const float min_p = sampling.min_p;
   if (!std::isfinite(min_p) || min_p < 0.0f || min_p > 1.0f)
     Invalid("min_p", "in [0, 1]", std::to_string(min_p));
+  const float typical_p = sampling.typical_p;
+  if (!std::isfinite(typical_p) || typical_p <= 0.0f || typical_p > 1.0f)
+    Invalid("typical_p", "in (0, 1]", std::to_string(typical_p));
   if (sampling.top_k < 0)
     Invalid("top_k", ">= 0 (0 switches it off)", std::to_string(sampling.top_k));
   for (const std::string& s : stop) {

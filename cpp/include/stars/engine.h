@@ -25,6 +25,9 @@ struct EngineOptions {
   int32_t n_threads = 0;  // 0: all hardware threads
   int32_t max_queue = 0;  // requests waiting for admission before Submit refuses; 0: no limit
   KvType kv_type = KvType::kF16;  // the policy's KV cache
+  // Where candidates draw their tokens (params.h). A round's first token is always drawn on the
+  // host: the candidates share the trunk's one logits row.
+  Sampling sampling = Sampling::kAuto;
   // Sequence ids the policy context starts with; 0: what the first requests need (from 8). It
   // is made again, larger, when the engine is idle and its queue needs more. A server that
   // expects many concurrent requests sets it up front, as growth waits for an idle moment.

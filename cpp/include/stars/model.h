@@ -53,6 +53,8 @@ class Model {
   bool owned() const { return keep_alive_ == nullptr; }
   // Layers offloaded to a GPU when loaded (negative: all).
   int32_t n_gpu_layers() const { return n_gpu_layers_; }
+  // True when layers were asked onto a GPU and this llama.cpp build has a GPU backend.
+  bool offloaded() const;
 
   // The vocabulary's token ids for `text`. `add_special` adds BOS/EOS as the model wants;
   // `parse_special` reads control-token text ("<|im_start|>") as control tokens. Throws Error

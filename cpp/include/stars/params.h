@@ -19,6 +19,10 @@ enum class Width { kAdaptive, kFixed };
 // llama.cpp's flash attention, whose CPU results depend on how tokens are split into batches;
 // "f32" doubles it, for the closest match between incremental and from-scratch scores.
 enum class KvType { kF16, kQ8_0, kF32 };
+// Where the policy's candidates draw their tokens. "backend" samples inside llama.cpp's compute
+// graph (its backend sampling API), so that only token ids come back; "host" samples on the
+// CPU from each logits row; "auto" takes "backend" when the model is offloaded to a GPU.
+enum class Sampling { kAuto, kBackend, kHost };
 
 // Parse and print the names used in Python ("plain", "best_of_n", "stars"; "soft", "hard";
 // "adaptive", "fixed").
@@ -26,11 +30,13 @@ enum class KvType { kF16, kQ8_0, kF32 };
 Mode ParseMode(const std::string& name);
 Acceptance ParseAcceptance(const std::string& name);
 Width ParseWidth(const std::string& name);
-KvType ParseKvType(const std::string& name);  // "f16", "q8_0", "f32"
+KvType ParseKvType(const std::string& name);      // "f16", "q8_0", "f32"
+Sampling ParseSampling(const std::string& name);  // "auto", "backend", "host"
 const char* ModeName(Mode mode);
 const char* AcceptanceName(Acceptance acceptance);
 const char* WidthName(Width width);
 const char* KvTypeName(KvType type);
+const char* SamplingName(Sampling sampling);
 
 // Proposal sampling, as in llama.cpp: temperature 0 is greedy; top_k <= 0, top_p == 1 and
 // min_p == 0 each switch that filter off.
@@ -39,6 +45,9 @@ struct SamplingParams {
   int32_t top_k = 40;
   float top_p = 1.0f;
   float min_p = 0.0f;
+  // Locally typical sampling; below 1 it has no backend sampler in llama.cpp, and the request
+  // samples on the host.
+  float typical_p = 1.0f;
 };
 
 struct GenerationParams {

@@ -38,6 +38,11 @@ struct Stats {
   int64_t reward_rows_truncated = 0;
   int64_t rounds = 0;             // rounds in which this prompt sampled candidates
   double mean_round_width = 0.0;  // candidates sampled per round
+  // Of policy_tokens_sampled, those drawn inside llama.cpp's graph (sampling "backend").
+  int64_t backend_tokens_sampled = 0;
+  // Why this request sampled on the host although the engine samples on the backend ("" when
+  // it did not, or when the engine samples on the host).
+  std::string sampling_fallback;
   double seconds_policy = 0.0;
   double seconds_reward = 0.0;
   double seconds_total = 0.0;

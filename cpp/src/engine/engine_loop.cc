@@ -41,7 +41,12 @@ bool Live(const PromptRun* run) { return !run->finished; }
 
 EngineLoop::EngineLoop(std::shared_ptr<Model> model, const Tokenizer& tokenizer, Reward* reward,
                        const EngineOptions& options)
-    : model_(std::move(model)), tokenizer_(tokenizer), reward_(reward), options_(options) {
+    : model_(std::move(model)),
+      tokenizer_(tokenizer),
+      reward_(reward),
+      options_(options),
+      backend_(options.sampling == Sampling::kBackend ||
+               (options.sampling == Sampling::kAuto && model_->offloaded())) {
   metrics_.cells_total = options_.n_ctx;
 }
 
@@ -281,6 +286,23 @@ void EngineLoop::Start(PromptRun& run) {
   if (run.params.mode == Mode::kPlain) {
     run.plain_sampler.emplace(run.params.sampling, AttemptKey(run.params.seed, run.key, 0, 0));
   }
+  if (backend_) {
+    const Sampler probe(run.params.sampling, 0);
+    run.backend = probe.backend_capable();
+    if (!run.backend) {
+      run.result.stats.sampling_fallback =
+          "a sampler of this request's chain (typical_p) has no backend implementation in "
+          "llama.cpp";
+    } else if (run.params.mode == Mode::kPlain) {
+      // The trunk draws each round's first token in the graph, with the response's one chain.
+      run.backend = pool_->AttachSampler(run.trunk, &*run.plain_sampler);
+      if (run.backend) {
+        run.plain_sampler.reset();
+      } else {
+        run.result.stats.sampling_fallback = "llama.cpp would not take the sampler chain";
+      }
+    }
+  }
   if (reward_ != nullptr) {
     try {
       reward_->Begin(run.slot, run.reward_text);
@@ -390,7 +412,6 @@ void EngineLoop::AddPolicySeconds(const std::vector<PromptRun*>& runs, double se
 // Step 0 of a round: the trunk's undecoded tokens (a new prompt, or the last token of the
 // segment accepted last round), so that the round's first tokens come from its logits.
 void EngineLoop::DecodePending() {
-  const int32_t n_vocab = tokenizer_.n_vocab();
   std::vector<DecodeJob> jobs;
   std::vector<PromptRun*> runs;
   for (auto& owned : active_) {
@@ -407,10 +428,7 @@ void EngineLoop::DecodePending() {
     ++counters_.decode_calls;
     counters_.decode_tokens += view.n_tokens;
     counters_.decode_seconds += view.seconds;
-    for (const DecodedOutput& out : view.outputs) {
-      const float* row = context_->Logits(out.batch_index);
-      runs[out.job]->logits.assign(row, row + n_vocab);
-    }
+    for (const DecodedOutput& out : view.outputs) TakeTrunkOutput(*runs[out.job], out.batch_index);
   });
   for (PromptRun* run : runs) {
     const int32_t n = static_cast<int32_t>(run->pending.size());
@@ -419,6 +437,16 @@ void EngineLoop::DecodePending() {
     run->pending.clear();
   }
   AddPolicySeconds(runs, seconds);
+}
+
+void EngineLoop::TakeTrunkOutput(PromptRun& run, int32_t batch_index) {
+  if (run.backend && pool_->AttachedSampler(run.trunk) != nullptr) {
+    run.first_token = context_->SampledToken(batch_index);
+    return;
+  }
+  // Kept: a round that accepts nothing starts the next one from the same logits.
+  const float* row = context_->Logits(batch_index);
+  run.logits.assign(row, row + tokenizer_.n_vocab());
 }
 
 int32_t EngineLoop::RoundSize(const PromptRun& run) const {
@@ -484,26 +512,51 @@ void EngineLoop::StartRound(PromptRun& run, int32_t cap_limit) {
   // Attempt j of segment s: the j-th attempt whatever round it falls in (best-of-N's N
   // responses are the attempts of one segment).
   const int32_t first_attempt = run.search ? run.search->attempts() : 0;
+  const Sampler* trunk_chain = run.backend ? pool_->AttachedSampler(run.trunk) : nullptr;
   for (int32_t slot = 0; slot < n; ++slot) {
     const uint64_t key =
         AttemptKey(run.params.seed, run.key, static_cast<uint64_t>(run.segment_index()),
                    static_cast<uint64_t>(first_attempt + slot));
-    run.candidates.emplace_back(
-        pool_->Fork(run.trunk), key,
-        run.plain_sampler ? std::move(*run.plain_sampler) : Sampler(run.params.sampling, key),
-        run.n_past, cap);
+    // Plain mode: one chain for the whole response (lent from round to round, or on the
+    // backend continued from the trunk's, which drew this round's first token).
+    Sampler chain = trunk_chain != nullptr ? trunk_chain->Clone()
+                    : run.plain_sampler    ? std::move(*run.plain_sampler)
+                                           : Sampler(run.params.sampling, key);
+    run.candidates.emplace_back(pool_->Fork(run.trunk), key, std::move(chain), run.n_past, cap);
     run.plain_sampler.reset();
   }
-  // Every candidate's first token comes from the trunk's logits, drawn by its own chain.
+  // The first tokens: the trunk's in-graph draw, or each candidate's own chain on the trunk's
+  // logits (the candidates share that one output row, so llama.cpp cannot draw them).
   std::vector<SamplingJob>& jobs = first_tokens_;
   jobs.clear();
-  for (Candidate& candidate : run.candidates)
-    jobs.push_back({&candidate.sampler, run.logits.data()});
-  sampling_->Sample(jobs, tokenizer_.n_vocab());
-  for (size_t i = 0; i < jobs.size(); ++i) {
+  if (trunk_chain == nullptr) {
+    for (Candidate& candidate : run.candidates) {
+      jobs.push_back({&candidate.sampler, run.logits.data()});
+    }
+    sampling_->Sample(jobs, tokenizer_.n_vocab());
+  }
+  for (size_t i = 0; i < run.candidates.size(); ++i) {
+    Candidate& candidate = run.candidates[i];
     ++run.result.stats.policy_tokens_sampled;
     ++counters_.tokens_sampled;
-    PushToken(tokenizer_, run.params.stop, run.response_text, jobs[i].token, &run.candidates[i]);
+    llama_token token = LLAMA_TOKEN_NULL;
+    if (trunk_chain != nullptr) {
+      token = run.first_token;
+      ++run.result.stats.backend_tokens_sampled;
+    } else {
+      token = jobs[i].token;
+    }
+    const bool more = PushToken(tokenizer_, run.params.stop, run.response_text, token, &candidate);
+    // A plain candidate at its cap still carries the chain: as the trunk, its sequence draws
+    // the next round's first token.
+    const bool carries = more || (run.params.mode == Mode::kPlain && !candidate.ends_response);
+    if (run.backend && carries) {
+      candidate.on_backend = pool_->AttachSampler(candidate.seq, &candidate.sampler);
+      if (!candidate.on_backend) {
+        run.backend = false;
+        run.result.stats.sampling_fallback = "llama.cpp would not take the sampler chain";
+      }
+    }
   }
 }
 
@@ -558,15 +611,17 @@ void EngineLoop::DecodeCandidates() {
         if (candidate == nullptr) {
           // A joining plain request's prompt is in: its round starts now, as long as the
           // round's remaining steps.
-          const float* row = context_->Logits(out.batch_index);
-          run->logits.assign(row, row + tokenizer_.n_vocab());
+          TakeTrunkOutput(*run, out.batch_index);
           run->n_past += static_cast<int32_t>(run->pending.size());
           run->result.stats.policy_tokens_decoded += static_cast<int64_t>(run->pending.size());
           run->pending.clear();
           StartRound(*run, steps_left);
           continue;
         }
-        sampling.push_back({&candidate->sampler, context_->Logits(out.batch_index)});
+        // Only the rows sampled on the host are read as logits.
+        if (!candidate->on_backend) {
+          sampling.push_back({&candidate->sampler, context_->Logits(out.batch_index)});
+        }
       }
       sampling_->Sample(sampling, tokenizer_.n_vocab());
       size_t i = 0;
@@ -575,7 +630,14 @@ void EngineLoop::DecodeCandidates() {
         if (candidate == nullptr) continue;
         ++run->result.stats.policy_tokens_sampled;
         ++counters_.tokens_sampled;
-        PushToken(tokenizer_, run->params.stop, run->response_text, sampling[i++].token, candidate);
+        llama_token token = LLAMA_TOKEN_NULL;
+        if (candidate->on_backend) {
+          token = context_->SampledToken(out.batch_index);
+          ++run->result.stats.backend_tokens_sampled;
+        } else {
+          token = sampling[i++].token;
+        }
+        PushToken(tokenizer_, run->params.stop, run->response_text, token, candidate);
       }
       seconds += SecondsSince(start);
     });
@@ -807,7 +869,12 @@ void EngineLoop::AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segm
   segment.tokens.assign(chosen.tokens.begin(), chosen.tokens.end());
   const bool chosen_ends = chosen.ends_response;
   std::string chosen_text = std::move(chosen.text);  // the candidate is released below
-  if (params.mode == Mode::kPlain) run.plain_sampler.emplace(std::move(chosen.sampler));
+  if (params.mode == Mode::kPlain && !chosen.on_backend) {
+    run.plain_sampler.emplace(std::move(chosen.sampler));
+  } else if (params.mode != Mode::kPlain) {
+    // The trunk's logits feed the next round's host draws of every candidate.
+    pool_->DetachSampler(run.trunk);
+  }
 
   chosen.seq = -1;  // now the trunk: not released with the other candidates
   ReleaseRound(run);

@@ -61,6 +61,9 @@ class EngineLoop {
   // `cap_limit` tokens each) from its trunk's logits.
   void StartRound(PromptRun& run, int32_t cap_limit);
   void Round();
+  // The trunk's output at `batch_index`: its in-graph draw (plain mode on the backend), else a
+  // copy of its logits.
+  void TakeTrunkOutput(PromptRun& run, int32_t batch_index);
   void DecodePending();
   void SampleFirstTokens();
   void DecodeCandidates();
@@ -91,6 +94,8 @@ class EngineLoop {
   const Tokenizer& tokenizer_;
   Reward* reward_;
   EngineOptions options_;
+  // Candidates sample inside llama.cpp's graph (EngineOptions::sampling, resolved).
+  const bool backend_;
 
   // Loop thread only.
   std::unique_ptr<Context> context_;  // created on the first request

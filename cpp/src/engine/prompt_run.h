@@ -30,6 +30,7 @@ struct Candidate {
   llama_pos next_pos = 0;  // position at which the next token is decoded
   int32_t cap = 0;         // most tokens this candidate may take
   int32_t batch_index = -1;
+  bool on_backend = false;  // its sampler is attached to `seq`: llama.cpp draws its tokens
   std::vector<llama_token> tokens;
   std::vector<size_t> offsets;  // byte offset of each token's text in `text`
   std::string text;
@@ -69,7 +70,11 @@ struct PromptRun {
   llama_seq_id trunk = -1;
   llama_pos n_past = 0;              // trunk cells decoded
   std::vector<llama_token> pending;  // trunk tokens sampled but not yet decoded
-  std::vector<float> logits;         // the trunk's next-token logits
+  std::vector<float> logits;         // the trunk's next-token logits (host sampling)
+  // Its candidates sample inside llama.cpp's graph. In plain mode the trunk's sequence carries
+  // the chain too, and draws each round's first token (`first_token`) in the graph.
+  bool backend = false;
+  llama_token first_token = LLAMA_TOKEN_NULL;
   std::vector<llama_token> response_tokens;
   std::vector<size_t> response_offsets;  // byte offset of each response token's text
   std::string response_text;

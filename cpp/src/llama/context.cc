@@ -107,6 +107,24 @@ const float* Context::Logits(int32_t batch_index) const {
   return logits;
 }
 
+bool Context::AttachSampler(llama_seq_id seq, llama_sampler* chain) {
+  // Reward contexts (embeddings) never sample; llama.cpp must not build a sampling graph there.
+  if (embeddings_ || chain == nullptr) return false;
+  return llama_set_sampler(ctx_, seq, chain);
+}
+
+void Context::DetachSampler(llama_seq_id seq) { llama_set_sampler(ctx_, seq, nullptr); }
+
+llama_token Context::SampledToken(int32_t batch_index) const {
+  const llama_token token = llama_get_sampled_token_ith(ctx_, batch_index);
+  if (token == LLAMA_TOKEN_NULL) {
+    throw DecodeError("llama.cpp sampled no token on the backend for batch index " +
+                      std::to_string(batch_index) +
+                      " (a sampler it could not offload on this device): use sampling='host'");
+  }
+  return token;
+}
+
 const float* Context::TokenEmbeddings(int32_t batch_index) const {
   const float* embeddings = llama_get_embeddings_ith(ctx_, batch_index);
   if (embeddings == nullptr) {

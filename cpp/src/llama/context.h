@@ -48,6 +48,19 @@ class Context {
   // The pooled output of sequence `seq` in the last batch: n_cls_out scores under RANK pooling.
   const float* SequenceEmbeddings(int32_t seq) const;
 
+  // Attaches `chain` to sequence `seq` for llama.cpp's backend sampling: that sequence's output
+  // rows are then sampled inside the graph (SampledToken) instead of giving logits. Returns
+  // false, attaching nothing, for an embeddings context or a chain llama.cpp cannot offload.
+  // The chain must stay alive until DetachSampler. Either call makes llama.cpp re-reserve its
+  // graph at the next decode.
+  bool AttachSampler(llama_seq_id seq, llama_sampler* chain);
+  void DetachSampler(llama_seq_id seq);
+
+  // The token sampled inside the graph for the output at `batch_index` of the last batch.
+  // Throws DecodeError when that row had no backend sampler, or llama.cpp could not run the
+  // whole chain on the backend (then sampling="host" is the way).
+  llama_token SampledToken(int32_t batch_index) const;
+
   // The pooling in effect (the model's own when the options left it unspecified).
   enum llama_pooling_type pooling() const { return llama_pooling_type(ctx_); }
 

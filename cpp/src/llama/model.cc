@@ -52,6 +52,7 @@ int32_t Model::n_cls_out() const { return static_cast<int32_t>(llama_model_n_cls
 const char* Model::ChatTemplate(const char* name) const {
   return llama_model_chat_template(model_, name);
 }
+bool Model::offloaded() const { return n_gpu_layers_ != 0 && llama_supports_gpu_offload(); }
 bool Model::has_memory_rewind() const { return !llama_model_is_recurrent(model_); }
 
 std::vector<int32_t> Model::Tokenize(const std::string& text, bool add_special,

@@ -27,6 +27,9 @@ Sampler::Sampler(const SamplingParams& params, uint64_t key) {
   if (params.min_p > 0.0f) {
     llama_sampler_chain_add(chain_, llama_sampler_init_min_p(params.min_p, 1));
   }
+  if (params.typical_p < 1.0f) {
+    llama_sampler_chain_add(chain_, llama_sampler_init_typical(params.typical_p, 1));
+  }
   llama_sampler_chain_add(chain_, llama_sampler_init_temp(params.temperature));
   llama_sampler_chain_add(chain_, llama_sampler_init_dist(SeedOf(key)));
 }
@@ -55,6 +58,19 @@ llama_token Sampler::SampleFromLogits(const float* logits, int32_t n_vocab,
   const llama_token token = candidates.data[candidates.selected].id;
   llama_sampler_accept(chain_, token);
   return token;
+}
+
+Sampler Sampler::Clone() const { return Sampler(llama_sampler_clone(chain_)); }
+
+bool Sampler::backend_capable() const {
+  const int n = llama_sampler_chain_n(chain_);
+  for (int i = 0; i < n; ++i) {
+    const llama_sampler* sampler = llama_sampler_chain_get(chain_, i);
+    if (sampler->iface->backend_init == nullptr || sampler->iface->backend_apply == nullptr) {
+      return false;
+    }
+  }
+  return n > 0;
 }
 
 }  // namespace stars

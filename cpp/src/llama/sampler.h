@@ -1,4 +1,5 @@
-// One llama.cpp sampler chain (top-k, top-p, min-p, temperature, dist; greedy at temperature 0).
+// One llama.cpp sampler chain (top-k, top-p, min-p, typical, temperature, dist; greedy at
+// temperature 0), drawn on the host or attached to a sequence for llama.cpp's backend sampling.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +24,18 @@ class Sampler {
   llama_token SampleFromLogits(const float* logits, int32_t n_vocab,
                                std::vector<llama_token_data>* scratch);
 
+  // A new chain in this one's state (its random stream where this one's stands), not attached.
+  Sampler Clone() const;
+
+  // True when every sampler of the chain has a backend implementation in llama.cpp, so that
+  // the chain can be attached to a sequence (SequencePool::AttachSampler).
+  bool backend_capable() const;
+
+  llama_sampler* get() const { return chain_; }
+
  private:
+  explicit Sampler(llama_sampler* chain) : chain_(chain) {}
+
   llama_sampler* chain_ = nullptr;
 };
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 
 #include "llama/context.h"
 #include "stars/errors.h"
@@ -10,6 +11,30 @@ namespace stars {
 
 SequencePool::SequencePool(Context& context) : context_(context), n_total_(context.n_seq_max()) {
   Clear();
+}
+
+SequencePool::~SequencePool() {
+  for (llama_seq_id seq = 0; seq < static_cast<llama_seq_id>(samplers_.size()); ++seq) {
+    DetachSampler(seq);
+  }
+}
+
+bool SequencePool::AttachSampler(llama_seq_id seq, Sampler* sampler) {
+  CheckInUse(seq, "attach a sampler");
+  DetachSampler(seq);
+  if (!context_.AttachSampler(seq, sampler->get())) return false;
+  samplers_[seq].emplace(std::move(*sampler));
+  return true;
+}
+
+const Sampler* SequencePool::AttachedSampler(llama_seq_id seq) const {
+  return seq >= 0 && seq < n_total_ && samplers_[seq] ? &*samplers_[seq] : nullptr;
+}
+
+void SequencePool::DetachSampler(llama_seq_id seq) {
+  if (seq < 0 || seq >= n_total_ || !samplers_[seq]) return;
+  context_.DetachSampler(seq);
+  samplers_[seq].reset();
 }
 
 llama_seq_id SequencePool::Acquire() {
@@ -73,6 +98,7 @@ llama_seq_id SequencePool::Adopt(llama_seq_id trunk, llama_seq_id chosen) {
 
 void SequencePool::Release(llama_seq_id seq) {
   CheckInUse(seq, "release");
+  DetachSampler(seq);
   // Removing a whole sequence never fails (llama.h).
   llama_memory_seq_rm(context_.memory(), seq, -1, -1);
   cells_in_use_ -= end_[seq] - shared_[seq];
@@ -82,6 +108,11 @@ void SequencePool::Release(llama_seq_id seq) {
 }
 
 void SequencePool::Clear() {
+  for (llama_seq_id seq = 0; seq < static_cast<llama_seq_id>(samplers_.size()); ++seq) {
+    DetachSampler(seq);
+  }
+  samplers_.clear();
+  samplers_.resize(static_cast<size_t>(n_total_));
   llama_memory_clear(context_.memory(), false);
   free_.clear();
   in_use_.assign(n_total_, false);

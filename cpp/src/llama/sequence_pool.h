@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "llama.h"
+#include "llama/sampler.h"
 
 namespace stars {
 
@@ -16,6 +18,10 @@ class SequencePool {
  public:
   // Hands out the ids [0, context.n_seq_max()). Clears the context's memory.
   explicit SequencePool(Context& context);
+  // Detaches every backend sampler: the context must not keep a pointer to a freed chain.
+  ~SequencePool();
+  SequencePool(const SequencePool&) = delete;
+  SequencePool& operator=(const SequencePool&) = delete;
 
   // Takes a free, empty sequence id. Throws Error when none is free.
   llama_seq_id Acquire();
@@ -35,8 +41,18 @@ class SequencePool {
   // `seq` now holds positions [0, end) (BatchRunner reports what it decoded).
   void Extend(llama_seq_id seq, llama_pos end);
 
-  // Removes every cell of `seq` and returns the id to the pool.
+  // Removes every cell of `seq` (and its backend sampler) and returns the id to the pool.
   void Release(llama_seq_id seq);
+
+  // Hands `sampler` to sequence `seq` for backend sampling (Context::AttachSampler); the pool
+  // keeps it until the sequence is released or DetachSampler. Returns false when llama.cpp
+  // would not take it: the sampler is handed back in `*sampler`, untouched.
+  bool AttachSampler(llama_seq_id seq, Sampler* sampler);
+  // The sampler attached to `seq`, or null.
+  const Sampler* AttachedSampler(llama_seq_id seq) const;
+  // Detaches and frees the sampler of `seq`, if any. A chain llama.cpp has taken once cannot be
+  // attached again, so nothing is handed back.
+  void DetachSampler(llama_seq_id seq);
 
   // Removes every sequence and frees every id.
   void Clear();
@@ -56,6 +72,7 @@ class SequencePool {
 
   std::vector<llama_seq_id> free_;
   std::vector<bool> in_use_;
+  std::vector<std::optional<Sampler>> samplers_;  // backend samplers, by sequence
   // Per sequence: positions shared with its source at the fork, and positions held.
   std::vector<llama_pos> shared_;
   std::vector<llama_pos> end_;
