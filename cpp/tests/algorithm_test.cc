@@ -16,6 +16,7 @@
 #include "algorithm/round_width.h"
 #include "algorithm/segment_search.h"
 #include "algorithm/threshold_schedule.h"
+#include "algorithm/ubatch_guard.h"
 #include "stars/errors.h"
 #include "stars/params.h"
 
@@ -479,6 +480,30 @@ void TestValidation() {
 
 }  // namespace
 
+void TestUbatchGuard() {
+  using stars::GuardedUbatch;
+  // SmolLM2-135M: 9 query heads over 3 KV heads, on a GPU: capped.
+  CHECK(stars::UbatchGuardApplies(9, 3, true));
+  CHECK(GuardedUbatch(512, 9, 3, true) == stars::kGuardedUbatch);
+  CHECK(GuardedUbatch(16, 9, 3, true) == 16);
+  // The same on the CPU, and power-of-two groups on a GPU (1B llama: 32 over 8), are not.
+  CHECK(GuardedUbatch(512, 9, 3, false) == 512);
+  CHECK(GuardedUbatch(512, 32, 8, true) == 512);
+  CHECK(GuardedUbatch(512, 16, 16, true) == 512);
+  CHECK(!stars::UbatchGuardApplies(32, 4, true));
+  CHECK(stars::UbatchGuardApplies(12, 4, true));  // groups of 3 again
+  CHECK(stars::UbatchGuardApplies(10, 4, true));  // uneven groups: guarded
+}
+
+void TestSamplingNames() {
+  CHECK(stars::ParseSampling("backend") == stars::Sampling::kBackend);
+  CHECK(std::string(stars::SamplingName(stars::ParseSampling("auto"))) == "auto");
+  CHECK(Throws([] { stars::ParseSampling("gpu"); }, "sampling must be one of"));
+  stars::GenerationParams params;
+  params.sampling.typical_p = 0.0f;
+  CHECK(Throws([&] { params.Validate(true); }, "typical_p"));
+}
+
 int main() {
   TestSoftProbability();
   TestFixedThreshold();
@@ -496,6 +521,8 @@ int main() {
   TestSearchFallbackInLastRound();
   TestResponseText();
   TestValidation();
+  TestUbatchGuard();
+  TestSamplingNames();
   std::printf("algorithm tests: %s\n", failures == 0 ? "all passed" : "FAILED");
   return failures == 0 ? 0 : 1;
 }

@@ -34,6 +34,9 @@ std::vector<LogLine> TakeLogLines(std::chrono::milliseconds timeout, size_t* dro
 // Makes every TakeLogLines waiting now return at once (for a reader that is stopping).
 void WakeLogReaders();
 
+// Queues a warning of stars' own among llama.cpp's lines (as llama.cpp's log callback would).
+void LogWarning(std::string line);
+
 // The first error line llama.cpp logged on the calling thread since the last call, whatever the
 // threshold; empty when none. For errors that llama.cpp reports only in its log.
 std::string TakeFirstLogError();

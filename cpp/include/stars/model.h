@@ -41,6 +41,10 @@ class Model {
   // The path, or the owner's description.
   const std::string& description() const { return description_; }
   int32_t n_embd() const;
+  // Attention heads: query heads and key/value heads (grouped-query attention shares each KV
+  // head among n_head / n_head_kv query heads).
+  int32_t n_head() const;
+  int32_t n_head_kv() const;
   int32_t n_ctx_train() const;
   int32_t n_vocab() const;
   // Classifier outputs (1 unless the GGUF names labels) and their names ("" when unnamed).

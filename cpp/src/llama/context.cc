@@ -1,10 +1,12 @@
 #include "llama/context.h"
 
 #include <atomic>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
 
+#include "algorithm/ubatch_guard.h"
 #include "llama/batch.h"
 #include "stars/errors.h"
 #include "stars/log.h"
@@ -34,6 +36,21 @@ Context::Context(std::shared_ptr<Model> model, const ContextOptions& options)
   params.n_ubatch = options.n_ubatch > 0 ? static_cast<uint32_t>(options.n_ubatch)
                                          : std::min<uint32_t>(512, params.n_batch);
   params.n_seq_max = static_cast<uint32_t>(options.n_seq_max);
+  // Causal decoding only: an encoder needs its whole batch in one micro-batch.
+  const int32_t ubatch =
+      options.embeddings ? static_cast<int32_t>(params.n_ubatch)
+                         : GuardedUbatch(static_cast<int32_t>(params.n_ubatch), model_->n_head(),
+                                         model_->n_head_kv(), model_->offloaded());
+  if (ubatch < static_cast<int32_t>(params.n_ubatch)) {
+    static std::once_flag warned;
+    std::call_once(warned, [&] {
+      LogWarning("stars: micro-batches capped at " + std::to_string(ubatch) + " tokens for '" +
+                 model_->description() + "' on the GPU (" + std::to_string(model_->n_head()) +
+                 " query heads over " + std::to_string(model_->n_head_kv()) +
+                 " KV heads: llama.cpp's CUDA backend crashed on 64 such sequences at once)");
+    });
+    params.n_ubatch = static_cast<uint32_t>(ubatch);
+  }
   // Output rows: llama.cpp sizes its output buffer and its worst-case graph by n_outputs_max
   // (n_batch by default, ~100 MB of logits for a 49k vocabulary at n_ubatch 512). Without
   // embeddings the engine and the rewards ask one output per sequence per batch at most, so

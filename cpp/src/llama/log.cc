@@ -107,6 +107,8 @@ void WakeLogReaders() {
   queue.ready.notify_all();
 }
 
+void LogWarning(std::string line) { Emit(LogLevel::kWarning, std::move(line)); }
+
 std::string TakeFirstLogError() { return std::exchange(first_error, std::string()); }
 
 }  // namespace stars

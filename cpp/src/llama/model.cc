@@ -46,6 +46,8 @@ Model::Model(llama_model* model, std::shared_ptr<void> keep_alive, std::string d
 
 const llama_vocab* Model::vocab() const { return llama_model_get_vocab(model_); }
 int32_t Model::n_embd() const { return llama_model_n_embd(model_); }
+int32_t Model::n_head() const { return llama_model_n_head(model_); }
+int32_t Model::n_head_kv() const { return llama_model_n_head_kv(model_); }
 int32_t Model::n_ctx_train() const { return llama_model_n_ctx_train(model_); }
 int32_t Model::n_vocab() const { return llama_vocab_n_tokens(vocab()); }
 int32_t Model::n_cls_out() const { return static_cast<int32_t>(llama_model_n_cls_out(model_)); }
