@@ -1,10 +1,13 @@
-"""Raw batched llama_decode throughput against the engine's achieved policy throughput.
+"""Raw batched llama_decode throughput against the engine's achieved policy throughput, with
+host and with backend sampling, and STARS against plain decoding per accepted token.
 
 The ceiling: one prompt decoded and forked into B sequences of a unified KV cache, then one
 token each per llama_decode with logits for every row (the engine needs them to sample),
 through llama-cpp-python's low-level API with the engine's context settings. The engine: best_of_n
 with candidates=B on the same prompt, so each decode step carries B tokens; its rate is
-policy tokens sampled over seconds_policy (decode plus sampling).
+policy tokens sampled over seconds_policy (decode plus sampling), once per sampling path
+(Engine(sampling="host") and "backend"). Last, STARS with N = 4 and a cheap Python reward
+against plain decoding: wall ms per accepted token, and their ratio, per sampling path.
 
     python bench/decode_ceiling.py [--quick] [--model PATH] [--n-gpu-layers 99]
 """
@@ -127,12 +130,28 @@ def constant_reward(prompts: list[str], responses: list[str]) -> list[float]:
     return [0.0] * len(responses)
 
 
+def cheap_reward(prompts: list[str], responses: list[str]) -> list[float]:
+    """A reward that costs next to nothing but still makes STARS reject some segments."""
+    return [float(sum(map(ord, r)) % 7) for r in responses]
+
+
+def per_accepted_token(engine: stars_cpp.Engine, mode: str, max_tokens: int) -> float:
+    """Wall ms per accepted token of one request (STARS: N = 4, fixed width)."""
+    start = time.perf_counter()
+    result = engine.generate(PROMPT, mode=mode, candidates=4, width="fixed",
+                             max_tokens=max_tokens, temperature=1.0, seed=2)
+    return 1000 * (time.perf_counter() - start) / max(1, result.stats.tokens_accepted)
+
+
 def plot(rows: list[dict], title: str, path: Path) -> None:
     plt = _common.pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     sizes = [r["batch"] for r in rows]
     ax.plot(sizes, [r["ceiling_tokens_per_s"] for r in rows], "o-", label="llama_decode ceiling")
-    ax.plot(sizes, [r["engine_tokens_per_s"] for r in rows], "s-", label="stars_cpp engine")
+    for sampling, marker in (("host", "s-"), ("backend", "^-")):
+        key = f"engine_{sampling}_tokens_per_s"
+        if key in rows[0]:
+            ax.plot(sizes, [r[key] for r in rows], marker, label=f"engine, {sampling} sampling")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.set_xlabel("sequences per decode step (batch)")
@@ -155,7 +174,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="median of this many runs")
     parser.add_argument("--name", default=None, help="results file stem")
     parser.add_argument("--out-dir", type=Path, default=_common.RESULTS)
+    parser.add_argument("--samplings", default="host,backend",
+                        help="comma-separated Engine(sampling=) values to run")
     args = parser.parse_args()
+    samplings = args.samplings.split(",")
+    for sampling in samplings:
+        if sampling not in ("host", "backend"):
+            parser.error(f"--samplings takes host and backend, got {sampling!r}")
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
 
@@ -168,30 +193,50 @@ def main() -> None:
     llama_cpp.llama_log_set(_quiet, ctypes.c_void_p())
 
     ceiling = Ceiling(path, n_ctx, n_threads, args.n_gpu_layers)
-    engine = stars_cpp.Engine(path, constant_reward, n_ctx=n_ctx, n_threads=n_threads,
-                              n_gpu_layers=args.n_gpu_layers)
+    engines = {sampling: stars_cpp.Engine(path, constant_reward, n_ctx=n_ctx,
+                                          n_threads=n_threads, n_gpu_layers=args.n_gpu_layers,
+                                          sampling=sampling)
+               for sampling in samplings}
     ceiling.run(1, 4)  # warm the weights' pages and the backend
-    engine_rate(engine, 1, 4)
+    for engine in engines.values():
+        engine_rate(engine, 1, 4)
     rows = []
     for n_seq in sizes:
-        # Alternate the two, several times: this shared 2-core VM drifts by 10-20% between runs.
-        raw, ours = [], []
+        # Alternate them, several times: this shared 2-core VM drifts by 10-20% between runs.
+        raw, ours = [], {sampling: [] for sampling in engines}
         for _ in range(args.repeats):
             raw.append(ceiling.run(n_seq, steps))
-            ours.append(engine_rate(engine, n_seq, steps))
+            for sampling, engine in engines.items():
+                ours[sampling].append(engine_rate(engine, n_seq, steps))
         ceiling_tps = float(np.median([r["tokens_per_s"] for r in raw]))
-        engine_tps = float(np.median([r["tokens_per_s"] for r in ours]))
-        rows.append({
-            "batch": n_seq,
-            "ceiling_tokens_per_s": ceiling_tps,
-            "engine_tokens_per_s": engine_tps,
-            "efficiency": engine_tps / ceiling_tps,
-            "engine_mean_batch": float(np.mean([r["mean_batch"] for r in ours])),
-            "ceiling_runs": [r["tokens_per_s"] for r in raw],
-            "engine_runs": [r["tokens_per_s"] for r in ours],
-        })
-        print(f"batch {n_seq:3d}: ceiling {ceiling_tps:8.1f} tok/s, engine "
-              f"{engine_tps:8.1f} tok/s ({rows[-1]['efficiency']:.0%})", flush=True)
+        row = {"batch": n_seq, "ceiling_tokens_per_s": ceiling_tps}
+        for sampling, runs in ours.items():
+            tps = float(np.median([r["tokens_per_s"] for r in runs]))
+            row[f"engine_{sampling}_tokens_per_s"] = tps
+            row[f"efficiency_{sampling}"] = tps / ceiling_tps
+        row["ceiling_runs"] = [r["tokens_per_s"] for r in raw]
+        for sampling, runs in ours.items():
+            row[f"engine_{sampling}_runs"] = [r["tokens_per_s"] for r in runs]
+        rows.append(row)
+        shares = ", ".join(f"{s} {row[f'efficiency_{s}']:.0%}" for s in ours)
+        print(f"batch {n_seq:3d}: ceiling {ceiling_tps:8.1f} tok/s; engine {shares}", flush=True)
+    # STARS (N = 4, cheap reward) against plain, per accepted token, on each sampling path.
+    stars_rows = []
+    for sampling in samplings:
+        engine = stars_cpp.Engine(path, cheap_reward, n_ctx=n_ctx, n_threads=n_threads,
+                                  n_gpu_layers=args.n_gpu_layers, sampling=sampling)
+        per_accepted_token(engine, "plain", 8)  # warm
+        plain, stars = [], []
+        for _ in range(args.repeats):
+            plain.append(per_accepted_token(engine, "plain", steps))
+            stars.append(per_accepted_token(engine, "stars", steps))
+        row = {"sampling": sampling, "plain_ms_per_accepted_token": float(np.median(plain)),
+               "stars_ms_per_accepted_token": float(np.median(stars))}
+        row["stars_over_plain"] = row["stars_ms_per_accepted_token"] / \
+            row["plain_ms_per_accepted_token"]
+        stars_rows.append(row)
+        print(f"{sampling}: STARS N=4 {row['stars_over_plain']:.2f}x plain per accepted token",
+              flush=True)
     ceiling.close()
 
     name = args.name or ("decode_ceiling_quick" if args.quick else "decode_ceiling")
@@ -206,13 +251,16 @@ def main() -> None:
         "n_ctx": n_ctx,
         "steps": steps,
         "repeats": args.repeats,
+        "samplings": samplings,
         "results": rows,
+        "stars_vs_plain": stars_rows,
     }
     out = _common.write_json(name, payload, args.out_dir)
     device = machine["gpu"] or f"{machine['cpu']}, {machine['cores']} cores"
     plot(rows, f"{Path(path).name} on {device} ({machine['backend']})",
          out.with_suffix(".png"))
     print(_common.markdown_table(rows, [c for c in rows[0] if not c.endswith("_runs")]))
+    print(_common.markdown_table(stars_rows, list(stars_rows[0])))
     print(f"wrote {out}")
 
 

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# bench/decode_ceiling.py on an NVIDIA GPU, on a machine with nvcc but no network.
+# bench/decode_ceiling.py on an NVIDIA GPU, on a machine with nvcc but no network: the decode
+# ceiling and the engine at batches 1 to 64 with host and with backend sampling, then STARS
+# (N = 4, a cheap Python reward) against plain decoding per accepted token, on the random 1B
+# shape; the JSON names the GPU.
 #
 #   bench/gpu.sh --prepare   here, with network: write what the GPU machine needs (below)
 #   bench/gpu.sh             there: build, install, write the model, run the bench

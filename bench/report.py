@@ -40,12 +40,29 @@ def decode_ceiling(name: str, title: str) -> list[str]:
     data = load(name)
     if data is None:
         return []
-    rows = [[str(r["batch"]), f"{r['ceiling_tokens_per_s']:.0f}",
-             f"{r['engine_tokens_per_s']:.0f}", f"{r['efficiency']:.0%}"]
-            for r in data["results"]]
-    return [f"**{title}**: {data['model']}; {where(data)}; `{data['command']}`", ""] + table(
-        ["batch", "ceiling tok/s", "engine tok/s", "engine / ceiling"], rows) + [
-        "", f"![{name}](bench/results/{name}.png)", ""]
+    # Runs before backend sampling measured the host path alone, as "engine".
+    samplings = data.get("samplings", [""])
+    header = ["batch", "ceiling tok/s"]
+    for sampling in samplings:
+        label = f"engine ({sampling}) " if sampling else "engine "
+        header += [label + "tok/s", label + "/ ceiling"]
+    rows = []
+    for r in data["results"]:
+        row = [str(r["batch"]), f"{r['ceiling_tokens_per_s']:.0f}"]
+        for sampling in samplings:
+            tps = r[f"engine_{sampling}_tokens_per_s" if sampling else "engine_tokens_per_s"]
+            share = r[f"efficiency_{sampling}" if sampling else "efficiency"]
+            row += [f"{tps:.0f}", f"{share:.0%}"]
+        rows.append(row)
+    out = [f"**{title}**: {data['model']}; {where(data)}; `{data['command']}`", ""]
+    out += table(header, rows) + [""]
+    if data.get("stars_vs_plain"):
+        out += table(["sampling", "plain ms / accepted token", "STARS N=4 ms / accepted token",
+                      "STARS / plain"],
+                     [[r["sampling"], f"{r['plain_ms_per_accepted_token']:.2f}",
+                       f"{r['stars_ms_per_accepted_token']:.2f}", f"{r['stars_over_plain']:.2f}x"]
+                      for r in data["stars_vs_plain"]]) + [""]
+    return out + [f"![{name}](bench/results/{name}.png)", ""]
 
 
 def vs_python() -> list[str]:
@@ -112,6 +129,8 @@ def quality() -> list[str]:
 
 def render() -> str:
     parts = (decode_ceiling("decode_ceiling", "Decode ceiling, CPU")
+             + decode_ceiling("decode_ceiling_quick",
+                              "Decode ceiling, CPU, host and backend sampling (--quick)")
              + decode_ceiling("decode_ceiling_gpu_h100", "Decode ceiling, GPU")
              + vs_python() + reward_cost() + quality())
     return "\n".join(parts).rstrip() + "\n"
