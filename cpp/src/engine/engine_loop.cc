@@ -315,7 +315,7 @@ void EngineLoop::Start(PromptRun& run) {
 
 void EngineLoop::Round() {
   DecodePending();
-  SampleFirstTokens();
+  RestartRounds();
   DecodeCandidates();
   ScoreRound();
 }
@@ -428,25 +428,34 @@ void EngineLoop::DecodePending() {
     ++counters_.decode_calls;
     counters_.decode_tokens += view.n_tokens;
     counters_.decode_seconds += view.seconds;
-    for (const DecodedOutput& out : view.outputs) TakeTrunkOutput(*runs[out.job], out.batch_index);
+    const auto start = Clock::now();
+    for (const DecodedOutput& out : view.outputs) {
+      PromptRun& run = *runs[out.job];
+      StartFromTrunk(run, out.batch_index, Cap(run));
+    }
+    seconds += SecondsSince(start);
   });
-  for (PromptRun* run : runs) {
-    const int32_t n = static_cast<int32_t>(run->pending.size());
-    run->n_past += n;
-    run->result.stats.policy_tokens_decoded += n;
-    run->pending.clear();
-  }
   AddPolicySeconds(runs, seconds);
 }
 
-void EngineLoop::TakeTrunkOutput(PromptRun& run, int32_t batch_index) {
+void EngineLoop::StartFromTrunk(PromptRun& run, int32_t batch_index, int32_t cap_limit) {
+  const int32_t n = static_cast<int32_t>(run.pending.size());
+  run.n_past += n;
+  run.result.stats.policy_tokens_decoded += n;
+  run.pending.clear();
+  const float* row = nullptr;
   if (run.backend && pool_->AttachedSampler(run.trunk) != nullptr) {
     run.first_token = context_->SampledToken(batch_index);
-    return;
+  } else {
+    row = context_->Logits(batch_index);
+    // A STARS round that accepts nothing starts the next one from the same logits: keep them.
+    // Otherwise the row is read in place, before the next decode overwrites it.
+    if (run.params.mode == Mode::kStars) {
+      run.logits.assign(row, row + tokenizer_.n_vocab());
+      row = run.logits.data();
+    }
   }
-  // Kept: a round that accepts nothing starts the next one from the same logits.
-  const float* row = context_->Logits(batch_index);
-  run.logits.assign(row, row + tokenizer_.n_vocab());
+  StartRound(run, cap_limit, row);
 }
 
 int32_t EngineLoop::RoundSize(const PromptRun& run) const {
@@ -489,18 +498,19 @@ int32_t EngineLoop::Cap(const PromptRun& run) {
   return run.params.mode == Mode::kBestOfN ? left : std::min(run.params.segment_tokens, left);
 }
 
-void EngineLoop::SampleFirstTokens() {
+void EngineLoop::RestartRounds() {
   const auto start = Clock::now();
   std::vector<PromptRun*> runs;
   for (auto& owned : active_) {
-    if (!Live(owned.get())) continue;
+    // DecodePending started the rounds of every trunk it decoded.
+    if (!Live(owned.get()) || !owned->candidates.empty()) continue;
     runs.push_back(owned.get());
-    StartRound(*owned, Cap(*owned));
+    StartRound(*owned, Cap(*owned), owned->logits.data());
   }
   AddPolicySeconds(runs, SecondsSince(start));
 }
 
-void EngineLoop::StartRound(PromptRun& run, int32_t cap_limit) {
+void EngineLoop::StartRound(PromptRun& run, int32_t cap_limit, const float* logits) {
   const int32_t n = RoundSize(run);
   run.candidates.clear();
   run.candidates.reserve(static_cast<size_t>(n));
@@ -531,7 +541,7 @@ void EngineLoop::StartRound(PromptRun& run, int32_t cap_limit) {
   jobs.clear();
   if (trunk_chain == nullptr) {
     for (Candidate& candidate : run.candidates) {
-      jobs.push_back({&candidate.sampler, run.logits.data()});
+      jobs.push_back({&candidate.sampler, logits});
     }
     sampling_->Sample(jobs, tokenizer_.n_vocab());
   }
@@ -611,11 +621,7 @@ void EngineLoop::DecodeCandidates() {
         if (candidate == nullptr) {
           // A joining plain request's prompt is in: its round starts now, as long as the
           // round's remaining steps.
-          TakeTrunkOutput(*run, out.batch_index);
-          run->n_past += static_cast<int32_t>(run->pending.size());
-          run->result.stats.policy_tokens_decoded += static_cast<int64_t>(run->pending.size());
-          run->pending.clear();
-          StartRound(*run, steps_left);
+          StartFromTrunk(*run, out.batch_index, steps_left);
           continue;
         }
         // Only the rows sampled on the host are read as logits.

@@ -58,14 +58,17 @@ class EngineLoop {
   std::vector<PromptRun*> AdmitQueued(bool plain_only);
   void Start(PromptRun& run);
   // Samples the first token of each of the run's candidates for this round (at most
-  // `cap_limit` tokens each) from its trunk's logits.
-  void StartRound(PromptRun& run, int32_t cap_limit);
+  // `cap_limit` tokens each) from `logits`, the trunk's row (null: the trunk drew it in the
+  // graph, run.first_token).
+  void StartRound(PromptRun& run, int32_t cap_limit, const float* logits);
   void Round();
-  // The trunk's output at `batch_index`: its in-graph draw (plain mode on the backend), else a
-  // copy of its logits.
-  void TakeTrunkOutput(PromptRun& run, int32_t batch_index);
+  // The trunk's pending tokens are decoded: its round starts from the output at `batch_index`
+  // (its in-graph draw in plain mode on the backend, else its logits row).
+  void StartFromTrunk(PromptRun& run, int32_t batch_index, int32_t cap_limit);
   void DecodePending();
-  void SampleFirstTokens();
+  // Starts the rounds of the runs whose trunk had nothing to decode (a STARS segment that
+  // accepted nothing last round), from their kept logits.
+  void RestartRounds();
   void DecodeCandidates();
   void ScoreRound();
   // Scores each run's rows, one call for all of them. When that call throws, each run is scored
