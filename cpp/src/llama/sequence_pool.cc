@@ -13,7 +13,9 @@ SequencePool::SequencePool(Context& context) : context_(context), n_total_(conte
   Clear();
 }
 
-SequencePool::~SequencePool() {
+SequencePool::~SequencePool() { DetachSamplers(); }
+
+void SequencePool::DetachSamplers() {
   for (llama_seq_id seq = 0; seq < static_cast<llama_seq_id>(samplers_.size()); ++seq) {
     DetachSampler(seq);
   }
@@ -108,9 +110,7 @@ void SequencePool::Release(llama_seq_id seq) {
 }
 
 void SequencePool::Clear() {
-  for (llama_seq_id seq = 0; seq < static_cast<llama_seq_id>(samplers_.size()); ++seq) {
-    DetachSampler(seq);
-  }
+  DetachSamplers();
   samplers_.clear();
   samplers_.resize(static_cast<size_t>(n_total_));
   llama_memory_clear(context_.memory(), false);

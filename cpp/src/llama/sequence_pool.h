@@ -69,6 +69,7 @@ class SequencePool {
   // Throws ParameterError unless `seq` is an id this pool handed out and has not taken back:
   // llama.cpp asserts (aborting the process) or acts on every sequence for other values.
   void CheckInUse(llama_seq_id seq, const char* what) const;
+  void DetachSamplers();
 
   std::vector<llama_seq_id> free_;
   std::vector<bool> in_use_;
