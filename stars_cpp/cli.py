@@ -240,7 +240,6 @@ def _llama_log(verbose: bool) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-
     _llama_log(args.verbose >= 2)
     model = _model_path(args)
     reward = _reward(args)
@@ -321,7 +320,8 @@ def _run(args: argparse.Namespace) -> int:
                               judge={k: v for k, v in judge.items() if v is not None},
                               workers=args.workers, address=args.ray or None,
                               n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers,
-                              n_threads=args.n_threads, summary=summary, **options)
+                              n_threads=args.n_threads, kv_type=args.kv_type,
+                              sampling=args.sampling, summary=summary, **options)
     else:
         args.reward = spec if spec is not None else "none"
         engine = _engine(args, model, _reward(args))

@@ -31,7 +31,8 @@ class _EngineActor:
         import stars_cpp
         from stars_cpp.rewards import parse_reward_spec
 
-        reward = parse_reward_spec(reward_spec, **judge) if reward_spec else None
+        kv_type = engine_options.get("kv_type", "f16")
+        reward = parse_reward_spec(reward_spec, kv_type=kv_type, **judge) if reward_spec else None
         self.engine = stars_cpp.Engine(model, reward, **engine_options)
         self.mode, self.params, self.trace = mode, dict(params), trace
 
@@ -68,7 +69,7 @@ def run(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str],
         address: str | None = None, id_field: str = "id", prompt_field: str | None = None,
         batch: int = 16, trace: bool = False, quiet: bool = False, fail_fast: bool = False,
         progress_every: int = 50, n_ctx: int = 4096, n_gpu_layers: int = 0,
-        n_threads: int | None = None,
+        n_threads: int | None = None, kv_type: str = "f16", sampling: str = "auto",
         summary: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
     """Runs the dataset on Ray with ``workers`` Engine actors (``batch`` records each in
     flight) and yields each output line as it is written. Connects to ``address`` (a running
@@ -94,7 +95,8 @@ def run(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str],
         if not ray.is_initialized():
             ray.init(address=address, log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
-        options = {"n_ctx": n_ctx, "n_gpu_layers": n_gpu_layers, "n_threads": n_threads}
+        options = {"n_ctx": n_ctx, "n_gpu_layers": n_gpu_layers, "n_threads": n_threads,
+                   "kv_type": kv_type, "sampling": sampling}
         data = ray.data.from_items(items).map_batches(
             _EngineActor, batch_size=batch, concurrency=workers,
             num_gpus=1 if n_gpu_layers else 0,

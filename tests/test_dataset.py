@@ -164,12 +164,19 @@ def test_ray_workers_give_the_single_process_outputs(tiny_llama, tmp_path, monke
         lines = list(stars_ray.run(records, tmp_path / "ray.jsonl", model=str(tiny_llama),
                                    reward_spec=LEXICAL, params=PARAMS, workers=2, batch=4,
                                    trace=True, quiet=True))
+        # The workers' engines take the engine options too.
+        backend = list(stars_ray.run(records, tmp_path / "backend.jsonl", model=str(tiny_llama),
+                                     reward_spec=LEXICAL, params=PARAMS, workers=2, batch=4,
+                                     quiet=True, sampling="backend"))
     finally:
         ray.shutdown()
-    assert len(lines) == 24
+    assert len(lines) == 24 and len(backend) == 24
     got = read_out(tmp_path / "ray.jsonl")
     assert {k: (v["text"], v["segments"]) for k, v in got.items()} == \
         {k: (v["text"], v["segments"]) for k, v in single.items()}
+    assert all(v["stats"]["backend_tokens_sampled"] == 0 for v in got.values())
+    on_backend = read_out(tmp_path / "backend.jsonl").values()
+    assert all(v["stats"]["backend_tokens_sampled"] > 0 for v in on_backend)
 
 
 def test_parquet_in_and_out(tiny_llama, tmp_path):
