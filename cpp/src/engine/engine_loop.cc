@@ -444,7 +444,8 @@ void EngineLoop::StartFromTrunk(PromptRun& run, int32_t batch_index, int32_t cap
   run.result.stats.policy_tokens_decoded += n;
   run.pending.clear();
   const float* row = nullptr;
-  if (run.backend && pool_->AttachedSampler(run.trunk) != nullptr) {
+  // A trunk that carries a chain (plain mode on the backend) gives a token, not logits.
+  if (pool_->AttachedSampler(run.trunk) != nullptr) {
     run.first_token = context_->SampledToken(batch_index);
   } else {
     row = context_->Logits(batch_index);
@@ -522,7 +523,7 @@ void EngineLoop::StartRound(PromptRun& run, int32_t cap_limit, const float* logi
   // Attempt j of segment s: the j-th attempt whatever round it falls in (best-of-N's N
   // responses are the attempts of one segment).
   const int32_t first_attempt = run.search ? run.search->attempts() : 0;
-  const Sampler* trunk_chain = run.backend ? pool_->AttachedSampler(run.trunk) : nullptr;
+  const Sampler* trunk_chain = pool_->AttachedSampler(run.trunk);
   for (int32_t slot = 0; slot < n; ++slot) {
     const uint64_t key =
         AttemptKey(run.params.seed, run.key, static_cast<uint64_t>(run.segment_index()),
