@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import queue
+import threading
+import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Callable, Union
 
@@ -48,6 +52,41 @@ SAMPLINGS = ("auto", "backend", "host")
 _INT_PARAMS = ("segment_tokens", "candidates", "max_attempts", "max_tokens", "top_k")
 _FLOAT_PARAMS = ("alpha", "target_attempts", "temperature", "top_p", "min_p", "typical_p")
 _AUTO_PARAMS = ("threshold", "beta")  # a float, or "auto"
+
+
+# Engines not yet closed. Each is closed before the interpreter finalizes: a thread that takes
+# the GIL after finalization began is ended by Python where it stands, and a C++ frame in the
+# way (a loop thread freeing a finished request's callbacks, a caller returning from generate)
+# aborts the process.
+_OPEN_ENGINES: weakref.WeakSet = weakref.WeakSet()
+# Threads inside a blocking core call (generate, with the GIL released).
+_calls_lock = threading.Lock()
+_calls_in_core = 0
+
+
+def _blocking(call: Callable[..., Any], *args: Any) -> Any:
+    global _calls_in_core
+    with _calls_lock:
+        _calls_in_core += 1
+    try:
+        return call(*args)
+    finally:
+        with _calls_lock:
+            _calls_in_core -= 1
+
+
+@atexit.register
+def _close_open_engines() -> None:
+    for engine in list(_OPEN_ENGINES):
+        try:
+            engine.close()
+        except Exception:  # noqa: BLE001 - at exit there is nobody left to tell
+            pass
+    _core.join_abandoned_engines()
+    # Callers woken by the close (daemon threads) get back into Python before it finalizes.
+    deadline = time.monotonic() + 5.0
+    while _calls_in_core > 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def _is_chat(prompt: object) -> bool:
@@ -287,6 +326,7 @@ class Engine:
                   else reward)
         self._core = _core.Engine(self.model, native, n_ctx, n_threads or 0, max_queue, kv_type,
                                   n_seq_max, sampling)
+        _OPEN_ENGINES.add(self)
 
     def _check_weights(self) -> None:
         lender = self._lender
@@ -315,7 +355,7 @@ class Engine:
         prompts, batched = _normalize_prompts(prompt)
         core_params = build_params(mode, params, self.seed)
         core_keys = _keys(keys, len(prompts))
-        results = self._core.generate(prompts, core_params, on_segment, core_keys)
+        results = _blocking(self._core.generate, prompts, core_params, on_segment, core_keys)
         return results if batched else results[0]
 
     def submit(

@@ -26,9 +26,17 @@ class RecordingReward:
 
 
 def boom_reward(prompts, responses):
-    """hash_reward, except that it raises for any prompt that mentions BOOM."""
+    """hash_reward, except that it raises for any prompt that mentions BOOM, and for a call that
+    mixes a prompt that mentions SOLO with other prompts (as a reward that takes one prompt per
+    call would). SOLO calls take 20 ms, so that concurrent SOLO requests share rounds."""
     if any("BOOM" in prompt for prompt in prompts):
         raise RuntimeError("the reward exploded on a BOOM prompt")
+    if any("SOLO" in prompt for prompt in prompts):
+        import time
+
+        time.sleep(0.02)
+        if len(set(prompts)) > 1:
+            raise RuntimeError("the reward takes a SOLO prompt only on its own")
     return hash_reward(prompts, responses)
 
 

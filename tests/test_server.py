@@ -337,6 +337,23 @@ def test_a_raising_reward_fails_its_own_request_only(server):
     assert health(server)["status"] == "ok"
 
 
+def test_a_reward_that_fails_only_on_shared_rounds_fails_no_request(server):
+    # The joint call of a round raises; each request scored alone does not. Every request is
+    # retried alone and succeeds (this used to abort the server with every client cut off).
+    bodies = [{"prompt": f"SOLO prompt {i}", "max_tokens": 24, "segment_tokens": 4, "seed": i}
+              for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda body: post(server, "/v1/completions", body), bodies))
+    for status, body in replies:
+        assert status == 200, body
+        assert body["usage"]["completion_tokens"] == 24
+    # Alone, each gives the same text: the retried scores are the request's own.
+    for body, (_, reply) in zip(bodies, replies):
+        status, alone = post(server, "/v1/completions", body)
+        assert status == 200 and alone["choices"][0]["text"] == reply["choices"][0]["text"]
+    assert health(server)["status"] == "ok"
+
+
 def test_models_and_health(server):
     status, data = get(server, "/v1/models")
     assert status == 200 and json.loads(data)["data"][0]["id"] == "tiny-llama.gguf"

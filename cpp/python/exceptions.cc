@@ -29,6 +29,8 @@ PythonExceptions exceptions;
 void TranslateException(const std::exception_ptr& p, void*) {
   try {
     std::rethrow_exception(p);
+  } catch (const CallbackError& e) {
+    e.Raise();
   } catch (const stars::ModelNotFoundError& e) {
     PyErr_SetString(exceptions.model_not_found, e.what());
   } catch (const stars::ModelLoadError& e) {
@@ -55,6 +57,36 @@ void TranslateException(const std::exception_ptr& p, void*) {
 }
 
 }  // namespace
+
+CallbackError::CallbackError(nb::python_error error)
+    : error_(std::make_shared<const nb::python_error>(std::move(error))),
+      message_(error_->what()) {}
+
+void CallbackError::Raise() const {
+  nb::handle value = error_->value();
+  nb::object copy;
+  try {
+    copy = nb::module_::import_("copy").attr("copy")(value);
+    if (!PyExceptionInstance_Check(copy.ptr())) copy = nb::borrow(value);
+  } catch (nb::python_error&) {
+    copy = nb::borrow(value);  // an exception that cannot be copied is raised as itself
+  }
+  if (!copy.is(value)) {
+    nb::object traceback = error_->traceback();
+    if (traceback.is_valid()) PyException_SetTraceback(copy.ptr(), traceback.ptr());
+    PyException_SetCause(copy.ptr(), PyException_GetCause(value.ptr()));
+    PyException_SetContext(copy.ptr(), PyException_GetContext(value.ptr()));
+  }
+  PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(copy.ptr())), copy.ptr());
+}
+
+bool PythonUsable() {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsInitialized() && !Py_IsFinalizing();
+#else
+  return Py_IsInitialized() && !_Py_IsFinalizing();
+#endif
+}
 
 void RegisterExceptions() {
   nb::module_ errors = nb::module_::import_("stars_cpp.errors");
@@ -87,7 +119,8 @@ nb::object PythonError(const std::exception_ptr& p) {
   try {
     TranslateException(p, nullptr);
   } catch (nb::python_error& e) {
-    e.restore();
+    // Not restore(): that consumes an exception that other holders of `p` may raise again.
+    PyErr_SetObject(e.type().ptr(), e.value().ptr());
   } catch (const std::exception& e) {
     PyErr_SetString(PyExc_RuntimeError, e.what());
   } catch (...) {

@@ -18,12 +18,56 @@ namespace nb = nanobind;
 namespace stars::python {
 namespace {
 
+// The floats of a reward callable's return value; RewardError naming what is not one.
+void ToFloats(const nb::object& values, std::vector<double>* out) {
+  out->clear();
+  PyObject* iterator = PyObject_GetIter(values.ptr());
+  if (iterator == nullptr) {
+    PyErr_Clear();
+    throw RewardError("the reward callable must return a sequence of floats, got " +
+                      std::string(nb::str(nb::handle(values.type())).c_str()));
+  }
+  nb::object it = nb::steal(iterator);
+  for (size_t i = 0;; ++i) {
+    PyObject* item = PyIter_Next(it.ptr());
+    if (item == nullptr) {
+      if (PyErr_Occurred()) throw nb::python_error();  // the iteration itself raised
+      return;
+    }
+    nb::object value = nb::steal(item);
+    const double number = PyFloat_AsDouble(value.ptr());
+    if (number == -1.0 && PyErr_Occurred()) {
+      nb::python_error error;
+      std::string shown = "?";
+      try {
+        shown = nb::cast<std::string>(nb::repr(value));
+      } catch (...) {  // a repr that raises too: the type names it
+        shown = std::string("a ") + nb::type_name(value.type()).c_str();
+      }
+      if (shown.size() > 80) shown = shown.substr(0, 77) + "...";
+      std::string reason = nb::type_name(error.type()).c_str();
+      try {
+        reason += std::string(": ") + nb::str(error.value()).c_str();
+      } catch (...) {  // a __str__ that raises: the type alone
+      }
+      throw RewardError("the reward callable's value " + std::to_string(i) + " (" + shown +
+                        ") is not a float: " + reason);
+    }
+    out->push_back(number);
+  }
+}
+
 // A Python callable fn(prompts, responses) -> sequence of floats, as a batched reward.
 class CallableReward : public Reward {
  public:
   explicit CallableReward(nb::object fn) : fn_(std::move(fn)) {}
 
   ~CallableReward() override {
+    if (!PythonUsable()) {  // the interpreter is going away: leave it the references
+      fn_.release();
+      prompts_.release();
+      return;
+    }
     nb::gil_scoped_acquire gil;
     fn_.reset();
     prompts_.reset();
@@ -31,13 +75,15 @@ class CallableReward : public Reward {
 
   void Begin(int32_t prompt, std::string_view text) override {
     nb::gil_scoped_acquire gil;
-    prompts_[nb::int_(prompt)] = Utf8(std::string(text));
+    CallPython([&] { prompts_[nb::int_(prompt)] = Utf8(std::string(text)); });
   }
 
   void Finish(int32_t prompt) override {
     nb::gil_scoped_acquire gil;
-    nb::int_ key(prompt);
-    if (prompts_.contains(key)) nb::del(prompts_[key]);
+    CallPython([&] {
+      nb::int_ key(prompt);
+      if (prompts_.contains(key)) nb::del(prompts_[key]);
+    });
   }
 
   // The callable, for the garbage collector: it may reference the Engine that owns this.
@@ -46,20 +92,16 @@ class CallableReward : public Reward {
 
   void Score(const std::vector<RewardRow>& rows, std::vector<double>* scores) override {
     nb::gil_scoped_acquire gil;
-    nb::list prompts;
-    nb::list responses;
-    for (const RewardRow& row : rows) {
-      prompts.append(prompts_[nb::int_(row.prompt)]);
-      responses.append(Utf8(row.ResponseText()));
-    }
-    nb::object values = fn_(prompts, responses);
-    scores->clear();
-    try {
-      for (nb::handle value : values) scores->push_back(nb::cast<double>(value));
-    } catch (const std::exception&) {  // not iterable, or an item that is not a number
-      throw RewardError("the reward callable must return a sequence of floats, got " +
-                        std::string(nb::str(nb::handle(values.type())).c_str()));
-    }
+    CallPython([&] {
+      nb::list prompts;
+      nb::list responses;
+      for (const RewardRow& row : rows) {
+        prompts.append(prompts_[nb::int_(row.prompt)]);
+        responses.append(Utf8(row.ResponseText()));
+      }
+      nb::object values = fn_(prompts, responses);
+      ToFloats(values, scores);
+    });
   }
 
  private:
@@ -76,6 +118,12 @@ class CallbackSink : public RequestSink {
         on_error_(std::move(on_error)) {}
 
   ~CallbackSink() override {
+    if (!PythonUsable()) {  // the interpreter is going away: leave it the references
+      on_segment_.release();
+      on_result_.release();
+      on_error_.release();
+      return;
+    }
     nb::gil_scoped_acquire gil;
     on_segment_.reset();
     on_result_.reset();
@@ -85,7 +133,9 @@ class CallbackSink : public RequestSink {
   // What this raises fails the request with it.
   void OnSegment(const Segment& segment) override {
     nb::gil_scoped_acquire gil;
-    if (!on_segment_.is_none()) on_segment_(nb::cast(segment, nb::rv_policy::copy));
+    CallPython([&] {
+      if (!on_segment_.is_none()) on_segment_(nb::cast(segment, nb::rv_policy::copy));
+    });
   }
 
   void OnResult(Result result) override {
@@ -168,7 +218,7 @@ GenerateHooks PythonHooks(const nb::object& on_segment) {
   if (!on_segment.is_none()) {
     hooks.on_segment = [&on_segment](int32_t prompt, const Segment& segment) {
       nb::gil_scoped_acquire gil;
-      on_segment(prompt, nb::cast(segment, nb::rv_policy::copy));
+      CallPython([&] { on_segment(prompt, nb::cast(segment, nb::rv_policy::copy)); });
     };
   }
   return hooks;
@@ -179,8 +229,14 @@ std::shared_ptr<Model> BorrowModel(uintptr_t address, nb::object owner, std::str
   auto* keep = new nb::object(std::move(owner));
   // The owner is a Python object: drop it under the GIL, whichever thread frees the model.
   std::shared_ptr<void> keep_alive(keep, [](void* p) {
+    auto* owner = static_cast<nb::object*>(p);
+    if (!PythonUsable()) {  // the interpreter is going away: leave it the reference
+      owner->release();
+      delete owner;
+      return;
+    }
     nb::gil_scoped_acquire gil;
-    delete static_cast<nb::object*>(p);
+    delete owner;
   });
   return Model::Borrow(reinterpret_cast<llama_model*>(address), std::move(keep_alive),
                        std::move(description), n_gpu_layers);

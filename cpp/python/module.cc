@@ -52,6 +52,9 @@ NB_MODULE(_core, m) {
   m.attr("reward_template_room") = stars::kTemplateRoom;
   m.def("live_contexts", &stars::LiveContexts,
         "llama.cpp contexts alive in the process (policy and reward contexts alike).");
+  m.def("join_abandoned_engines", &stars::JoinAbandonedEngines,
+        nb::call_guard<nb::gil_scoped_release>(),
+        "Wait for the loop threads of Engines dropped on their own loop thread (at exit).");
 
   // llama.cpp's log, for stars_cpp/llama_log.py, which feeds it to Python's logging.
   m.def("install_log", &stars::InstallLog, "threshold"_a,

@@ -106,7 +106,7 @@ class Engine {
   // it, the requests waiting fail with Error (its logged reason included).
   Engine(std::shared_ptr<Model> model, std::shared_ptr<Reward> reward,
          const EngineOptions& options);
-  // Close()s.
+  // Close()s; never throws, whichever thread it runs on.
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -148,7 +148,7 @@ class Engine {
   std::shared_ptr<Model> model_;
   std::shared_ptr<Reward> reward_;
   EngineOptions options_;
-  std::unique_ptr<Tokenizer> tokenizer_;
+  std::shared_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<EngineLoop> loop_;
 };
 

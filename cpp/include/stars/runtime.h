@@ -12,4 +12,9 @@ int32_t MaxSequences();
 // llama.cpp contexts alive in the process now, policy and reward contexts alike.
 int64_t LiveContexts();
 
+// Waits for the loop threads of Engines destroyed on their own loop thread (which cannot join
+// themselves) to end. An embedding interpreter calls it before it finalizes, after closing its
+// Engines, so that no loop thread outlives it.
+void JoinAbandonedEngines();
+
 }  // namespace stars

@@ -124,7 +124,7 @@ Engine::Engine(std::shared_ptr<Model> model, std::shared_ptr<Reward> reward,
     : model_(std::move(model)),
       reward_(std::move(reward)),
       options_(options),
-      tokenizer_(std::make_unique<Tokenizer>(*model_)) {
+      tokenizer_(std::make_shared<Tokenizer>(*model_)) {
   if (options_.n_ctx < 16) {
     throw ParameterError("n_ctx must be at least 16, got " + std::to_string(options_.n_ctx));
   }
@@ -136,10 +136,18 @@ Engine::Engine(std::shared_ptr<Model> model, std::shared_ptr<Reward> reward,
     throw ParameterError("n_seq_max must be in [0, " + std::to_string(MaxSequences()) +
                          "] (0: sized to the requests), got " + std::to_string(options_.n_seq_max));
   }
-  loop_ = std::make_unique<EngineLoop>(model_, *tokenizer_, reward_.get(), options_);
+  loop_ = std::make_unique<EngineLoop>(model_, tokenizer_, reward_, options_);
 }
 
-Engine::~Engine() { Close(); }
+Engine::~Engine() {
+  // Never throws. The last reference may drop on the loop thread itself (a garbage collection
+  // inside a reward callback), which cannot join itself: the loop then ends on its own.
+  if (loop_->OnLoopThread()) {
+    EngineLoop::Abandon(std::move(loop_));
+  } else {
+    loop_->Close();
+  }
+}
 
 void Engine::Close() {
   if (loop_->OnLoopThread()) {

@@ -11,6 +11,7 @@
 #include "engine/sampling_pool.h"
 #include "llama/sampler.h"
 #include "stars/errors.h"
+#include "stars/runtime.h"
 
 namespace stars {
 namespace {
@@ -39,11 +40,13 @@ bool Live(const PromptRun* run) { return !run->finished; }
 
 }  // namespace
 
-EngineLoop::EngineLoop(std::shared_ptr<Model> model, const Tokenizer& tokenizer, Reward* reward,
-                       const EngineOptions& options)
+EngineLoop::EngineLoop(std::shared_ptr<Model> model, std::shared_ptr<const Tokenizer> tokenizer,
+                       std::shared_ptr<Reward> reward, const EngineOptions& options)
     : model_(std::move(model)),
-      tokenizer_(tokenizer),
-      reward_(reward),
+      tokenizer_holder_(std::move(tokenizer)),
+      tokenizer_(*tokenizer_holder_),
+      reward_holder_(std::move(reward)),
+      reward_(reward_holder_.get()),
       options_(options),
       backend_(options.sampling == Sampling::kBackend ||
                (options.sampling == Sampling::kAuto && model_->offloaded())) {
@@ -100,7 +103,15 @@ std::vector<RequestId> EngineLoop::Submit(std::vector<std::unique_ptr<PromptRun>
   metrics_.requests_submitted += static_cast<int64_t>(runs.size());
   if (!thread_.joinable()) {
     // One thread for the engine's life, started by its first request.
-    thread_ = std::thread([this] { Main(); });
+    thread_ = std::thread([this] {
+      Main();
+      bool abandoned = false;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        abandoned = abandoned_;
+      }
+      if (abandoned) delete this;  // nobody else holds it (Abandon)
+    });
     thread_id_ = thread_.get_id();
   }
   wake_.notify_one();
@@ -123,6 +134,49 @@ void EngineLoop::Close() {
     wake_.notify_one();
   }
   if (thread_.joinable()) thread_.join();
+  // A thread started later may get the joined thread's id: OnLoopThread must not match it.
+  thread_id_ = std::thread::id();
+}
+
+namespace {
+
+// The threads of abandoned loops, joined by JoinAbandonedEngines. Never destroyed: a process
+// that exits without joining them must not terminate on a joinable std::thread.
+std::mutex abandoned_mutex;
+std::vector<std::thread>* abandoned_threads = new std::vector<std::thread>();
+
+}  // namespace
+
+void EngineLoop::Abandon(std::unique_ptr<EngineLoop> loop) {
+  std::lock_guard<std::mutex> lock(loop->mutex_);
+  loop->closing_ = loop->closed_ = true;
+  if (loop->thread_.joinable()) {
+    loop->abandoned_ = true;
+    {
+      std::lock_guard<std::mutex> threads_lock(abandoned_mutex);
+      abandoned_threads->push_back(std::move(loop->thread_));
+    }
+    loop->wake_.notify_one();
+    loop.release();  // the loop thread deletes it when Main returns
+  }
+}
+
+void JoinAbandonedEngines() {
+  for (;;) {
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard<std::mutex> lock(abandoned_mutex);
+      threads.swap(*abandoned_threads);
+    }
+    if (threads.empty()) return;
+    for (std::thread& thread : threads) {
+      if (thread.get_id() == std::this_thread::get_id()) {
+        thread.detach();  // an engine abandoned on this very thread ends on its own
+      } else {
+        thread.join();
+      }
+    }
+  }
 }
 
 EngineMetrics EngineLoop::Metrics() const {
@@ -711,23 +765,23 @@ std::vector<std::vector<double>> EngineLoop::ScoreIsolated(
   } catch (...) {
     joint_error = std::current_exception();
   }
-  // The joint call failed: score each request on its own, so that only those whose rows raise
-  // fail. When none raises alone, the error belongs to no one request: all of them fail.
-  bool any_failed = runs.size() == 1;
-  if (runs.size() > 1) {
-    for (size_t i = 0; i < runs.size(); ++i) {
-      try {
-        out[i] = score({runs[i]}, rows[i]);
-        runs[i]->result.stats.reward_rows += static_cast<int64_t>(rows[i].size());
-      } catch (...) {
-        Fail(*runs[i], std::current_exception());
-        out[i].clear();
-        any_failed = true;
-      }
-    }
+  // The joint call failed. A lone request fails with its error. Otherwise each request is
+  // scored alone: a reward that fails only on the joint call (a transient error, a limit on rows
+  // per call) then fails nobody, and one that fails on some requests' rows fails just those,
+  // each with the error of its own call (an error is never shared between requests).
+  if (runs.size() == 1) {
+    Fail(*runs.front(), joint_error);
+    out.front().clear();
+    return out;
   }
-  if (!any_failed || runs.size() == 1) {
-    for (PromptRun* run : runs) Fail(*run, joint_error);
+  for (size_t i = 0; i < runs.size(); ++i) {
+    try {
+      out[i] = score({runs[i]}, rows[i]);
+      runs[i]->result.stats.reward_rows += static_cast<int64_t>(rows[i].size());
+    } catch (...) {
+      Fail(*runs[i], std::current_exception());
+      out[i].clear();
+    }
   }
   return out;
 }

@@ -28,8 +28,10 @@ namespace stars {
 
 class EngineLoop {
  public:
-  EngineLoop(std::shared_ptr<Model> model, const Tokenizer& tokenizer, Reward* reward,
-             const EngineOptions& options);
+  // The loop shares the tokenizer and the reward with its Engine: an abandoned loop (Abandon)
+  // outlives the Engine.
+  EngineLoop(std::shared_ptr<Model> model, std::shared_ptr<const Tokenizer> tokenizer,
+             std::shared_ptr<Reward> reward, const EngineOptions& options);
   ~EngineLoop();  // Close()s
   EngineLoop(const EngineLoop&) = delete;
   EngineLoop& operator=(const EngineLoop&) = delete;
@@ -46,7 +48,12 @@ class EngineLoop {
   // Close().
   std::vector<RequestId> Submit(std::vector<std::unique_ptr<PromptRun>> runs, bool bounded);
   bool Cancel(RequestId id);
+  // Stops and joins the loop thread; idempotent. Must not be called on the loop thread.
   void Close();
+  // For an Engine destroyed on its own loop thread (its last reference dropped inside a reward
+  // or callback, e.g. by Python's garbage collector): the loop cannot be joined from there, so
+  // it is closed, its thread detached, and the thread frees it once its loop ends.
+  static void Abandon(std::unique_ptr<EngineLoop> loop);
   EngineMetrics Metrics() const;
   bool OnLoopThread() const { return std::this_thread::get_id() == thread_id_; }
 
@@ -94,7 +101,9 @@ class EngineLoop {
   static int32_t Cap(const PromptRun& run);
 
   std::shared_ptr<Model> model_;
+  std::shared_ptr<const Tokenizer> tokenizer_holder_;
   const Tokenizer& tokenizer_;
+  std::shared_ptr<Reward> reward_holder_;
   Reward* reward_;
   EngineOptions options_;
   // Candidates sample inside llama.cpp's graph (EngineOptions::sampling, resolved).
@@ -123,6 +132,7 @@ class EngineLoop {
   RequestId next_id_ = 1;
   bool closing_ = false;
   bool closed_ = false;
+  bool abandoned_ = false;  // Abandon: the loop thread deletes this when its loop ends
   EngineMetrics metrics_;
   std::thread thread_;
   std::atomic<std::thread::id> thread_id_;
