@@ -4,7 +4,15 @@ llama_cpp is imported first so that its libllama.so is the one in the process: t
 DT_NEEDED entry then resolves to that already-loaded library by its soname.
 """
 
-import llama_cpp  # noqa: F401  (must precede the extension)
+import os
+
+# ggml's tiled CPU kernels for K-quants take over a matrix product from 8 rows up, with other
+# rounding: a sequence's text would depend on how many others step with it. Off before any
+# llama.cpp computation in this process, unless the environment says otherwise (README,
+# "Reproducible").
+os.environ.setdefault("GGML_CPU_TILED_MM", "0")
+
+import llama_cpp  # noqa: E402, F401  (must precede the extension)
 
 from stars_cpp import (
     _core,  # noqa: E402  (looks up the classes above at import)

@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 from stars_cpp.engine import (
     DEFAULT_PARAMS,
+    KV_LAYOUTS,
     KV_TYPES,
     MODES,
     SAMPLINGS,
@@ -76,6 +77,9 @@ def _engine_flags(parser: argparse.ArgumentParser) -> None:
     _flag(parser, "sampling", choices=SAMPLINGS, default="auto",
           help="where candidates draw their tokens: backend (inside llama.cpp's graph), host, or "
           "auto (backend when the model is offloaded to a GPU)")
+    _flag(parser, "kv_layout", choices=KV_LAYOUTS, default="isolated",
+          help="isolated: a KV stream per sequence, so that a text never depends on what else "
+          "runs; shared: one pool of cells (less memory for long contexts)")
 
 
 def _engine(args: argparse.Namespace, model: str, reward: Any, **extra: Any) -> Any:
@@ -84,7 +88,7 @@ def _engine(args: argparse.Namespace, model: str, reward: Any, **extra: Any) -> 
 
     return stars_cpp.Engine(model, reward, n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers,
                             n_threads=args.n_threads, kv_type=args.kv_type,
-                            sampling=args.sampling, **extra)
+                            sampling=args.sampling, kv_layout=args.kv_layout, **extra)
 
 
 def _param_flags(parser: argparse.ArgumentParser) -> None:
@@ -127,9 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--verbose", action="store_true", help="show llama.cpp's whole log")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     srv.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
-    _flag(srv, "n_seq_max", type=int, default=256,
-          help="sequence ids of the policy context from the start (default 256: a server "
-          "expects concurrent requests; 0 sizes it to the first ones)")
+    _flag(srv, "n_seq_max", type=int, default=64,
+          help="sequence ids of the policy context from the start (default 64: a server "
+          "expects concurrent requests, and in the isolated layout each id is a KV stream; 0 "
+          "sizes it to the first ones)")
     _flag(srv, "max_queue", type=int, default=64,
           help="requests waiting for admission before the server answers 503 (0: no limit)")
     srv.add_argument("--alias", default=None,
@@ -321,7 +326,8 @@ def _run(args: argparse.Namespace) -> int:
                               workers=args.workers, address=args.ray or None,
                               n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers,
                               n_threads=args.n_threads, kv_type=args.kv_type,
-                              sampling=args.sampling, summary=summary, **options)
+                              sampling=args.sampling, kv_layout=args.kv_layout,
+                              summary=summary, **options)
     else:
         args.reward = spec if spec is not None else "none"
         engine = _engine(args, model, _reward(args))

@@ -49,6 +49,8 @@ WIDTHS = ("adaptive", "fixed")
 KV_TYPES = ("f16", "q8_0", "f32")
 # Where the Engine's candidates draw their tokens (README, "Sampling on the backend").
 SAMPLINGS = ("auto", "backend", "host")
+# How the Engine's and its rewards' sequences lay out their KV cells (README, "Reproducible").
+KV_LAYOUTS = ("isolated", "shared")
 _INT_PARAMS = ("segment_tokens", "candidates", "max_attempts", "max_tokens", "top_k")
 _FLOAT_PARAMS = ("alpha", "target_attempts", "temperature", "top_p", "min_p", "typical_p")
 _AUTO_PARAMS = ("threshold", "beta")  # a float, or "auto"
@@ -180,6 +182,12 @@ def check_sampling(sampling: object) -> None:
             f"sampling must be one of {', '.join(map(repr, SAMPLINGS))}, got {sampling!r}")
 
 
+def check_kv_layout(kv_layout: object) -> None:
+    if kv_layout not in KV_LAYOUTS:
+        raise ParameterError(
+            f"kv_layout must be one of {', '.join(map(repr, KV_LAYOUTS))}, got {kv_layout!r}")
+
+
 def check_kv_type(kv_type: object) -> None:
     if kv_type not in KV_TYPES:
         raise ParameterError(
@@ -280,7 +288,12 @@ class Engine:
     draw their tokens: ``"backend"`` inside llama.cpp's compute graph (only token ids come
     back), ``"host"`` on the CPU, ``"auto"`` (default) backend when the model is offloaded to a
     GPU. A request whose sampler chain has no backend form samples on the host and says why in
-    ``Result.stats.sampling_fallback``.
+    ``Result.stats.sampling_fallback``. ``kv_layout`` ``"isolated"`` (default) gives each
+    sequence a KV stream of its own, so that a request's text depends only on the model, the
+    reward, its parameters, seed and key, never on what else runs; ``"shared"`` lets sequences
+    share one pool of cells (less memory for long contexts, but on quantized models a text
+    shifts with its neighbours). ``n_ctx`` is then the most one request's prompt plus
+    ``max_tokens`` may take (isolated), or the cells all requests share (shared).
     ``verbose=True`` shows llama.cpp's whole log (logger ``stars_cpp.llama``); by default only
     its warnings and errors show.
     """
@@ -298,6 +311,7 @@ class Engine:
         kv_type: str = "f16",
         n_seq_max: int = 0,
         sampling: str = "auto",
+        kv_layout: str = "isolated",
         verbose: bool = False,
     ) -> None:
         if reward is not None and not callable(reward):
@@ -309,6 +323,7 @@ class Engine:
         _check_int32("max_queue", max_queue)
         check_kv_type(kv_type)
         check_sampling(sampling)
+        check_kv_layout(kv_layout)
         _check_int32("n_seq_max", n_seq_max)
         if n_threads is not None:
             _check_int32("n_threads", n_threads)
@@ -322,10 +337,11 @@ class Engine:
         self.reward = reward
         self.seed = seed
         # GGUF rewards run natively: each Engine gets its own instance bound to its policy.
-        native = (reward._bind(self.model, n_threads or 0, n_ctx) if hasattr(reward, "_bind")
-                  else reward)
+        native = (reward._bind(self.model, n_threads or 0, n_ctx, kv_layout)
+                  if hasattr(reward, "_bind") else reward)
+        self.kv_layout = kv_layout
         self._core = _core.Engine(self.model, native, n_ctx, n_threads or 0, max_queue, kv_type,
-                                  n_seq_max, sampling)
+                                  n_seq_max, sampling, kv_layout)
         _OPEN_ENGINES.add(self)
 
     def _check_weights(self) -> None:

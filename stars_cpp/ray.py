@@ -70,6 +70,7 @@ def run(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str],
         batch: int = 16, trace: bool = False, quiet: bool = False, fail_fast: bool = False,
         progress_every: int = 50, n_ctx: int = 4096, n_gpu_layers: int = 0,
         n_threads: int | None = None, kv_type: str = "f16", sampling: str = "auto",
+        kv_layout: str = "isolated",
         summary: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
     """Runs the dataset on Ray with ``workers`` Engine actors (``batch`` records each in
     flight) and yields each output line as it is written. Connects to ``address`` (a running
@@ -96,7 +97,7 @@ def run(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str],
             ray.init(address=address, log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
         options = {"n_ctx": n_ctx, "n_gpu_layers": n_gpu_layers, "n_threads": n_threads,
-                   "kv_type": kv_type, "sampling": sampling}
+                   "kv_type": kv_type, "sampling": sampling, "kv_layout": kv_layout}
         data = ray.data.from_items(items).map_batches(
             _EngineActor, batch_size=batch, concurrency=workers,
             num_gpus=1 if n_gpu_layers else 0,

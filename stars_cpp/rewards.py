@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, Union
 
 from stars_cpp import _core
-from stars_cpp.engine import _check_int32, check_kv_type, load_model
+from stars_cpp.engine import _check_int32, check_kv_layout, check_kv_type, load_model
 from stars_cpp.errors import ParameterError
 
 DEFAULT_JUDGE_QUESTION = "Is the assistant's response helpful, harmless and on-topic?"
@@ -69,6 +69,16 @@ def _check_sizes(n_gpu_layers: object, n_ctx: object) -> None:
     _check_int32("n_gpu_layers", n_gpu_layers)
     _check_int32("n_ctx", n_ctx)
 
+
+def _layout(asked: str | None, engine_layout: str) -> str:
+    """A reward's kv_layout: what was asked, else its Engine's (standalone: isolated)."""
+    return asked if asked is not None else engine_layout
+
+
+def _check_layout(kv_layout: object) -> None:
+    if kv_layout is not None:
+        check_kv_layout(kv_layout)
+
 class ClassifierReward:
     """A GGUF sequence classifier or reranker, run by llama.cpp with RANK pooling.
 
@@ -77,12 +87,17 @@ class ClassifierReward:
     a single output) read (query = prompt, document = response) pairs; classifiers read the
     response alone (``pair`` overrides). A row longer than ``n_ctx`` tokens (default: the
     model's training context) is truncated, keeping the prompt's start and the response's end;
-    ``Result.stats.reward_rows_truncated`` counts them.
+    ``Result.stats.reward_rows_truncated`` counts them. ``kv_layout`` (default: the Engine's)
+    ``"isolated"`` encodes each row alone, so that no score depends on the rows beside it;
+    ``"shared"`` encodes several rows per decode.
     """
 
     def __init__(self, path: object, *, label: Label = 0, n_gpu_layers: int = 0,
-                 n_ctx: int | None = None, pair: bool | None = None) -> None:
+                 n_ctx: int | None = None, pair: bool | None = None,
+                 kv_layout: str | None = None) -> None:
         _check_sizes(n_gpu_layers, 0 if n_ctx is None else n_ctx)
+        _check_layout(kv_layout)
+        self.kv_layout = kv_layout
         self.model = load_model(path, n_gpu_layers, "path")
         self.labels = self._resolve(label)
         self._options = dict(pair=-1 if pair is None else int(pair), n_ctx=n_ctx or 0)
@@ -107,9 +122,10 @@ class ClassifierReward:
                 raise ParameterError(f"label must be an int or a str, got {part!r}")
         return out
 
-    def _bind(self, policy: _core.Model | None = None, n_threads: int = 0,
-              n_ctx: int = 0) -> _core.ClassifierReward:
+    def _bind(self, policy: _core.Model | None = None, n_threads: int = 0, n_ctx: int = 0,
+              kv_layout: str = "isolated") -> _core.ClassifierReward:
         return _core.make_classifier_reward(self.model, self.labels, n_threads=n_threads,
+                                            kv_layout=_layout(self.kv_layout, kv_layout),
                                             **self._options)
 
     @property
@@ -127,16 +143,18 @@ class JudgeReward:
     ``llama_cpp.Llama``, or ``"policy"``: the Engine's own loaded weights in a second context,
     with token ids passed straight through. In an Engine the judge keeps each prompt's
     accepted response in its KV cache and decodes only each candidate's new tokens plus the
-    question.
+    question. ``kv_layout`` (default: the Engine's) is its KV cache's layout, as the Engine's.
     """
 
     def __init__(self, model: object = "policy", *, question: str = DEFAULT_JUDGE_QUESTION,
                  yes: str = " Yes", no: str = " No", layout: str = "question_first",
                  n_gpu_layers: int = 0, n_ctx: int | None = None,
-                 kv_type: str = "f16") -> None:
+                 kv_type: str = "f16", kv_layout: str | None = None) -> None:
         _check_sizes(n_gpu_layers, 0 if n_ctx is None else n_ctx)
         check_kv_type(kv_type)
+        _check_layout(kv_layout)
         self.kv_type = kv_type
+        self.kv_layout = kv_layout
         for name, value in (("question", question), ("yes", yes), ("no", no)):
             if not isinstance(value, str) or not value:
                 raise ParameterError(f"{name} must be a non-empty string, got {value!r}")
@@ -151,14 +169,17 @@ class JudgeReward:
         self._native = None if self.model is None else self._make(self.model, None, 2048)
 
     def _make(self, judge: _core.Model, policy: _core.Model | None, n_ctx: int,
-              n_threads: int = 0) -> _core.KvCachedReward:
+              n_threads: int = 0, kv_layout: str = "isolated") -> _core.KvCachedReward:
         return _core.make_judge_reward(judge, policy, self.question, self.yes, self.no,
                                        n_ctx=n_ctx, n_threads=n_threads, layout=self.layout,
-                                       kv_type=self.kv_type)
+                                       kv_type=self.kv_type,
+                                       kv_layout=_layout(self.kv_layout, kv_layout))
 
-    def _bind(self, policy: _core.Model, n_threads: int = 0, n_ctx: int = 0) -> _core.Reward:
+    def _bind(self, policy: _core.Model, n_threads: int = 0, n_ctx: int = 0,
+              kv_layout: str = "isolated") -> _core.Reward:
         judge = self.model if self.model is not None else policy
-        native = self._make(judge, policy, _reward_n_ctx(self.n_ctx, n_ctx), n_threads)
+        native = self._make(judge, policy, _reward_n_ctx(self.n_ctx, n_ctx), n_threads,
+                            kv_layout)
         if self._policy is None:
             self._policy = policy
         return native
@@ -187,13 +208,16 @@ class CausalReward:
     ``template``, a format with ``{prompt}`` and ``{response}`` once each. In an Engine it keeps
     each prompt's accepted response in its KV cache and decodes only each candidate's new
     tokens plus the template's tail. ``kv_type="f32"`` keeps keys and values in float32
-    (llama.cpp's F16 cache alone moves scores by about 1e-3 relative).
+    (llama.cpp's F16 cache alone moves scores by about 1e-3 relative). ``kv_layout`` (default:
+    the Engine's) is its KV cache's layout, as the Engine's.
     """
 
     def __init__(self, path: str | os.PathLike, *, template: str | None = None,
                  n_gpu_layers: int = 0, n_ctx: int | None = None,
-                 kv_type: str = "f16") -> None:
+                 kv_type: str = "f16", kv_layout: str | None = None) -> None:
         _check_sizes(n_gpu_layers, 0 if n_ctx is None else n_ctx)
+        _check_layout(kv_layout)
+        self.kv_layout = kv_layout
         if not isinstance(path, (str, os.PathLike)):
             raise ParameterError(f"path must be a GGUF path, got {type(path).__name__}")
         if template is not None and not isinstance(template, str):
@@ -205,15 +229,17 @@ class CausalReward:
         # A standalone scorer for direct calls; it also checks the head at construction.
         self._native = self._make(None, 2048)
 
-    def _make(self, policy: _core.Model | None, n_ctx: int,
-              n_threads: int = 0) -> _core.KvCachedReward:
+    def _make(self, policy: _core.Model | None, n_ctx: int, n_threads: int = 0,
+              kv_layout: str = "isolated") -> _core.KvCachedReward:
         return _core.make_causal_reward(self.model, self.path, policy, template=self.template,
-                                        n_ctx=n_ctx, n_threads=n_threads, kv_type=self.kv_type)
+                                        n_ctx=n_ctx, n_threads=n_threads, kv_type=self.kv_type,
+                                        kv_layout=_layout(self.kv_layout, kv_layout))
 
-    def _bind(self, policy: _core.Model, n_threads: int = 0, n_ctx: int = 0) -> _core.Reward:
+    def _bind(self, policy: _core.Model, n_threads: int = 0, n_ctx: int = 0,
+              kv_layout: str = "isolated") -> _core.Reward:
         if not self._native.shares_vocabulary:  # so score_policy_tokens takes this policy's ids
             self._native = self._make(policy, 2048)
-        return self._make(policy, _reward_n_ctx(self.n_ctx, n_ctx), n_threads)
+        return self._make(policy, _reward_n_ctx(self.n_ctx, n_ctx), n_threads, kv_layout)
 
     @property
     def native(self) -> _core.KvCachedReward:

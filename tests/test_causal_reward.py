@@ -151,14 +151,17 @@ def test_from_scratch_rows_beyond_one_context(causal_rm):
 
 
 def test_small_reward_context_evicts_and_rebuilds_trunks(tiny_llama, causal_rm):
-    # Eight prompts' trunks and forks need about 600 cells: a 256-cell reward context must
-    # evict trunks and rebuild them, and still give every chosen segment its from-scratch score.
+    # Shared layout: eight prompts' trunks and forks need about 600 cells, so a 256-cell reward
+    # context must evict trunks and rebuild them, and still give every chosen segment its
+    # from-scratch score. (Isolated, the context grows its streams to the rows instead.)
     prompts = [f"{PROMPT}, in town number {i}, there lived" for i in range(8)]
     params = dict(segment_tokens=4, candidates=3, max_attempts=3, max_tokens=24, seed=5)
     roomy = stars_cpp.CausalReward(causal_rm)
     tight = stars_cpp.CausalReward(causal_rm, n_ctx=256)
-    wide = stars_cpp.Engine(str(tiny_llama), roomy, n_ctx=4096).generate(prompts, **params)
-    small = stars_cpp.Engine(str(tiny_llama), tight, n_ctx=4096).generate(prompts, **params)
+    wide = stars_cpp.Engine(str(tiny_llama), roomy, n_ctx=4096,
+                            kv_layout="shared").generate(prompts, **params)
+    small = stars_cpp.Engine(str(tiny_llama), tight, n_ctx=4096,
+                             kv_layout="shared").generate(prompts, **params)
     assert [r.text for r in small] == [r.text for r in wide]
     # Rebuilt trunks decode in other batch shapes than from scratch; with the F16 KV cache that
     # moves a score by up to about 1e-3 (a wrong trunk moves it by far more).
@@ -181,15 +184,17 @@ def test_reward_context_too_small_for_one_row(tiny_llama, causal_rm):
 
 
 def test_round_larger_than_the_reward_context_is_scored_in_groups(tiny_llama, causal_rm):
-    # 16 candidates of 16 tokens plus the template's tail need over 256 cells beside the trunk:
-    # one prompt's round is split, and the accepted fork may be gone by the commit. The width is
-    # fixed so that every round is that wide.
+    # Shared layout: 16 candidates of 16 tokens plus the template's tail need over 256 cells
+    # beside the trunk: one prompt's round is split, and the accepted fork may be gone by the
+    # commit. The width is fixed so that every round is that wide.
     params = dict(segment_tokens=16, candidates=16, max_attempts=16, width="fixed",
                   max_tokens=48, seed=9)
     roomy = stars_cpp.CausalReward(causal_rm)
     tight = stars_cpp.CausalReward(causal_rm, n_ctx=256)
-    wide = stars_cpp.Engine(str(tiny_llama), roomy, n_ctx=4096).generate(PROMPT, **params)
-    small = stars_cpp.Engine(str(tiny_llama), tight, n_ctx=4096).generate(PROMPT, **params)
+    wide = stars_cpp.Engine(str(tiny_llama), roomy, n_ctx=4096,
+                            kv_layout="shared").generate(PROMPT, **params)
+    small = stars_cpp.Engine(str(tiny_llama), tight, n_ctx=4096,
+                             kv_layout="shared").generate(PROMPT, **params)
     assert small.text == wide.text
     flat = [r for s in small.segments for r in s.rewards]
     assert flat == pytest.approx([r for s in wide.segments for r in s.rewards], abs=1e-4)

@@ -33,17 +33,19 @@ def test_self_judge_holds_one_context(tiny_llama):
     assert _core.live_contexts() == before
 
 
-def test_policy_context_grows_with_the_queue(tiny_llama):
+@pytest.mark.parametrize("kv_layout,grown", [("isolated", 72), ("shared", 128)])
+def test_policy_context_grows_with_the_queue(tiny_llama, kv_layout, grown):
     reward = lambda prompts, responses: [float(len(r) % 5) for r in responses]  # noqa: E731
-    engine = stars_cpp.Engine(str(tiny_llama), reward, n_ctx=4096)
+    engine = stars_cpp.Engine(str(tiny_llama), reward, n_ctx=4096, kv_layout=kv_layout)
     alone = engine.generate("grow", seed=3, **PARAMS)
     metrics = engine.metrics()
     # One STARS request at N = 4 needs 6 sequence ids; the context starts at 8, not 256.
     assert (metrics["sequences_total"], metrics["contexts_created"]) == (8, 1)
-    # 12 requests at once need 72 ids: the idle engine makes its context again, with 128.
+    # 12 requests at once need 72 ids: the idle engine makes its context again, with 72 of them
+    # (isolated: each id is a whole KV stream) or the next power of two (shared).
     batch = engine.generate([f"grow {i}" for i in range(12)], seed=3, **PARAMS)
     metrics = engine.metrics()
-    assert (metrics["sequences_total"], metrics["contexts_created"]) == (128, 2)
+    assert (metrics["sequences_total"], metrics["contexts_created"]) == (grown, 2)
     assert all(len(r.tokens) == 12 for r in batch)
     # The larger context gives the same text: sizes change buffers, not numerics.
     again = engine.generate("grow", seed=3, **PARAMS)
@@ -69,10 +71,11 @@ def test_kv_types_generate_and_judge(kv_type, smollm2):
     assert np.corrcoef(scores["f16"], scores[kv_type])[0, 1] > 0.9, scores
 
 
-def test_a_cache_type_the_model_cannot_take_names_the_reason(tiny_llama):
+@pytest.mark.parametrize("kv_layout", ["isolated", "shared"])
+def test_a_cache_type_the_model_cannot_take_names_the_reason(tiny_llama, kv_layout):
     with pytest.raises(stars_cpp.StarsError, match="kv_type q8_0.*does not divide"):
-        stars_cpp.Engine(str(tiny_llama), n_ctx=256, kv_type="q8_0").generate(
-            "hi", mode="plain", max_tokens=2)
+        stars_cpp.Engine(str(tiny_llama), n_ctx=256, kv_type="q8_0",
+                         kv_layout=kv_layout).generate("hi", mode="plain", max_tokens=2)
 
 
 def test_bad_kv_type_is_refused(tiny_llama, tmp_path):

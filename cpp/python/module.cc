@@ -229,21 +229,25 @@ NB_MODULE(_core, m) {
   m.def(
       "make_classifier_reward",
       [](std::shared_ptr<stars::Model> model, std::vector<int32_t> labels, int32_t pair,
-         int32_t n_ctx, int32_t n_threads) {
+         int32_t n_ctx, int32_t n_threads, const std::string& kv_layout) {
         stars::ClassifierOptions options;
         options.labels = std::move(labels);
         options.pair = pair;
         options.n_ctx = n_ctx;
         options.n_threads = n_threads;
+        options.kv_layout = stars::ParseKvLayout(kv_layout);
         return stars::MakeClassifierReward(std::move(model), options);
       },
-      "model"_a, "labels"_a, "pair"_a = -1, "n_ctx"_a = 0, "n_threads"_a = 0);
+      "model"_a, "labels"_a, "pair"_a = -1, "n_ctx"_a = 0, "n_threads"_a = 0,
+      "kv_layout"_a = "isolated");
   m.def(
       "make_judge_reward",
       [](std::shared_ptr<stars::Model> judge, std::shared_ptr<stars::Model> policy,
          const std::string& question, const std::string& yes, const std::string& no, int32_t n_ctx,
-         int32_t n_threads, const std::string& layout, const std::string& kv_type) {
+         int32_t n_threads, const std::string& layout, const std::string& kv_type,
+         const std::string& kv_layout) {
         stars::JudgeOptions options;
+        options.kv_layout = stars::ParseKvLayout(kv_layout);
         options.question = question;
         options.layout = stars::ParseJudgeLayout(layout);
         options.yes = yes;
@@ -254,13 +258,15 @@ NB_MODULE(_core, m) {
         return stars::MakeJudgeReward(std::move(judge), policy, options);
       },
       "judge"_a, "policy"_a.none(), "question"_a, "yes"_a, "no"_a, "n_ctx"_a = 8192,
-      "n_threads"_a = 0, "layout"_a = "question_first", "kv_type"_a = "f16");
+      "n_threads"_a = 0, "layout"_a = "question_first", "kv_type"_a = "f16",
+      "kv_layout"_a = "isolated");
   m.def(
       "make_causal_reward",
       [](std::shared_ptr<stars::Model> model, const std::string& path,
          std::shared_ptr<stars::Model> policy, const std::string& input_template, int32_t n_ctx,
-         int32_t n_threads, const std::string& kv_type) {
+         int32_t n_threads, const std::string& kv_type, const std::string& kv_layout) {
         stars::CausalOptions options;
+        options.kv_layout = stars::ParseKvLayout(kv_layout);
         options.input_template = input_template;
         options.kv_type = stars::ParseKvType(kv_type);
         options.n_ctx = n_ctx;
@@ -268,7 +274,7 @@ NB_MODULE(_core, m) {
         return stars::MakeCausalReward(std::move(model), path, policy, options);
       },
       "model"_a, "path"_a, "policy"_a.none(), "template"_a = "", "n_ctx"_a = 8192,
-      "n_threads"_a = 0, "kv_type"_a = "f16");
+      "n_threads"_a = 0, "kv_type"_a = "f16", "kv_layout"_a = "isolated");
 
   nb::class_<stars::Engine>(m, "Engine", "Plain, best-of-N and STARS decoding on one model.",
                             nb::type_slots(EngineSlots()))
@@ -276,13 +282,19 @@ NB_MODULE(_core, m) {
           "__init__",
           [](stars::Engine* self, std::shared_ptr<stars::Model> model, nb::object reward,
              int32_t n_ctx, int32_t n_threads, int32_t max_queue, const std::string& kv_type,
-             int32_t n_seq_max, const std::string& sampling) {
-            new (self) stars::Engine(std::move(model), ToReward(std::move(reward)),
-                                     {n_ctx, n_threads, max_queue, stars::ParseKvType(kv_type),
-                                      stars::ParseSampling(sampling), n_seq_max});
+             int32_t n_seq_max, const std::string& sampling, const std::string& kv_layout) {
+            stars::EngineOptions options;
+            options.n_ctx = n_ctx;
+            options.n_threads = n_threads;
+            options.max_queue = max_queue;
+            options.kv_type = stars::ParseKvType(kv_type);
+            options.n_seq_max = n_seq_max;
+            options.sampling = stars::ParseSampling(sampling);
+            options.kv_layout = stars::ParseKvLayout(kv_layout);
+            new (self) stars::Engine(std::move(model), ToReward(std::move(reward)), options);
           },
           "model"_a, "reward"_a.none(), "n_ctx"_a = 4096, "n_threads"_a = 0, "max_queue"_a = 0,
-          "kv_type"_a = "f16", "n_seq_max"_a = 0, "sampling"_a = "auto")
+          "kv_type"_a = "f16", "n_seq_max"_a = 0, "sampling"_a = "auto", "kv_layout"_a = "isolated")
       .def_prop_ro("has_reward", &stars::Engine::has_reward)
       .def_prop_ro("n_ctx", &stars::Engine::n_ctx)
       .def(

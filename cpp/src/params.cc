@@ -49,6 +49,16 @@ Sampling ParseSampling(const std::string& name) {
   Invalid("sampling", "one of 'auto', 'backend', 'host'", "'" + name + "'");
 }
 
+KvLayout ParseKvLayout(const std::string& name) {
+  if (name == "isolated") return KvLayout::kIsolated;
+  if (name == "shared") return KvLayout::kShared;
+  Invalid("kv_layout", "one of 'isolated', 'shared'", "'" + name + "'");
+}
+
+const char* KvLayoutName(KvLayout layout) {
+  return layout == KvLayout::kIsolated ? "isolated" : "shared";
+}
+
 const char* SamplingName(Sampling sampling) {
   switch (sampling) {
     case Sampling::kAuto:

@@ -21,7 +21,13 @@ class Tokenizer;
 class EngineLoop;
 
 struct EngineOptions {
+  // Isolated layout: the most KV cells one request's sequence may hold (its prompt plus
+  // max_tokens); the context itself is sized from the requests. Shared layout: the cells every
+  // sequence of every request shares.
   int32_t n_ctx = 4096;
+  // How the policy's sequences lay out their KV cells (params.h): isolated, the default, makes a
+  // request's text independent of everything else that runs.
+  KvLayout kv_layout = KvLayout::kIsolated;
   int32_t n_threads = 0;  // 0: all hardware threads
   int32_t max_queue = 0;  // requests waiting for admission before Submit refuses; 0: no limit
   KvType kv_type = KvType::kF16;  // the policy's KV cache
@@ -92,7 +98,7 @@ struct EngineMetrics {
   int64_t contexts_created = 0;  // policy contexts made: 1, plus one per growth
   int32_t sampling_threads = 0;  // host sampling's worker threads, started once per engine
   int64_t cells_in_use = 0;      // policy KV cells held now
-  int64_t cells_total = 0;       // n_ctx
+  int64_t cells_total = 0;       // of the policy context now (isolated: streams x cells)
 };
 
 // The engine: one loop thread owns the llama.cpp context and runs every request. Requests join

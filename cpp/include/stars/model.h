@@ -45,6 +45,8 @@ class Model {
   // head among n_head / n_head_kv query heads).
   int32_t n_head() const;
   int32_t n_head_kv() const;
+  // Elements of one key head: the GGUF's <arch>.attention.key_length, else n_embd / n_head.
+  int32_t n_embd_head_k() const;
   int32_t n_ctx_train() const;
   int32_t n_vocab() const;
   // Classifier outputs (1 unless the GGUF names labels) and their names ("" when unnamed).

@@ -23,6 +23,13 @@ enum class KvType { kF16, kQ8_0, kF32 };
 // graph (its backend sampling API), so that only token ids come back; "host" samples on the
 // CPU from each logits row; "auto" takes "backend" when the model is offloaded to a GPU.
 enum class Sampling { kAuto, kBackend, kHost };
+// How a context lays out its sequences' KV cells. "isolated": one KV stream per sequence (a fork
+// copies its trunk's stream), weights never repacked and flash attention off on the CPU, so that
+// a sequence's logits depend only on its own tokens: its text never depends on what else runs.
+// "shared": one pool of cells for every sequence (a fork shares its trunk's cells, nothing is
+// copied): less memory for long contexts, but on quantized models a sequence's numerics shift
+// with where its cells sit among the others'.
+enum class KvLayout { kIsolated, kShared };
 
 // Parse and print the names used in Python ("plain", "best_of_n", "stars"; "soft", "hard";
 // "adaptive", "fixed").
@@ -32,11 +39,13 @@ Acceptance ParseAcceptance(const std::string& name);
 Width ParseWidth(const std::string& name);
 KvType ParseKvType(const std::string& name);      // "f16", "q8_0", "f32"
 Sampling ParseSampling(const std::string& name);  // "auto", "backend", "host"
+KvLayout ParseKvLayout(const std::string& name);  // "isolated", "shared"
 const char* ModeName(Mode mode);
 const char* AcceptanceName(Acceptance acceptance);
 const char* WidthName(Width width);
 const char* KvTypeName(KvType type);
 const char* SamplingName(Sampling sampling);
+const char* KvLayoutName(KvLayout layout);
 
 // Proposal sampling, as in llama.cpp: temperature 0 is greedy; top_k <= 0, top_p == 1 and
 // min_p == 0 each switch that filter off.

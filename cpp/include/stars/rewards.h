@@ -74,9 +74,12 @@ struct JudgeOptions {
   JudgeLayout layout = JudgeLayout::kQuestionFirst;
   std::string yes = " Yes";
   std::string no = " No";
+  // Isolated: the most cells one row (template, prompt, response) holds; shared: every row's.
   int32_t n_ctx = 8192;
   int32_t n_threads = 0;
   KvType kv_type = KvType::kF16;
+  // Isolated: a row's score does not depend on the rows beside it (params.h).
+  KvLayout kv_layout = KvLayout::kIsolated;
 };
 
 // A causal instruct model asked a yes/no question about the response: reward = logit(yes) -
@@ -98,6 +101,9 @@ struct ClassifierOptions {
   int32_t pair = -1;
   int32_t n_ctx = 0;  // tokens per row; 0: the model's training context
   int32_t n_threads = 0;
+  // Isolated: each row is encoded alone, so that its score does not depend on the rows beside
+  // it (batched rows differ in their last bits); shared: several rows per decode.
+  KvLayout kv_layout = KvLayout::kIsolated;
 };
 
 // A GGUF sequence classifier or reranker (RANK pooling). Throws RewardError when the GGUF has
@@ -109,10 +115,11 @@ struct CausalOptions {
   // "": the model's chat template (user = prompt, assistant = response); else a format with
   // "{prompt}" and "{response}" once each, e.g. "Q: {prompt}\nA: {response}".
   std::string input_template;
-  int32_t n_ctx = 8192;
+  int32_t n_ctx = 8192;  // as JudgeOptions::n_ctx
   int32_t n_threads = 0;
   // An F32 KV cache: F16 keys and values alone move scores by about 1e-3 relative.
   KvType kv_type = KvType::kF16;
+  KvLayout kv_layout = KvLayout::kIsolated;
 };
 
 // A decoder with a scalar head stored in the GGUF's metadata (`stars-cpp convert-reward`).
@@ -131,7 +138,8 @@ struct RewardSpecOptions {
   std::string no;
   std::string layout;
   KvType kv_type = KvType::kF16;  // a judge's or a causal reward's KV cache
-  int32_t policy_n_ctx = 4096;    // a KV-cached reward's context is this plus kTemplateRoom
+  KvLayout kv_layout = KvLayout::kIsolated;
+  int32_t policy_n_ctx = 4096;  // a KV-cached reward's context is this plus kTemplateRoom
   int32_t n_threads = 0;
   int32_t n_gpu_layers = 0;
 };

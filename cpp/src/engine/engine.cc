@@ -30,9 +30,10 @@ std::string RewardText(const Prompt& prompt) {
 }
 
 // Validates and tokenizes one prompt into a request the loop can run.
-std::unique_ptr<PromptRun> PrepareRun(const Tokenizer& tokenizer, int32_t n_ctx,
+std::unique_ptr<PromptRun> PrepareRun(const Tokenizer& tokenizer, const EngineOptions& options,
                                       const Prompt& prompt, const GenerationParams& params,
                                       const std::string& where) {
+  const int32_t n_ctx = options.n_ctx;
   auto run = std::make_unique<PromptRun>();
   run->params = params;
   run->reward_text = RewardText(prompt);
@@ -57,14 +58,16 @@ std::unique_ptr<PromptRun> PrepareRun(const Tokenizer& tokenizer, int32_t n_ctx,
                              " tokens, longer than the context (n_ctx=" + std::to_string(n_ctx) +
                              ")");
   }
-  run->reserved_cells = EngineLoop::CellsPerPrompt(params, n_prompt);
+  run->reserved_cells = EngineLoop::CellsPerPrompt(params, n_prompt, options.kv_layout);
   run->reserved_seqs = EngineLoop::SequencesPerPrompt(params);
   if (run->reserved_cells > n_ctx) {
-    throw ContextLengthError(where + " (" + std::to_string(n_prompt) + " tokens) with " +
-                             "max_tokens=" + std::to_string(params.max_tokens) + " in mode '" +
-                             ModeName(params.mode) + "' needs up to " +
-                             std::to_string(run->reserved_cells) + " KV cells, more than n_ctx=" +
-                             std::to_string(n_ctx) + ": raise n_ctx or lower max_tokens");
+    const std::string per =
+        options.kv_layout == KvLayout::kIsolated ? " KV cells per sequence" : " KV cells";
+    throw ContextLengthError(
+        where + " (" + std::to_string(n_prompt) + " tokens) with " +
+        "max_tokens=" + std::to_string(params.max_tokens) + " in mode '" + ModeName(params.mode) +
+        "' needs up to " + std::to_string(run->reserved_cells) + per +
+        ", more than n_ctx=" + std::to_string(n_ctx) + ": raise n_ctx or lower max_tokens");
   }
   return run;
 }
@@ -170,7 +173,7 @@ RequestId Engine::Submit(const Prompt& prompt, const GenerationParams& params,
   if (sink == nullptr) throw ParameterError("Submit needs a sink");
   CheckParams(params, reward_ != nullptr);
   std::vector<std::unique_ptr<PromptRun>> runs;
-  runs.push_back(PrepareRun(*tokenizer_, options_.n_ctx, prompt, params, "prompt"));
+  runs.push_back(PrepareRun(*tokenizer_, options_, prompt, params, "prompt"));
   runs.back()->sink = std::move(sink);
   return loop_->Submit(std::move(runs), true).front();
 }
@@ -189,7 +192,7 @@ std::vector<Result> Engine::Generate(const std::vector<Prompt>& prompts,
   for (size_t i = 0; i < prompts.size(); ++i) {
     const Prompt& prompt = prompts[i];
     std::unique_ptr<PromptRun> run =
-        PrepareRun(*tokenizer_, options_.n_ctx, prompt, params, "prompt " + std::to_string(i));
+        PrepareRun(*tokenizer_, options_, prompt, params, "prompt " + std::to_string(i));
     if (!prompt.key) {
       run->key = PromptKeyOfTokens(run->prompt_tokens, occurrences[run->prompt_tokens]++);
     }

@@ -49,9 +49,7 @@ EngineLoop::EngineLoop(std::shared_ptr<Model> model, std::shared_ptr<const Token
       reward_(reward_holder_.get()),
       options_(options),
       backend_(options.sampling == Sampling::kBackend ||
-               (options.sampling == Sampling::kAuto && model_->offloaded())) {
-  metrics_.cells_total = options_.n_ctx;
-}
+               (options.sampling == Sampling::kAuto && model_->offloaded())) {}
 
 EngineLoop::~EngineLoop() { Close(); }
 
@@ -68,8 +66,10 @@ int32_t EngineLoop::SequencesPerPrompt(const GenerationParams& params) {
   return 0;
 }
 
-int64_t EngineLoop::CellsPerPrompt(const GenerationParams& params, int64_t n_prompt) {
+int64_t EngineLoop::CellsPerPrompt(const GenerationParams& params, int64_t n_prompt,
+                                   KvLayout layout) {
   const int64_t t = params.max_tokens;
+  if (layout == KvLayout::kIsolated) return n_prompt + t;
   switch (params.mode) {
     case Mode::kPlain:
       return n_prompt + t;
@@ -275,17 +275,40 @@ void EngineLoop::Admit() {
     for (const auto& run : queue_) wanted += run->reserved_seqs;
   }
   const int32_t have = context_ ? pool_->n_total() : 0;
+  const bool isolated = options_.kv_layout == KvLayout::kIsolated;
   int32_t n_seq = std::max(kMinSequences, options_.n_seq_max);
-  while (n_seq < wanted) n_seq *= 2;
+  // Isolated: every id is a whole stream of cells, so by eights rather than by doubling.
+  if (isolated) {
+    n_seq = std::max(n_seq, (wanted + 7) / 8 * 8);
+  } else {
+    while (n_seq < wanted) n_seq *= 2;
+  }
   n_seq = std::min(std::max(n_seq, have), MaxSequences());
+  // Isolated: every stream holds the longest request's prompt and response, and no more, since a
+  // fork copies a whole stream. Sized from the queue like the ids, from 256 cells by doubling.
+  int32_t n_cells = options_.n_ctx;
+  if (isolated) {
+    int64_t longest = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (const auto& run : queue_) longest = std::max(longest, run->reserved_cells);
+    }
+    int64_t cells = 256;
+    while (cells < longest) cells *= 2;
+    const int32_t have_cells = context_ ? context_->n_ctx_seq() : 0;
+    n_cells = static_cast<int32_t>(
+        std::max<int64_t>(std::min<int64_t>(cells, options_.n_ctx), have_cells));
+  }
+  const bool grow = context_ && (n_seq > have || (isolated && n_cells > context_->n_ctx_seq()));
   // Made again only when that is larger: a queue beyond 256 ids waits, it does not remake.
-  if (!context_ || (active_.empty() && n_seq > have)) {
+  if (!context_ || (active_.empty() && grow)) {
     runner_.reset();
     pool_.reset();
     context_.reset();  // the old one's memory goes back before the new one asks
     ContextOptions options;
-    options.n_ctx = options_.n_ctx;
+    options.n_ctx = n_cells;
     options.n_seq_max = n_seq;
+    options.layout = options_.kv_layout;
     options.n_threads = options_.n_threads;
     options.kv_type = options_.kv_type;
     context_ = std::make_unique<Context>(model_, options);
@@ -294,6 +317,8 @@ void EngineLoop::Admit() {
     // Kept when the context is made again: its threads are started once.
     if (!sampling_) sampling_ = std::make_unique<SamplingPool>(context_->n_threads());
     ++metrics_.contexts_created;
+    std::lock_guard<std::mutex> lock(mutex_);
+    metrics_.cells_total = context_->n_ctx();
   }
   AdmitQueued(false);
 }
@@ -306,10 +331,10 @@ std::vector<PromptRun*> EngineLoop::AdmitQueued(bool plain_only) {
       const PromptRun& run = *queue_.front();
       if (plain_only && run.params.mode != Mode::kPlain) break;
       // Reserve a request's peak needs up front, so a round never runs out of ids or cells.
-      if (seqs_reserved_ + run.reserved_seqs > pool_->n_total() ||
-          cells_reserved_ + run.reserved_cells > context_->n_ctx()) {
-        break;
-      }
+      const bool cells_fit = pool_->isolated()
+                                 ? run.reserved_cells <= context_->n_ctx_seq()
+                                 : cells_reserved_ + run.reserved_cells <= context_->n_ctx();
+      if (seqs_reserved_ + run.reserved_seqs > pool_->n_total() || !cells_fit) break;
       seqs_reserved_ += run.reserved_seqs;
       cells_reserved_ += run.reserved_cells;
       admitted.push_back(std::move(queue_.front()));
@@ -330,7 +355,7 @@ void EngineLoop::Start(PromptRun& run) {
   if (free_slots_.empty()) free_slots_.push_back(next_slot_++);
   run.slot = free_slots_.back();
   free_slots_.pop_back();
-  run.trunk = pool_->Acquire();
+  run.trunk = pool_->AcquireLasting();
   run.pending = run.prompt_tokens;
   run.result.stats.prompt_tokens = static_cast<int64_t>(run.prompt_tokens.size());
   if (run.params.mode == Mode::kStars) {
@@ -879,6 +904,9 @@ void EngineLoop::Decide(PromptRun& run, const std::vector<double>& rewards) {
       if (run.best) pool_->Release(run.best->seq);
       run.best.emplace(std::move(run.candidates[decision.new_best_slot]));
       run.candidates.erase(run.candidates.begin() + decision.new_best_slot);
+      // Out of the ids next round's candidates take (isolated: a copy under a lasting id).
+      run.best->seq = pool_->Keep(run.best->seq);
+      run.best->on_backend = false;
     }
     ReleaseRound(run);
     return;

@@ -2,6 +2,14 @@
 // are laid out in one batch and decoded in views of at most n_batch tokens, each output row
 // mapped back to its job (the scheme of llama.cpp's examples/parallel). The policy's steps, its
 // prompt prefills and every reward model go through it.
+//
+// In an isolated context (a KV stream per sequence) a job's numerics must not depend on the
+// jobs beside it. llama.cpp advances the sequences of a micro-batch by equal numbers of tokens,
+// so a job laid beside a shorter one would be cut where the shorter one ends, and a job whose
+// last token is computed alone reads other logits than one computed whole. So there a view
+// holds jobs of one length only, each whole in one micro-batch (ids ascending, so that
+// consecutive ones share it); a job longer than a micro-batch has a view of its own, cut as it
+// would be alone.
 #pragma once
 
 #include <cstddef>

@@ -21,7 +21,7 @@ int32_t MaxSequences() { return static_cast<int32_t>(llama_max_parallel_sequence
 int64_t LiveContexts() { return live_contexts.load(); }
 
 Context::Context(std::shared_ptr<Model> model, const ContextOptions& options)
-    : model_(std::move(model)), embeddings_(options.embeddings) {
+    : model_(std::move(model)), embeddings_(options.embeddings), layout_(options.layout) {
   const int32_t max_seq = MaxSequences();
   if (options.n_seq_max < 1 || options.n_seq_max > max_seq) {
     throw ParameterError("n_seq_max must be in [1, " + std::to_string(max_seq) + "], got " +
@@ -30,9 +30,19 @@ Context::Context(std::shared_ptr<Model> model, const ContextOptions& options)
   if (options.n_ctx < 16) {
     throw ParameterError("n_ctx must be at least 16, got " + std::to_string(options.n_ctx));
   }
+  const bool isolated = options.layout == KvLayout::kIsolated;
+  // Isolated: whole sequences fit n_ctx; llama.cpp pads each stream to 256 cells.
+  const int64_t n_ctx_seq = isolated ? (options.n_ctx + 255) / 256 * 256 : options.n_ctx;
+  const int64_t n_ctx_total = isolated ? n_ctx_seq * options.n_seq_max : options.n_ctx;
+  if (n_ctx_total > INT32_MAX) {
+    throw ParameterError("a context of " + std::to_string(options.n_seq_max) + " sequences of " +
+                         std::to_string(n_ctx_seq) + " cells is too large");
+  }
   llama_context_params params = llama_context_default_params();
-  params.n_ctx = static_cast<uint32_t>(options.n_ctx);
-  params.n_batch = static_cast<uint32_t>(options.n_batch > 0 ? options.n_batch : options.n_ctx);
+  params.n_ctx = static_cast<uint32_t>(n_ctx_total);
+  // Isolated: a batch holds many short sequences; a micro-batch of 512 holds them whole.
+  const int64_t batch = isolated ? std::max<int64_t>(n_ctx_seq, 512) : n_ctx_seq;
+  params.n_batch = static_cast<uint32_t>(options.n_batch > 0 ? options.n_batch : batch);
   params.n_ubatch = options.n_ubatch > 0 ? static_cast<uint32_t>(options.n_ubatch)
                                          : std::min<uint32_t>(512, params.n_batch);
   params.n_seq_max = static_cast<uint32_t>(options.n_seq_max);
@@ -65,19 +75,33 @@ Context::Context(std::shared_ptr<Model> model, const ContextOptions& options)
   params.n_threads_batch = threads;
   params.embeddings = options.embeddings;
   params.pooling_type = options.pooling;
+  // Flash attention on the CPU gives results that depend on how many sequences step together
+  // and how tokens are split into batches, so it stays off there; offloaded models keep it.
+  const bool on_cpu = model_->n_gpu_layers() == 0;
   if (options.kv_type == KvType::kF32) params.type_k = params.type_v = GGML_TYPE_F32;
-  if (options.kv_type == KvType::kQ8_0) params.type_k = params.type_v = GGML_TYPE_Q8_0;
-  // One pool of cells for every sequence: forks share the trunk's cells instead of copying.
-  params.kv_unified = true;
+  if (options.kv_type == KvType::kQ8_0) {
+    // llama.cpp quantizes V only under flash attention. Isolated on the CPU keeps its guarantee
+    // and quantizes K alone (about 3/4 of an f16 cache); shared quantizes both.
+    params.type_k = GGML_TYPE_Q8_0;
+    params.type_v = isolated && on_cpu ? GGML_TYPE_F16 : GGML_TYPE_Q8_0;
+  }
+  const bool quantized_v = params.type_v == GGML_TYPE_Q8_0;
+  // Without flash attention llama.cpp does not check that a quantized K's blocks fit its heads
+  // (it would read blocks across heads): refuse that here, as it does under flash attention.
+  const int32_t head_k = model_->n_embd_head_k();
+  if (params.type_k == GGML_TYPE_Q8_0 && !quantized_v && head_k % 32 != 0) {
+    throw Error("kv_type q8_0: its block size 32 does not divide the key head size " +
+                std::to_string(head_k) + " of '" + model_->description() + "'");
+  }
+  params.flash_attn_type = quantized_v ? LLAMA_FLASH_ATTN_TYPE_ENABLED
+                           : on_cpu    ? LLAMA_FLASH_ATTN_TYPE_DISABLED
+                                       : LLAMA_FLASH_ATTN_TYPE_AUTO;
+  // Shared: one pool of cells for every sequence, forks share the trunk's cells. Isolated: a
+  // stream per sequence, so that its cells sit among nobody else's (a fork copies the stream).
+  params.kv_unified = !isolated;
   // Forks and rewinds need every position a sequence still reads, sliding-window layers too.
   params.swa_full = true;
   params.no_perf = true;
-  // On the CPU, flash attention's results depend on how tokens are split into batches, so a
-  // forked, incremental decode would not match a from-scratch one. Offloaded models keep it,
-  // and a q8_0 cache needs it (llama.cpp quantizes V only under flash attention).
-  params.flash_attn_type = options.kv_type == KvType::kQ8_0 ? LLAMA_FLASH_ATTN_TYPE_ENABLED
-                           : model_->n_gpu_layers() != 0    ? LLAMA_FLASH_ATTN_TYPE_AUTO
-                                                            : LLAMA_FLASH_ATTN_TYPE_DISABLED;
   TakeFirstLogError();
   ctx_ = llama_init_from_model(model_->get(), params);
   if (ctx_ == nullptr) {

@@ -14,8 +14,11 @@ namespace stars {
 class Batch;
 
 struct ContextOptions {
+  // Shared layout: the cells all sequences share. Isolated: the cells of each sequence's own
+  // stream (the context holds n_ctx x n_seq_max; llama.cpp rounds n_ctx up to 256).
   int32_t n_ctx = 4096;
   int32_t n_seq_max = 1;
+  KvLayout layout = KvLayout::kShared;
   int32_t n_batch = 0;    // 0: n_ctx
   int32_t n_ubatch = 0;   // 0: min(512, n_batch); encoders need a whole batch in one ubatch
   int32_t n_threads = 0;  // 0: all hardware threads
@@ -70,8 +73,12 @@ class Context {
   llama_context* get() const { return ctx_; }
   llama_memory_t memory() const { return llama_get_memory(ctx_); }
   const Model& model() const { return *model_; }
+  // Every cell of the context, and the cells one sequence can hold (n_ctx() when shared).
   int32_t n_ctx() const { return static_cast<int32_t>(llama_n_ctx(ctx_)); }
+  int32_t n_ctx_seq() const { return static_cast<int32_t>(llama_n_ctx_seq(ctx_)); }
+  KvLayout layout() const { return layout_; }
   int32_t n_batch() const { return static_cast<int32_t>(llama_n_batch(ctx_)); }
+  int32_t n_ubatch() const { return static_cast<int32_t>(llama_n_ubatch(ctx_)); }
   int32_t n_threads() const { return llama_n_threads(ctx_); }
   int32_t n_seq_max() const { return static_cast<int32_t>(llama_n_seq_max(ctx_)); }
   // Embeddings on: llama.cpp then outputs every token of a batch, marked or not.
@@ -81,6 +88,7 @@ class Context {
   std::shared_ptr<Model> model_;
   llama_context* ctx_ = nullptr;
   bool embeddings_ = false;
+  KvLayout layout_ = KvLayout::kShared;
 };
 
 }  // namespace stars

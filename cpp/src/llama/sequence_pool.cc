@@ -9,7 +9,10 @@
 
 namespace stars {
 
-SequencePool::SequencePool(Context& context) : context_(context), n_total_(context.n_seq_max()) {
+SequencePool::SequencePool(Context& context)
+    : context_(context),
+      n_total_(context.n_seq_max()),
+      isolated_(context.layout() == KvLayout::kIsolated) {
   Clear();
 }
 
@@ -40,12 +43,22 @@ void SequencePool::DetachSampler(llama_seq_id seq) {
 }
 
 llama_seq_id SequencePool::Acquire() {
-  if (free_.empty()) {
-    throw Error("no free sequence id (all " + std::to_string(n_total_) + " in use)");
+  for (llama_seq_id seq = 0; seq < n_total_; ++seq) {
+    if (!in_use_[seq]) return Take(seq);
   }
-  const llama_seq_id seq = free_.back();
-  free_.pop_back();
+  throw Error("no free sequence id (all " + std::to_string(n_total_) + " in use)");
+}
+
+llama_seq_id SequencePool::AcquireLasting() {
+  for (llama_seq_id seq = n_total_ - 1; seq >= 0; --seq) {
+    if (!in_use_[seq]) return Take(seq);
+  }
+  throw Error("no free sequence id (all " + std::to_string(n_total_) + " in use)");
+}
+
+llama_seq_id SequencePool::Take(llama_seq_id seq) {
   in_use_[seq] = true;
+  --n_free_;
   shared_[seq] = end_[seq] = 0;
   return seq;
 }
@@ -60,9 +73,31 @@ void SequencePool::CheckInUse(llama_seq_id seq, const char* what) const {
 llama_seq_id SequencePool::Fork(llama_seq_id source) {
   CheckInUse(source, "fork");
   const llama_seq_id seq = Acquire();
-  llama_memory_seq_cp(context_.memory(), source, seq, -1, -1);
-  shared_[seq] = end_[seq] = end_[source];
+  if (isolated_) {
+    CopyStream(source, seq);
+  } else {
+    llama_memory_seq_cp(context_.memory(), source, seq, -1, -1);
+    shared_[seq] = end_[seq] = end_[source];
+  }
   return seq;
+}
+
+void SequencePool::CopyStream(llama_seq_id source, llama_seq_id target) {
+  // Across streams llama.cpp copies the whole stream at the next decode, and resets the
+  // target's cells now.
+  llama_memory_seq_cp(context_.memory(), source, target, -1, -1);
+  cells_in_use_ += end_[source] - (end_[target] - shared_[target]);
+  shared_[target] = 0;
+  end_[target] = end_[source];
+}
+
+llama_seq_id SequencePool::Keep(llama_seq_id seq) {
+  CheckInUse(seq, "keep");
+  if (!isolated_) return seq;
+  const llama_seq_id kept = AcquireLasting();
+  CopyStream(seq, kept);
+  Release(seq);
+  return kept;
 }
 
 void SequencePool::Rewind(llama_seq_id seq, llama_pos pos) {
@@ -91,6 +126,17 @@ void SequencePool::Extend(llama_seq_id seq, llama_pos end) {
 
 llama_seq_id SequencePool::Adopt(llama_seq_id trunk, llama_seq_id chosen) {
   CheckInUse(chosen, "adopt");
+  if (isolated_) {
+    CheckInUse(trunk, "adopt");
+    CopyStream(chosen, trunk);
+    DetachSampler(trunk);
+    if (samplers_[chosen]) {
+      Sampler clone = samplers_[chosen]->Clone();
+      AttachSampler(trunk, &clone);  // refused: the trunk samples on the host
+    }
+    Release(chosen);
+    return trunk;
+  }
   Release(trunk);
   // The cells `chosen` shared with the trunk are its own now.
   cells_in_use_ += shared_[chosen];
@@ -106,7 +152,7 @@ void SequencePool::Release(llama_seq_id seq) {
   cells_in_use_ -= end_[seq] - shared_[seq];
   shared_[seq] = end_[seq] = 0;
   in_use_[seq] = false;
-  free_.push_back(seq);
+  ++n_free_;
 }
 
 void SequencePool::Clear() {
@@ -114,13 +160,11 @@ void SequencePool::Clear() {
   samplers_.clear();
   samplers_.resize(static_cast<size_t>(n_total_));
   llama_memory_clear(context_.memory(), false);
-  free_.clear();
+  n_free_ = n_total_;
   in_use_.assign(n_total_, false);
   shared_.assign(n_total_, 0);
   end_.assign(n_total_, 0);
   cells_in_use_ = 0;
-  // Highest first, so that Acquire hands out 0, 1, 2, ... as examples/batched does.
-  for (int32_t seq = n_total_ - 1; seq >= 0; --seq) free_.push_back(seq);
 }
 
 }  // namespace stars

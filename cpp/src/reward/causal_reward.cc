@@ -67,6 +67,7 @@ CausalReward::CausalReward(std::shared_ptr<Model> model, const std::string& path
   context_options.n_ctx = options.n_ctx;
   context_options.n_threads = options.n_threads;
   context_options.kv_type = options.kv_type;
+  context_options.layout = options.kv_layout;
   // The hidden state of every token: llama.cpp outputs all rows when embeddings are on.
   context_options.embeddings = true;
   context_options.pooling = LLAMA_POOLING_TYPE_NONE;

@@ -47,7 +47,8 @@ ClassifierRewardImpl::ClassifierRewardImpl(std::shared_ptr<Model> model,
   context_options.n_ctx = n_ctx;
   context_options.n_batch = n_ctx;
   context_options.n_ubatch = n_ctx;
-  context_options.n_seq_max = kRowsPerBatch;
+  rows_per_batch_ = options.kv_layout == KvLayout::kIsolated ? 1 : kRowsPerBatch;
+  context_options.n_seq_max = rows_per_batch_;
   context_options.n_threads = options.n_threads;
   context_options.embeddings = true;
   context_options.pooling = LLAMA_POOLING_TYPE_UNSPECIFIED;  // the model's own
@@ -149,7 +150,7 @@ std::vector<double> ClassifierRewardImpl::ScoreInputs(
     std::vector<DecodeJob> jobs;
     int32_t n_tokens = 0;
     const size_t first = next;
-    while (next < inputs.size() && static_cast<int32_t>(jobs.size()) < kRowsPerBatch &&
+    while (next < inputs.size() && static_cast<int32_t>(jobs.size()) < rows_per_batch_ &&
            (jobs.empty() ||
             n_tokens + static_cast<int32_t>(inputs[next].size()) <= runner_->n_batch())) {
       const auto& tokens = inputs[next];

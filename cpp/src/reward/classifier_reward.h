@@ -53,6 +53,7 @@ class ClassifierRewardImpl : public ClassifierReward {
   std::vector<int32_t> labels_;
   bool pair_ = false;
   int32_t row_limit_ = 0;
+  int32_t rows_per_batch_ = 0;        // 1 when isolated: rows are never encoded side by side
   std::vector<std::string> prompts_;  // by prompt id (Begin)
   std::vector<int64_t> tokens_decoded_;
   std::vector<int64_t> rows_truncated_;

@@ -56,6 +56,7 @@ JudgeReward::JudgeReward(std::shared_ptr<Model> judge, const std::shared_ptr<Mod
   context_options.n_ctx = options.n_ctx;
   context_options.n_threads = options.n_threads;
   context_options.kv_type = options.kv_type;
+  context_options.layout = options.kv_layout;
   Open(context_options);
 }
 

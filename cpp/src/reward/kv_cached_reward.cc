@@ -42,12 +42,54 @@ void KvCachedRewardImpl::SetLayout(const std::string& rendered, const std::strin
 }
 
 void KvCachedRewardImpl::Open(ContextOptions options) {
+  options_ = options;
+  isolated_ = options.layout == KvLayout::kIsolated;
   // Sequence ids size llama.cpp's output rows and worst-case graph; with fewer ids than a
   // round's rows, MakeRoom evicts cached forks and the trunks' caches stay.
-  options.n_seq_max = std::min(kSequences, MaxSequences());
+  if (isolated_) {
+    MakeContext(8, std::min(256, options.n_ctx));
+  } else {
+    MakeContext(std::min(kSequences, MaxSequences()), options.n_ctx);
+  }
+}
+
+void KvCachedRewardImpl::MakeContext(int32_t seqs, int32_t cells) {
+  runner_.reset();
+  pool_.reset();
+  context_.reset();  // the old one's memory goes back before the new one asks
+  for (Trunk& trunk : trunks_) {
+    trunk.seq = -1;
+    trunk.forks.clear();
+  }
+  ContextOptions options = options_;
+  options.n_seq_max = seqs;
+  options.n_ctx = cells;
   context_ = std::make_unique<Context>(model_, options);
   pool_ = std::make_unique<SequencePool>(*context_);
   runner_ = std::make_unique<BatchRunner>(*context_, pool_.get());
+}
+
+void KvCachedRewardImpl::Reserve(int32_t seqs, int64_t cells) {
+  if (!isolated_) return;
+  if (cells > options_.n_ctx) {
+    throw ContextLengthError(
+        "the reward model's input of " + std::to_string(cells) +
+        " tokens is longer than its context (n_ctx=" + std::to_string(options_.n_ctx) + ")");
+  }
+  seqs = std::min(seqs, MaxSequences());
+  int32_t have_seqs = pool_->n_total();
+  int64_t have_cells = context_->n_ctx_seq();
+  if (seqs <= have_seqs && cells <= have_cells) return;
+  // Streams by eights (each costs a whole stream of cells), cells by doubling.
+  have_seqs = std::max(have_seqs, (seqs + 7) / 8 * 8);
+  while (have_cells < cells) have_cells *= 2;
+  MakeContext(std::min(have_seqs, MaxSequences()),
+              static_cast<int32_t>(std::min<int64_t>(have_cells, options_.n_ctx)));
+}
+
+bool KvCachedRewardImpl::Fits(int64_t cells, int32_t seqs, int32_t free_seqs) const {
+  if (seqs > free_seqs) return false;
+  return isolated_ || pool_->n_cells_in_use() + cells <= context_->n_ctx();
 }
 
 std::string KvCachedRewardImpl::RenderText(const std::string& prompt,
@@ -117,10 +159,11 @@ std::vector<double> KvCachedRewardImpl::Run(std::vector<Job>& jobs) {
   size_t n_scored = 0;
   for (size_t j = 0; j < jobs.size(); ++j) {
     const Job& job = jobs[j];
-    if (job.pos + static_cast<int64_t>(job.tokens.size()) > context_->n_ctx()) {
+    if (job.pos + static_cast<int64_t>(job.tokens.size()) > context_->n_ctx_seq()) {
       throw ContextLengthError(
           "the reward model's input of " + std::to_string(job.pos + job.tokens.size()) +
-          " tokens is longer than its context (n_ctx=" + std::to_string(context_->n_ctx()) + ")");
+          " tokens is longer than its context (n_ctx=" + std::to_string(context_->n_ctx_seq()) +
+          ")");
     }
     views.push_back(
         {job.seq, job.pos, job.tokens.data(), static_cast<int32_t>(job.tokens.size()), job.score});
@@ -152,7 +195,7 @@ void KvCachedRewardImpl::EnsureTrunks(const std::vector<int32_t>& prompts) {
   for (int32_t prompt : prompts) {
     Trunk& trunk = PlannedTrunk(prompt);
     if (trunk.seq >= 0) continue;
-    trunk.seq = pool_->Acquire();
+    trunk.seq = pool_->AcquireLasting();
     Job job{trunk.seq, 0, trunk.prefix, false};
     job.tokens.insert(job.tokens.end(), trunk.response.begin(), trunk.response.end());
     trunk.decoded += static_cast<int64_t>(job.tokens.size());
@@ -162,9 +205,7 @@ void KvCachedRewardImpl::EnsureTrunks(const std::vector<int32_t>& prompts) {
 }
 
 void KvCachedRewardImpl::MakeRoom(int64_t cells, int32_t seqs, const std::vector<int32_t>& keep) {
-  auto fits = [&] {
-    return pool_->n_cells_in_use() + cells <= context_->n_ctx() && pool_->n_free() >= seqs;
-  };
+  auto fits = [&] { return Fits(cells, seqs, pool_->n_free()); };
   if (fits()) return;
   auto kept = [&](size_t prompt) {
     return std::find(keep.begin(), keep.end(), static_cast<int32_t>(prompt)) != keep.end();
@@ -210,6 +251,20 @@ void KvCachedRewardImpl::Score(const std::vector<RewardRow>& rows, std::vector<d
     row_cells[r] =
         std::max<int64_t>(1, static_cast<int64_t>(responses[r].size() - keeps[r] + suffix_.size()));
   }
+  // Isolated: streams for every row and its trunk at once, each as long as the longest of them.
+  if (isolated_) {
+    int64_t longest = 0;
+    std::vector<int32_t> prompts;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const Trunk& trunk = trunks_.at(rows[r].prompt);
+      longest = std::max(longest, trunk.n_prefix() + static_cast<int64_t>(keeps[r]) + row_cells[r]);
+      longest = std::max(longest, trunk.cells());
+      prompts.push_back(rows[r].prompt);
+    }
+    std::sort(prompts.begin(), prompts.end());
+    const auto distinct = std::unique(prompts.begin(), prompts.end()) - prompts.begin();
+    Reserve(static_cast<int32_t>(rows.size() + distinct), longest);
+  }
   // Rows of one prompt side by side, so that a group of rows needs few trunks.
   std::vector<size_t> order(rows.size());
   for (size_t r = 0; r < rows.size(); ++r) order[r] = r;
@@ -229,10 +284,7 @@ void KvCachedRewardImpl::Score(const std::vector<RewardRow>& rows, std::vector<d
       const bool new_trunk = group.empty() || group.back() != prompt;
       const int64_t more = row_cells[order[end]] + (new_trunk ? trunks_[prompt].cells() : 0);
       const int32_t more_seqs = new_trunk ? 2 : 1;
-      if (end > begin &&
-          (cells + more > context_->n_ctx() || seqs + more_seqs > pool_->n_total())) {
-        break;
-      }
+      if (end > begin && !Fits(cells + more, seqs + more_seqs, pool_->n_total())) break;
       if (new_trunk) group.push_back(prompt);
       cells += more;
       seqs += more_seqs;
@@ -287,6 +339,7 @@ void KvCachedRewardImpl::Commit(int32_t prompt, const int32_t* tokens, int32_t n
   const std::string new_text = trunk.text + std::string(text);
   std::vector<llama_token> response = ResponseTokens(new_text, &trunk, tokens, n_tokens);
   const llama_pos end = trunk.n_prefix() + static_cast<llama_pos>(response.size());
+  Reserve(1, end);
   auto scored = std::find_if(trunk.forks.begin(), trunk.forks.end(),
                              [&](const Fork& fork) { return fork.response == response; });
   if (trunk.seq >= 0 && scored != trunk.forks.end()) {
@@ -347,6 +400,13 @@ std::vector<double> KvCachedRewardImpl::ScoreTexts(const std::vector<std::string
 std::vector<double> KvCachedRewardImpl::ScoreFromScratch(
     std::vector<std::vector<llama_token>>& inputs) {
   std::vector<double> scores;
+  if (isolated_) {
+    int64_t longest = 0;
+    for (const auto& input : inputs) {
+      longest = std::max(longest, static_cast<int64_t>(input.size() + suffix_.size()));
+    }
+    Reserve(static_cast<int32_t>(std::min(inputs.size(), kScratchRows)), longest);
+  }
   size_t first = 0;
   while (first < inputs.size()) {
     // Rows decoded together, each in its own sequence, as many as the context's cells hold.
@@ -354,7 +414,10 @@ std::vector<double> KvCachedRewardImpl::ScoreFromScratch(
     int64_t cells = 0;
     for (; last < inputs.size() && last - first < kScratchRows; ++last) {
       const int64_t n = static_cast<int64_t>(inputs[last].size() + suffix_.size());
-      if (last > first && cells + n > context_->n_ctx()) break;
+      if (last > first &&
+          !Fits(cells + n, static_cast<int32_t>(last - first + 1), pool_->n_total())) {
+        break;
+      }
       cells += n;
     }
     MakeRoom(cells, static_cast<int32_t>(last - first), {});

@@ -11,6 +11,12 @@
 // when their prompt comes back), and a round too large for the whole context is scored in
 // groups of rows. Either way tokens are decoded again, so size n_ctx to avoid it.
 //
+// In the isolated layout each sequence is a KV stream of its own, so that a row's score does not
+// depend on the rows beside it (a fork copies its trunk's stream). The context is then sized
+// from what the calls need, streams and cells per stream, and made again larger (by doubling)
+// when a call needs more; its trunks are rebuilt as their prompts come back. A rebuilt trunk
+// holds the same values as the one it replaces, so this changes what is decoded, not a score.
+//
 // Subclasses choose the rendering (SetLayout) and the readout at the scored row (Readout):
 // JudgeReward reads logit(yes) - logit(no), CausalReward a linear head on the hidden state.
 #pragma once
@@ -67,7 +73,8 @@ class KvCachedRewardImpl : public KvCachedReward {
   // `rendered` holds kPromptMark and kResponseMark once each, in that order. Throws
   // ChatTemplateError naming `what` otherwise.
   void SetLayout(const std::string& rendered, const std::string& what);
-  // Creates the context; call once, after SetLayout.
+  // Creates the context; call once, after SetLayout. Isolated: `options.n_ctx` is the most cells
+  // one row may hold, and the context starts small.
   void Open(ContextOptions options);
   // The reward at output row `batch_index` of the last decode.
   virtual double Readout(const Context& context, int32_t batch_index) const = 0;
@@ -122,12 +129,22 @@ class KvCachedRewardImpl : public KvCachedReward {
   // Frees `cells` cells and `seqs` sequence ids by releasing least recently used trunks outside
   // `keep`, then the forks of those in it. Throws ContextLengthError when even that is short.
   void MakeRoom(int64_t cells, int32_t seqs, const std::vector<int32_t>& keep);
+  // Whether `cells` more cells in `seqs` more sequences fit the whole context (isolated: the
+  // sequences alone, each stream holding any row).
+  bool Fits(int64_t cells, int32_t seqs, int32_t free_seqs) const;
+  // Isolated: makes the context hold `seqs` sequences of `cells` cells at least, made again
+  // larger when it does not (every trunk then goes, rebuilt when its prompt comes back). Throws
+  // ContextLengthError for more cells than options' n_ctx. Shared: nothing.
+  void Reserve(int32_t seqs, int64_t cells);
+  void MakeContext(int32_t seqs, int32_t cells);
 
   bool shared_vocab_ = false;
   std::string prefix_head_;          // rendered text before the prompt
   std::string prefix_tail_;          // rendered text between the prompt and the response
   std::string suffix_text_;          // rendered text after the response
   std::vector<llama_token> suffix_;  // ... and its tokens
+  ContextOptions options_;           // as Open got them
+  bool isolated_ = false;
   std::unique_ptr<Context> context_;
   std::unique_ptr<SequencePool> pool_;
   std::unique_ptr<BatchRunner> runner_;

@@ -53,6 +53,7 @@ std::shared_ptr<GgufReward> MakeClassifier(const std::string& rest,
   auto model = Model::Load(path, options.n_gpu_layers);
   ClassifierOptions classifier;
   classifier.n_threads = options.n_threads;
+  classifier.kv_layout = options.kv_layout;
   classifier.labels = {0};
   if (!label.empty()) {
     const size_t comma = label.find(',');
@@ -109,6 +110,7 @@ std::shared_ptr<GgufReward> MakeReward(const std::string& spec,
     judge.n_ctx = n_ctx;
     judge.n_threads = options.n_threads;
     judge.kv_type = options.kv_type;
+    judge.kv_layout = options.kv_layout;
     auto model = rest == "policy" ? policy : Model::Load(rest, options.n_gpu_layers);
     return MakeJudgeReward(std::move(model), policy, judge);
   }
@@ -117,6 +119,7 @@ std::shared_ptr<GgufReward> MakeReward(const std::string& spec,
     causal.n_ctx = n_ctx;
     causal.n_threads = options.n_threads;
     causal.kv_type = options.kv_type;
+    causal.kv_layout = options.kv_layout;
     return MakeCausalReward(Model::Load(rest, options.n_gpu_layers), rest, policy, causal);
   }
   if (kind == "python") {

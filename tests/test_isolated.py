@@ -1,0 +1,122 @@
+"""Reproducible by construction: in the isolated KV layout a request's text depends only on the
+model, the reward, its parameters, seed and key. Width, batch position, neighbours, processes and
+load never change it. Checked on real quantized models (SmolLM2 Q4_1 and Gemma-3-270M Q4_K_M,
+whose mix of Q4_K, Q5_0 and Q8_0 weights exercises every CPU matrix kernel), at the defaults,
+while another process keeps both cores busy.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import pytest
+from deterministic_rewards import hash_reward
+
+import stars_cpp
+from stars_cpp.models import gemma3_270m_path
+
+SMOLLM2_PROMPTS = [[{"role": "user", "content": text}] for text in (
+    "Write a haiku about the sea.", "Name three fruits.", "Why is the sky blue?",
+    "Tell me a joke about cats.", "How do I boil an egg?", "Describe a rainy morning.")]
+GEMMA_PROMPTS = ["The sea at night is", "My favourite fruit is", "The sky is blue because",
+                 "Here is a joke about cats:", "To boil an egg, you", "On a rainy morning,"]
+PARAMS = dict(segment_tokens=8, max_tokens=40, seed=7)
+
+
+@pytest.fixture(scope="module")
+def busy():
+    """Two spinning processes: the tests run on a loaded machine, as CI and users' do."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    yield
+    for spinner in spinners:
+        spinner.kill()
+        spinner.wait()
+
+
+@pytest.fixture(scope="module", params=["smollm2", "gemma"])
+def model(request, smollm2):
+    if request.param == "smollm2":
+        return str(smollm2), SMOLLM2_PROMPTS
+    return str(gemma3_270m_path()), GEMMA_PROMPTS
+
+
+@pytest.fixture(scope="module")
+def engine(model):
+    path, _ = model
+    return stars_cpp.Engine(path, hash_reward, n_ctx=1024)
+
+
+def trace(result) -> list[tuple]:
+    """Everything a segment decided: its text, tokens, attempts and rewards."""
+    return [(s.text, list(s.tokens), s.attempts, list(s.rewards)) for s in result.segments]
+
+
+def test_the_round_width_changes_no_segment(engine, model, busy):
+    _, prompts = model
+    reference = [trace(r) for r in engine.generate(prompts[:3], candidates=1, **PARAMS)]
+    assert any(len(t) > 1 for t in reference)
+    for n in (2, 4, 8):
+        assert [trace(r) for r in engine.generate(prompts[:3], candidates=n, **PARAMS)] == \
+            reference, f"candidates={n}"
+
+
+@pytest.mark.parametrize("mode", ["plain", "best_of_n", "stars"])
+def test_a_prompt_alone_equals_it_at_position_3_of_6(engine, model, mode, busy):
+    _, prompts = model
+    alone = engine.generate(prompts[3], mode=mode, **PARAMS)
+    batch = engine.generate(prompts, mode=mode, **PARAMS)
+    assert trace(batch[3]) == trace(alone)
+    assert list(batch[3].tokens) == list(alone.tokens) and batch[3].text == alone.text
+
+
+def test_an_affine_reward_changes_no_token(engine, model, busy):
+    path, prompts = model
+    affine = stars_cpp.Engine(path, lambda p, r: [7.5 * x - 3 for x in hash_reward(p, r)],
+                              n_ctx=1024)
+    for a, b in zip(engine.generate(prompts[:3], **PARAMS), affine.generate(prompts[:3], **PARAMS)):
+        assert list(a.tokens) == list(b.tokens)
+
+
+TWO_PROCESSES = """
+import json, sys
+import stars_cpp
+from deterministic_rewards import hash_reward
+
+prompts = json.loads(sys.argv[2])
+engine = stars_cpp.Engine(sys.argv[1], hash_reward, n_ctx=1024)
+print(json.dumps([r.text for r in engine.generate(prompts, segment_tokens=8, max_tokens=40,
+                                                  seed=7)]))
+"""
+
+
+def test_two_processes_give_the_same_text(engine, model, busy):
+    path, prompts = model
+    env_path = str(__import__("pathlib").Path(__file__).parent)
+    outputs = []
+    for order in (prompts[:3], prompts[:3][::-1]):
+        proc = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(TWO_PROCESSES), path, json.dumps(order)],
+            capture_output=True, text=True, timeout=600, cwd=tempfile.gettempdir(),
+            env={**__import__("os").environ, "PYTHONPATH": env_path})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outputs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert outputs[0] == outputs[1][::-1]
+    assert outputs[0] == [r.text for r in engine.generate(prompts[:3], **PARAMS)]
+
+
+def test_the_self_judge_scores_a_text_the_same_beside_any_prompts(model, busy):
+    path, prompts = model
+    judge = stars_cpp.JudgeReward("policy")
+    engine = stars_cpp.Engine(path, judge, n_ctx=1024)
+    alone = engine.generate(prompts[1], max_tokens=24, segment_tokens=8, seed=3)
+    batch = engine.generate(prompts, max_tokens=24, segment_tokens=8, seed=3)
+    assert trace(batch[1]) == trace(alone)
+    # Scored from scratch, a text's score does not depend on the rows scored with it either.
+    texts = [p if isinstance(p, str) else p[0]["content"] for p in prompts]
+    one = judge(texts[:1], [alone.text])
+    many = judge(texts, [alone.text] * len(texts))
+    assert many[0] == one[0]
