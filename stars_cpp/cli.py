@@ -287,6 +287,16 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# `run` flags that OUT.meta.json does not list under "settings": those that cannot change a
+# record's text, and those it records under their own keys. Every other flag is recorded and
+# checked on resume, so a new flag is checked unless it is named here.
+RUN_UNRECORDED = frozenset({
+    "command", "input", "output", "batch", "quiet", "fail_fast", "progress_every", "workers",
+    "ray", "verbose", "n_threads", "n_ctx",  # cannot change a text
+    "model", "reward", "mode", "id_field", "prompt_field", "trace",  # recorded on their own
+})
+
+
 def _run(args: argparse.Namespace) -> int:
     import stars_cpp
     from stars_cpp import dataset
@@ -310,7 +320,9 @@ def _run(args: argparse.Namespace) -> int:
     options = {"mode": args.mode, "params": params, "id_field": args.id_field,
                "prompt_field": args.prompt_field, "batch": args.batch, "trace": args.trace,
                "quiet": args.quiet, "fail_fast": args.fail_fast,
-               "progress_every": args.progress_every}
+               "progress_every": args.progress_every,
+               "settings": {k: v for k, v in vars(args).items()
+                            if k not in RUN_UNRECORDED and k not in params}}
     summary: dict = {}
     if args.ray is not None:
         try:

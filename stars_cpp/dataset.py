@@ -22,29 +22,57 @@ from pathlib import Path
 from typing import Any
 
 from stars_cpp.engine import DEFAULT_PARAMS, MODES, result_to_dict
-from stars_cpp.errors import DatasetError, StarsError
+from stars_cpp.errors import DatasetError, QueueFullError, StarsError
 
 PROMPT_FIELDS = ("prompt", "messages")
 
 
 @dataclass
 class Record:
-    """One input line: its id and prompt, or why it cannot run."""
+    """One input line: its id and prompt, or why it cannot run. The id is as given (a string or
+    an integer, written back as such), or generated ("line N") for a line that gives none."""
 
-    id: str
+    id: Any
     prompt: Any = None
     error: dict[str, str] | None = None
+    generated: bool = False
+
+    @property
+    def key(self) -> str:
+        """The prompt key the record's samples derive from: its id as a string."""
+        return self.id if isinstance(self.id, str) else str(self.id)
+
+
+def id_key(record_id: Any) -> str:
+    """An id's identity: typed, so that 1 and "1" are two records."""
+    return json.dumps(record_id)
+
+
+def line_id(number: int) -> str:
+    return f"line {number}"
 
 
 def read_records(path: str | os.PathLike[str], id_field: str = "id",
                  prompt_field: str | None = None) -> Iterator[Record]:
     """The records of a JSONL file, in order. A bad line is a Record with an error. The id is
-    the ``id_field`` value as a string, else the 1-based line number."""
+    the ``id_field`` value as given, else generated from the 1-based line number; a generated
+    id never equals a given one."""
+    records = list(_read(path, id_field, prompt_field))
+    given = {id_key(r.id) for r in records if not r.generated}
+    for record in records:
+        while record.generated and id_key(record.id) in given:
+            record.id += "'"  # "line 3" was given as an id: this one is "line 3'"
+        yield record
+
+
+def _read(path: str | os.PathLike[str], id_field: str,
+          prompt_field: str | None) -> Iterator[Record]:
     if _is_parquet(path):
         for number, row in enumerate(_parquet_rows(path), start=1):
             yield parse_object(row, number, id_field, prompt_field)
         return
-    with open(path, encoding="utf-8", errors="replace") as lines:
+    # utf-8-sig: a byte order mark is not part of the first record.
+    with open(path, encoding="utf-8-sig", errors="replace") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -79,21 +107,27 @@ def parse_record(line: str, number: int, id_field: str = "id",
     try:
         data = json.loads(line)
     except ValueError as error:
-        return Record(str(number), error=_error("invalid_json", f"line {number}: {error}"))
+        return Record(line_id(number), error=_error("invalid_json", f"line {number}: {error}"),
+                      generated=True)
     return parse_object(data, number, id_field, prompt_field)
 
 
 def parse_object(data: Any, number: int, id_field: str = "id",
                  prompt_field: str | None = None) -> Record:
     if not isinstance(data, dict):
-        return Record(str(number), error=_error("invalid_record",
-                                                f"line {number} is not a JSON object"))
-    raw_id = data.get(id_field)
-    raw_id = number if raw_id is None else raw_id
-    if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
-        return Record(str(number), error=_error(
-            "invalid_id", f"line {number}: {id_field} must be a string or an integer"))
-    record_id = str(raw_id)
+        return Record(line_id(number), error=_error("invalid_record",
+                                                    f"line {number} is not a JSON object"),
+                      generated=True)
+    record_id = data.get(id_field)
+    if record_id is None:
+        record = parse_object({**data, id_field: line_id(number)}, number, id_field,
+                              prompt_field)
+        record.generated = True
+        return record
+    if isinstance(record_id, bool) or not isinstance(record_id, (str, int)):
+        return Record(line_id(number), generated=True, error=_error(
+            "invalid_id", f"line {number}: {id_field} must be a string or an integer, got "
+            f"{json.dumps(record_id)}"))
     names = (prompt_field,) if prompt_field else PROMPT_FIELDS
     # A null field counts as absent: Parquet rows hold every column, null where unset.
     name = next((n for n in names if data.get(n) is not None), None)
@@ -133,12 +167,36 @@ def error_line(record_id: str, exc: BaseException | dict[str, str]) -> dict[str,
     return {"id": record_id, "error": {"type": type(exc).__name__, "message": str(exc)}}
 
 
+def lock_output(output: str | os.PathLike[str]) -> Any:
+    """Takes OUT.lock (an exclusive flock, released when the process ends however it ends) and
+    writes this process's id in it, or raises DatasetError naming the run that holds it: two
+    runs on one OUT would write every id twice."""
+    import fcntl
+
+    path = Path(f"{os.fspath(output)}.lock")
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until the run ends
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise DatasetError(f"{os.fspath(output)} is being written by another run (process "
+                           f"{holder}, {path}): wait for it to end, or use another --output"
+                           ) from None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
 class Output:
     """OUT.jsonl opened for appending after resume: every line is flushed and fsynced. For an
     OUT.parquet the lines go to the journal OUT.parquet.jsonl, and ``finish`` writes the
-    Parquet file once every record is in."""
+    Parquet file once every record is in. ``lock`` (from lock_output) is held until release."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], lock: Any = None) -> None:
+        self._output_lock = lock
         self.target = Path(path)
         self.path = journal_path(path)
         if self.path != self.target:
@@ -148,22 +206,31 @@ class Output:
         self._lock = threading.Lock()
 
     def _resume(self) -> set[str]:
-        """Ids already written. A torn last line (no newline, or not JSON) is cut off."""
+        """Ids already written (as id_key). Only a torn last line (no newline, or not JSON: a
+        crash mid-write) is cut off; any other line that is not an output line is an error that
+        names it, and nothing is changed."""
         done: set[str] = set()
         if not self.path.exists():
             return done
         with open(self.path, "rb") as f:
             data = f.read()
+        lines = data.splitlines(keepends=True)
         good = 0  # bytes up to the last complete line
-        for raw in data.splitlines(keepends=True):
-            if not raw.endswith(b"\n"):
-                break
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                good += len(raw)
+                continue
             try:
-                line = json.loads(raw)
+                line = json.loads(raw) if raw.endswith(b"\n") else None
             except ValueError:
-                break
-            if isinstance(line, dict) and "id" in line:
-                done.add(str(line["id"]))
+                line = None
+            if line is None and number == len(lines):
+                break  # the torn last line
+            if not isinstance(line, dict) or "id" not in line:
+                raise DatasetError(
+                    f"{self.path}, line {number}: not an output line ({raw[:60]!r}): fix or "
+                    "remove it to resume; nothing was changed")
+            done.add(id_key(line["id"]))
             good += len(raw)
         if good < len(data):
             with open(self.path, "r+b") as f:
@@ -179,6 +246,11 @@ class Output:
 
     def close(self) -> None:
         self._file.close()
+
+    def release(self) -> None:
+        """Lets another run take OUT: after close, and after finish wrote a Parquet OUT."""
+        if self._output_lock is not None:
+            self._output_lock.close()
 
     def finish(self) -> None:
         """The run is complete: an OUT.parquet gets every line of its journal."""
@@ -284,8 +356,10 @@ class Progress:
 
 
 def run_meta(model: str, reward_spec: str | None, mode: str, params: Mapping[str, Any],
-             id_field: str, prompt_field: str | None, trace: bool) -> dict[str, Any]:
-    """What a run's outputs depend on; recorded in OUT.meta.json."""
+             id_field: str, prompt_field: str | None, trace: bool,
+             settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a run's outputs depend on; recorded in OUT.meta.json. ``settings``: the engine's
+    and reward's options (kv_layout, judge_question, ...), each by its name."""
     import stars_cpp
 
     path = Path(model)
@@ -294,11 +368,13 @@ def run_meta(model: str, reward_spec: str | None, mode: str, params: Mapping[str
             "reward": reward_spec, "mode": mode,
             "params": {k: params.get(k, DEFAULT_PARAMS[k]) for k in DEFAULT_PARAMS},
             "id_field": id_field, "prompt_field": prompt_field, "trace": trace,
+            "settings": dict(sorted((settings or {}).items())),
             "stars_cpp": stars_cpp.__version__}
 
 
 def prepare(input_path, output_path, *, mode, params, reward_spec, model, id_field,
-            prompt_field, batch, trace) -> tuple[list[Record], Output, dict[str, Any]]:
+            prompt_field, batch, trace, settings=None
+            ) -> tuple[list[Record], Output, dict[str, Any]]:
     """Checks the setup and OUT.meta.json, resumes OUT, and returns the records still to run,
     the output and the parameters (with the run's seed)."""
     params = dict(params or {})
@@ -308,9 +384,22 @@ def prepare(input_path, output_path, *, mode, params, reward_spec, model, id_fie
         raise DatasetError(f"batch must be an integer >= 1, got {batch!r}")
     if not Path(input_path).is_file():
         raise DatasetError(f"input {os.fspath(input_path)!r} is not a file")
+    lock = lock_output(output_path)
+    try:
+        return _prepare(input_path, output_path, mode=mode, params=params,
+                        reward_spec=reward_spec, model=model, id_field=id_field,
+                        prompt_field=prompt_field, trace=trace, settings=settings, lock=lock)
+    except BaseException:
+        lock.close()
+        raise
+
+
+def _prepare(input_path, output_path, *, mode, params, reward_spec, model, id_field,
+             prompt_field, trace, settings, lock) -> tuple[list[Record], Output, dict[str, Any]]:
     meta_path = Path(f"{os.fspath(output_path)}.meta.json")
     meta = check_meta(output_path, run_meta(model, reward_spec, mode, params, id_field,
-                                            prompt_field, trace), journal_path(output_path))
+                                            prompt_field, trace, settings),
+                      journal_path(output_path))
     # A random seed is drawn once and recorded, so that a resume draws the same samples.
     seed = meta["params"].get("seed")
     if seed is None:
@@ -319,12 +408,12 @@ def prepare(input_path, output_path, *, mode, params, reward_spec, model, id_fie
         meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     params["seed"] = seed
     records = list(read_records(input_path, id_field, prompt_field))
-    out = Output(output_path)
+    out = Output(output_path, lock)
     todo, seen = [], set(out.done)
     for record in records:
-        if record.id in seen:
+        if id_key(record.id) in seen:
             continue  # done in an earlier run, or a duplicate id of this file (first wins)
-        seen.add(record.id)
+        seen.add(id_key(record.id))
         todo.append(record)
     return todo, out, params
 
@@ -334,18 +423,23 @@ def run_dataset(input_path: str | os.PathLike[str], output_path: str | os.PathLi
                 reward_spec: str | None = None, model: str = "", id_field: str = "id",
                 prompt_field: str | None = None, batch: int = 16, trace: bool = False,
                 quiet: bool = False, fail_fast: bool = False, progress_every: int = 50,
-                summary: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+                summary: dict[str, Any] | None = None,
+                settings: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
     """Runs every record of ``input_path`` not yet in ``output_path`` on ``engine``, ``batch``
     records in flight, and yields each output line as it is written (in completion order).
 
     ``reward_spec`` and ``model`` only describe the run in OUT.meta.json (the engine holds
     them). Raises DatasetError for a bad setup or a resume with other parameters; with
     ``fail_fast`` a bad record raises DatasetError too, else it is written as an error line.
-    ``summary`` (a dict) receives the final counts.
+    ``summary`` (a dict) receives the final counts. OUT.meta.json records the engine's options
+    (``engine.options``) and ``settings`` (what else shaped the outputs: a judge's question,
+    say), and a resume with any of them changed is refused.
     """
+    settings = {**getattr(engine, "options", {}), **(settings or {})}
     todo, out, params = prepare(input_path, output_path, mode=mode, params=params,
                                 reward_spec=reward_spec, model=model, id_field=id_field,
-                                prompt_field=prompt_field, batch=batch, trace=trace)
+                                prompt_field=prompt_field, batch=batch, trace=trace,
+                                settings=settings)
     progress = Progress(len(todo), quiet=quiet, every=progress_every)
     with finishing(out, progress, summary):
         for line in _run(engine, todo, mode, params, batch, trace):
@@ -372,6 +466,7 @@ def finishing(out: Output, progress: Progress, summary: dict[str, Any] | None):
         out.finish()
     finally:
         out.close()
+        out.release()
         counts = progress.close()
         if summary is not None:
             summary.update(counts)
@@ -381,12 +476,13 @@ def _run(engine, todo, mode, params, batch, trace):
     import queue
 
     finished: queue.Queue = queue.Queue()
-    in_flight: dict[str, int] = {}  # record id -> request id
+    in_flight: dict[str, int] = {}  # id_key(record id) -> request id
     pending = iter(todo)
+    retry: list[Record] = []  # refused by a full queue: submitted again later
 
     def fill() -> None:
         while len(in_flight) < batch:
-            record = next(pending, None)
+            record = retry.pop() if retry else next(pending, None)
             if record is None:
                 return
             if record.error is not None:
@@ -394,13 +490,18 @@ def _run(engine, todo, mode, params, batch, trace):
                 continue
             try:
                 request_id = engine.submit(
-                    record.prompt, mode=mode, key=record.id,
+                    record.prompt, mode=mode, key=record.key,
                     on_result=lambda r, i=record.id: finished.put(output_line(i, r, trace)),
                     on_error=lambda e, i=record.id: finished.put(error_line(i, e)), **params)
+            except QueueFullError:
+                # The engine's queue (max_queue, shared with other callers) is full: not this
+                # record's fault. Submit it again as requests finish, or after a pause.
+                retry.append(record)
+                return
             except StarsError as error:  # a prompt over the context, say: this record only
                 finished.put(error_line(record.id, error))
                 continue
-            in_flight[record.id] = request_id
+            in_flight[id_key(record.id)] = request_id
 
     fill()
     try:
@@ -409,9 +510,10 @@ def _run(engine, todo, mode, params, batch, trace):
             try:
                 line = finished.get(timeout=0.1)  # a timeout keeps Ctrl-C responsive
             except queue.Empty:
+                fill()  # a full queue may have room now
                 continue
             remaining -= 1
-            in_flight.pop(line["id"], None)
+            in_flight.pop(id_key(line["id"]), None)
             yield line
             fill()
     finally:

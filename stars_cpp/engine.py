@@ -273,6 +273,35 @@ def load_model(model: object, n_gpu_layers: int = 0, what: str = "model") -> _co
     )
 
 
+def _hold_weights(lender: Any, engine: Engine) -> None:
+    """Defers the free of a borrowed llama_cpp.Llama's weights until every Engine that borrows
+    them is closed: ``Llama.close()`` during a generate would free them under the loop thread.
+    (Its own context is freed at once.) A llama_cpp without the expected internals is left as
+    is; Engine._check_weights then refuses a closed lender."""
+    inner = getattr(lender, "_model", None)
+    free = getattr(type(inner), "close", None)
+    if inner is None or free is None:
+        return
+    holders = inner.__dict__.get("_stars_cpp_holders")
+    if holders is None:
+        holders = weakref.WeakSet()
+        closing = []  # the lender asked to close
+        model = weakref.ref(inner)  # no cycle through the instance's own dict
+
+        def close() -> None:
+            closing.append(True)
+            release()
+
+        def release() -> None:
+            target = model()
+            if closing and target is not None and not any(not e._closed for e in holders):
+                free(target)
+
+        inner.__dict__.update(close=close, _stars_cpp_holders=holders,
+                              _stars_cpp_release=release)
+    holders.add(engine)
+
+
 class Engine:
     """A policy model with an optional reward, ready for plain, best-of-N and STARS decoding.
 
@@ -325,24 +354,28 @@ class Engine:
         check_sampling(sampling)
         check_kv_layout(kv_layout)
         _check_int32("n_seq_max", n_seq_max)
-        if n_threads is not None:
+        if n_threads is not None:  # its range (0 or None: every hardware thread) is the core's
             _check_int32("n_threads", n_threads)
-            if n_threads < 1:
-                raise ParameterError(f"n_threads must be >= 1 or None, got {n_threads}")
         if verbose:
             llama_log.set_verbose()
         self.model = load_model(model, n_gpu_layers)
         # A borrowed llama_cpp.Llama can be closed under us: its weights are then freed.
         self._lender = model if type(model).__module__.startswith("llama_cpp") else None
+        self._closed = False
         self.reward = reward
         self.seed = seed
         # GGUF rewards run natively: each Engine gets its own instance bound to its policy.
         native = (reward._bind(self.model, n_threads or 0, n_ctx, kv_layout)
                   if hasattr(reward, "_bind") else reward)
         self.kv_layout = kv_layout
+        # The options a response's text depends on (a dataset run records them for resume).
+        self.options = {"kv_type": kv_type, "sampling": sampling, "kv_layout": kv_layout,
+                        "n_gpu_layers": n_gpu_layers}
         self._core = _core.Engine(self.model, native, n_ctx, n_threads or 0, max_queue, kv_type,
                                   n_seq_max, sampling, kv_layout)
         _OPEN_ENGINES.add(self)
+        if self._lender is not None:
+            _hold_weights(self._lender, self)
 
     def _check_weights(self) -> None:
         lender = self._lender
@@ -416,6 +449,12 @@ class Engine:
         core = getattr(self, "_core", None)
         if core is not None:
             core.close()
+        self._closed = True
+        # A lender closed meanwhile frees its weights now, when no other Engine holds them.
+        release = getattr(getattr(self, "_lender", None), "_model", None)
+        release = getattr(release, "__dict__", {}).get("_stars_cpp_release")
+        if release is not None:
+            release()
 
     def __enter__(self) -> Engine:
         return self

@@ -14,6 +14,7 @@ from typing import Any
 from stars_cpp.dataset import (
     DatasetError,
     Progress,
+    Record,
     emit,
     error_line,
     finishing,
@@ -39,7 +40,7 @@ class _EngineActor:
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         import threading
 
-        ids = [str(i) for i in batch["id"]]
+        ids = [str(i) for i in batch["id"]]  # each the JSON of its record's id, as given
         lines: dict[str, dict[str, Any]] = {}
         done = threading.Event()
         lock = threading.Lock()
@@ -50,14 +51,17 @@ class _EngineActor:
                 if len(lines) == len(ids):
                     done.set()
 
-        for record_id, prompt in zip(ids, batch["prompt"]):
+        for encoded, prompt in zip(ids, batch["prompt"]):
+            record = Record(json.loads(encoded))
             try:
                 self.engine.submit(
-                    json.loads(prompt), mode=self.mode, key=record_id,
-                    on_result=lambda r, i=record_id: finish(i, output_line(i, r, self.trace)),
-                    on_error=lambda e, i=record_id: finish(i, error_line(i, e)), **self.params)
+                    json.loads(prompt), mode=self.mode, key=record.key,
+                    on_result=lambda r, e=encoded, i=record.id: finish(
+                        e, output_line(i, r, self.trace)),
+                    on_error=lambda x, e=encoded, i=record.id: finish(e, error_line(i, x)),
+                    **self.params)
             except Exception as error:  # noqa: BLE001 - this record only
-                finish(record_id, error_line(record_id, error))
+                finish(encoded, error_line(record.id, error))
         if ids:
             done.wait()
         return {"id": ids, "line": [json.dumps(lines[i], ensure_ascii=False) for i in ids]}
@@ -70,27 +74,34 @@ def run(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str],
         batch: int = 16, trace: bool = False, quiet: bool = False, fail_fast: bool = False,
         progress_every: int = 50, n_ctx: int = 4096, n_gpu_layers: int = 0,
         n_threads: int | None = None, kv_type: str = "f16", sampling: str = "auto",
-        kv_layout: str = "isolated",
-        summary: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        kv_layout: str = "isolated", summary: dict[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
     """Runs the dataset on Ray with ``workers`` Engine actors (``batch`` records each in
     flight) and yields each output line as it is written. Connects to ``address`` (a running
     cluster, or "auto"), or starts a local Ray when none is initialized. Actors take one GPU
-    each when the llama.cpp build offloads (``n_gpu_layers`` != 0)."""
+    each when the llama.cpp build offloads (``n_gpu_layers`` != 0). OUT.meta.json records the
+    engine options, the judge's and ``settings``, as run_dataset does."""
     try:
         import ray
     except ImportError:
         raise DatasetError("Ray is not installed: pip install 'stars_cpp[ray]'") from None
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise DatasetError(f"workers must be an integer >= 1, got {workers!r}")
+    settings = {"kv_type": kv_type, "sampling": sampling, "kv_layout": kv_layout,
+                "n_gpu_layers": n_gpu_layers,
+                **{f"judge_{k}": v for k, v in (judge or {}).items()}, **(settings or {})}
     todo, out, params = prepare(input_path, output_path, mode=mode, params=params,
                                 reward_spec=reward_spec, model=model, id_field=id_field,
-                                prompt_field=prompt_field, batch=batch, trace=trace)
+                                prompt_field=prompt_field, batch=batch, trace=trace,
+                                settings=settings)
     progress = Progress(len(todo), quiet=quiet, every=progress_every)
     with finishing(out, progress, summary):
         for record in todo:
             if record.error is not None:
                 yield emit(error_line(record.id, record.error), out, progress, fail_fast)
-        items = [{"id": r.id, "prompt": json.dumps(r.prompt)} for r in todo if r.error is None]
+        # Ids travel as JSON: a column of Ray Data holds one type, ids may be strings and ints.
+        items = [{"id": json.dumps(r.id), "prompt": json.dumps(r.prompt)}
+                 for r in todo if r.error is None]
         if not items:
             return
         if not ray.is_initialized():

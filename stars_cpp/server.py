@@ -262,7 +262,9 @@ def cancel_all(engine: Engine, choices: list[Choice]) -> None:
             engine.cancel(choice.request_id)
 
 
-def usage_of(results: list[Any]) -> dict[str, Any]:
+def usage_of(results: list[Any], n: int) -> dict[str, Any]:
+    """OpenAI's usage for choices laid out prompt by prompt, ``n`` choices each: every prompt
+    counts once, every choice's completion counts."""
     stars: dict[str, Any] = {}
     for name in STATS_FIELDS:
         values = [getattr(r.stats, name) for r in results]
@@ -273,7 +275,8 @@ def usage_of(results: list[Any]) -> dict[str, Any]:
     rounds = stars["rounds"]
     candidates = sum(r.stats.mean_round_width * r.stats.rounds for r in results)
     stars["mean_round_width"] = candidates / rounds if rounds else 0.0
-    prompt_tokens = sum(r.stats.prompt_tokens for r in results) // max(1, len(results))
+    prompt_tokens = sum(r.stats.prompt_tokens for r in results[::n])
+    stars["prompt_tokens"] = prompt_tokens
     completion = sum(r.stats.tokens_accepted for r in results)
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
             "total_tokens": prompt_tokens + completion, "stars": stars}
@@ -306,6 +309,8 @@ class Server:
             return json.loads(data)
         except (ValueError, UnicodeDecodeError) as error:
             raise ApiError(400, f"the body is not valid JSON: {error}") from None
+        except RecursionError:
+            raise ApiError(400, "the body is not valid JSON: nested too deeply") from None
 
     async def complete(self, request: Request, chat: bool) -> Response:
         try:
@@ -357,7 +362,7 @@ class Server:
         return JSONResponse({
             "id": ident, "object": "chat.completion" if job.chat else "text_completion",
             "created": int(time.time()), "model": job.model, "choices": out,
-            "usage": usage_of(results)})
+            "usage": usage_of(results, job.n)})
 
     async def _events(self, request: Request, job: Job, choices: list[Choice],
                       ident: str) -> AsyncIterator[str]:
@@ -417,7 +422,7 @@ class Server:
                     yield "[DONE]"
                     return
             if job.include_usage:
-                yield chunk([], usage=usage_of([c.result for c in choices]))
+                yield chunk([], usage=usage_of([c.result for c in choices], job.n))
             yield "[DONE]"
         finally:
             # A client that goes away mid-stream lands here (the generator is closed).
@@ -462,6 +467,8 @@ class _EngineCollector:
             ("stars_reward_calls", "Reward calls", "reward_calls"),
             ("stars_reward_rows", "Rows scored by the reward", "reward_rows"),
             ("stars_reward_seconds", "Seconds in reward calls", "reward_seconds"),
+            ("stars_copy_seconds", "Seconds copying sequences' KV (forks and adoptions)",
+             "copy_seconds"),
         ]
         for name, doc, key in counters:
             yield CounterMetricFamily(name, doc, value=m[key])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import stars_cpp
@@ -138,3 +140,19 @@ def test_detokenize_refuses_ids_outside_the_vocabulary(tiny_llama):
             model.detokenize([1, bad])
     tokens = model.tokenize("hello world", add_special=False)
     assert model.detokenize(tokens) == "hello world"
+
+
+def test_thread_counts_are_bound_to_the_machine(tiny_llama, tiny_bert):
+    # Once, n_threads=100000 made libgomp exit the process (or segfault).
+    cores = os.cpu_count()
+    for n in (100_000, cores + 1, -1):
+        with pytest.raises(stars_cpp.ParameterError, match=rf"n_threads must be in \[0, {cores}\]"):
+            stars_cpp.Engine(str(tiny_llama), n_threads=n)
+        with pytest.raises(stars_cpp.ParameterError, match="n_threads"):
+            stars_cpp.Engine(str(tiny_llama), stars_cpp.JudgeReward("policy"), n_threads=n)
+        with pytest.raises(stars_cpp.ParameterError, match="n_threads"):
+            stars_cpp.Engine(str(tiny_llama), stars_cpp.ClassifierReward(str(tiny_bert)),
+                             n_threads=n)
+    # 0, as None, is every hardware thread, in Python as in stars-cli.
+    engine = stars_cpp.Engine(str(tiny_llama), n_threads=0)
+    assert len(engine.generate("hi", mode="plain", max_tokens=2).tokens) == 2

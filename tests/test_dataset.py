@@ -35,7 +35,7 @@ def write_records(path: Path, n: int = 24, shuffle: bool = False) -> Path:
 
 
 def read_out(path: Path) -> dict[str, dict]:
-    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     by_id = {line["id"]: line for line in lines}
     assert len(by_id) == len(lines), "an id was written twice"
     return by_id
@@ -119,10 +119,10 @@ def test_bad_records_become_error_records(tiny_llama, tmp_path):
     proc = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     got = read_out(out)
-    assert set(got) == {"good", "2", "empty", "nothing", "long", "chat", "good2"}
+    assert set(got) == {"good", "line 2", "empty", "nothing", "long", "chat", "good2"}
     assert got["good"]["text"] and got["good2"]["text"]
     kinds = {k: v["error"]["type"] for k, v in got.items() if "error" in v}
-    assert kinds == {"2": "invalid_json", "empty": "no_prompt", "nothing": "no_prompt",
+    assert kinds == {"line 2": "invalid_json", "empty": "no_prompt", "nothing": "no_prompt",
                      "long": "ContextLengthError", "chat": "invalid_prompt"}
     assert "n_ctx=4096" in got["long"]["error"]["message"]
 
@@ -130,7 +130,7 @@ def test_bad_records_become_error_records(tiny_llama, tmp_path):
     command, env = cli(tiny_llama, records, "--output", tmp_path / "ff.jsonl", "--fail-fast",
                        "--batch", "1", reward=LEXICAL)
     proc = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True)
-    assert proc.returncode == 2 and "record 2" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "record line 2" in proc.stderr, proc.stderr
 
 
 def test_a_changed_parameter_is_refused_on_resume(tiny_llama, tmp_path):
@@ -199,3 +199,94 @@ def test_parquet_in_and_out(tiny_llama, tmp_path):
     assert all(r.get("error") is None and r["segments"] for r in table)
     # The journal beside it makes the Parquet run resumable like a JSONL one.
     assert (tmp_path / "out.parquet.jsonl").exists()
+
+
+def test_ids_keep_their_type_and_a_generated_id_never_takes_a_given_one(tiny_llama, tmp_path):
+    records = tmp_path / "in.jsonl"
+    lines = [json.dumps({"id": 1, "prompt": "one"}), json.dumps({"id": "1", "prompt": "uno"}),
+             "{not json", json.dumps({"id": "line 3", "prompt": "three"}),
+             json.dumps({"prompt": "no id"}), json.dumps({"id": 2.5, "prompt": "float"})]
+    # A byte order mark is not part of record 1.
+    records.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")
+    out = tmp_path / "out.jsonl"
+    command, env = cli(tiny_llama, records, "--output", out, reward=LEXICAL)
+    subprocess.run(command, env=env, check=True, cwd=tmp_path, timeout=120)
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    by_id = {json.dumps(line["id"]): line for line in got}
+    assert len(by_id) == len(got) == 6
+    assert by_id["1"]["text"] and by_id['"1"']["text"]  # 1 and "1": two records
+    assert by_id['"line 3"']["text"] and by_id['"line 5"']["text"]
+    assert by_id['"line 3\'"']["error"]["type"] == "invalid_json"
+    assert by_id['"line 6"']["error"]["type"] == "invalid_id"
+    assert "2.5" in by_id['"line 6"']["error"]["message"]
+    before = out.read_text()
+    subprocess.run(command, env=env, check=True, cwd=tmp_path, timeout=120)
+    assert out.read_text() == before  # resume: every typed id is done
+
+
+def test_resume_drops_only_a_torn_last_line(tiny_llama, tmp_path):
+    records = write_records(tmp_path / "in.jsonl", n=6)
+    out = tmp_path / "out.jsonl"
+    command, env = cli(tiny_llama, records, "--output", out, reward=LEXICAL)
+    subprocess.run(command, env=env, check=True, cwd=tmp_path, timeout=120)
+    lines = out.read_text().splitlines(keepends=True)
+    # A blank line in the middle loses nothing.
+    out.write_text("".join(lines[:3]) + "\n" + "".join(lines[3:]))
+    subprocess.run(command, env=env, check=True, cwd=tmp_path, timeout=120)
+    assert len(read_out(out)) == 6
+    # Anything else that is not an output line is an error naming it; nothing is changed.
+    broken = "".join(lines[:2]) + "garbage\n" + "".join(lines[2:])
+    out.write_text(broken)
+    proc = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2 and "line 3: not an output line" in proc.stderr, proc.stderr
+    assert out.read_text() == broken
+
+
+def test_a_second_run_on_the_same_output_exits_2_naming_the_first(tiny_llama, tmp_path):
+    records = write_records(tmp_path / "in.jsonl", n=150)  # 20 ms a reward call: 20 s or more
+    out = tmp_path / "out.jsonl"
+    command, env = cli(tiny_llama, records, "--output", out, "--batch", "1")
+    first = subprocess.Popen(command, env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while not out.exists() or not out.read_text():
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        second = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True)
+        assert second.returncode == 2, second.stderr
+        assert f"being written by another run (process {first.pid}" in second.stderr
+        assert first.poll() is None
+    finally:
+        first.kill()
+        first.wait()
+    # The lock ends with its process, however it ends.
+    stars_cpp.dataset.lock_output(out).close()
+
+
+def test_a_full_queue_is_waited_for_not_recorded(tiny_llama, tmp_path):
+    records = write_records(tmp_path / "in.jsonl", n=20)
+    engine = stars_cpp.Engine(str(tiny_llama), stars_cpp.rewards.lexical_diversity, n_ctx=4096,
+                              max_queue=2)
+    lines = list(stars_cpp.run_dataset(records, tmp_path / "out.jsonl", engine=engine,
+                                       params=PARAMS, batch=8, quiet=True))
+    assert len(lines) == 20 and not [line for line in lines if "error" in line]
+
+
+def test_every_setting_that_changes_outputs_is_checked_on_resume(tiny_llama, tmp_path):
+    records = write_records(tmp_path / "in.jsonl", n=2)
+    out = tmp_path / "out.jsonl"
+    command, env = cli(tiny_llama, records, "--output", out, reward=LEXICAL)
+    subprocess.run(command, env=env, check=True, cwd=tmp_path, timeout=120)
+    meta = json.loads(Path(f"{out}.meta.json").read_text())
+    assert meta["settings"]["kv_layout"] == "isolated" and "judge_question" in meta["settings"]
+    for flag, value, change in [("--kv-layout", "shared", "'isolated' -> 'shared'"),
+                                ("--sampling", "host", "'auto' -> 'host'"),
+                                ("--kv-type", "f32", "'f16' -> 'f32'")]:
+        proc = subprocess.run([*command, flag, value], env=env, cwd=tmp_path,
+                              capture_output=True, text=True)
+        assert proc.returncode == 2, proc.stderr
+        name = flag[2:].replace("-", "_")
+        assert f"settings.{name}: {change}" in proc.stderr, proc.stderr
+    # What cannot change a text may change: the batch, the threads.
+    subprocess.run([*command, "--batch", "1", "--n-threads", "1"], env=env, check=True,
+                   cwd=tmp_path, timeout=120)

@@ -179,16 +179,30 @@ def test_engine_from_llama_cpp_llama_on_smollm2(smollm2):
     assert engine.generate("Hello", mode="plain", max_tokens=4, seed=1).tokens
 
 
-def test_a_closed_llama_is_refused_not_read_after_free(tiny_llama):
-    # generate after llm.close() read freed memory (an IndexError with a garbage index).
+def test_a_llama_closed_under_an_engine_keeps_its_weights_until_the_engine_closes(tiny_llama):
+    # llm.close() during a generate freed the weights under the loop thread (a segfault), and
+    # a generate after it read freed memory.
     llm = llama_cpp.Llama(model_path=str(tiny_llama), n_ctx=256, verbose=False)
-    engine = stars_cpp.Engine(llm, None, n_ctx=256)
-    assert engine.generate("Hello", mode="plain", max_tokens=2).tokens
-    llm.close()
-    with pytest.raises(stars_cpp.ModelLoadError, match="was closed"):
-        engine.generate("Hello", mode="plain", max_tokens=2)
-    with pytest.raises(stars_cpp.ModelLoadError, match="was closed"):
-        list(engine.stream("Hello", mode="plain", max_tokens=2))
+    scoring = threading.Event()
+
+    def reward(prompts, responses):
+        scoring.set()
+        time.sleep(0.02)
+        return [float(len(r) % 3) for r in responses]
+
+    engine = stars_cpp.Engine(llm, reward, n_ctx=256)
+    results = []
+    worker = threading.Thread(target=lambda: results.append(engine.generate(
+        "Hello", segment_tokens=4, max_tokens=16, seed=1)))
+    worker.start()
+    assert scoring.wait(60)
+    llm.close()  # mid-generate
+    worker.join(120)
+    assert len(results[0].tokens) == 16
+    assert engine.generate("Hello", mode="plain", max_tokens=2).tokens  # still usable
+    assert llm._model.model is not None
+    engine.close()
+    assert llm._model.model is None  # freed with its last borrower
 
 
 @pytest.mark.parametrize("name", ["max_tokens", "segment_tokens", "candidates", "top_k"])

@@ -96,3 +96,15 @@ def test_n_seq_max_sets_the_first_size(tiny_llama):
     assert engine.metrics()["sequences_total"] == 32
     with pytest.raises(stars_cpp.ParameterError, match=r"n_seq_max must be in \[0, 256\]"):
         stars_cpp.Engine(str(tiny_llama), n_seq_max=300)
+
+
+@pytest.mark.parametrize("kv_layout", ["isolated", "shared"])
+def test_a_short_response_reserves_no_full_segments(tiny_llama, kv_layout):
+    # Each segment is at most max_tokens long: 4 candidates of 64-token segments need no room
+    # here (they once did, and the request was refused as too long for n_ctx=256).
+    reward = lambda prompts, responses: [1.0] * len(responses)  # noqa: E731
+    engine = stars_cpp.Engine(str(tiny_llama), reward, n_ctx=256, kv_layout=kv_layout)
+    prompt = "word " * 100  # about 200 tokens
+    result = engine.generate(prompt, mode="stars", candidates=4, segment_tokens=64, max_tokens=2,
+                             seed=1)
+    assert len(result.tokens) == 2

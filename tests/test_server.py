@@ -282,8 +282,25 @@ def test_bad_requests_get_openai_errors_and_the_server_goes_on(server):
                  param="max_tokens")
     status, data = request(server, "POST", "/v1/completions", b"[" + b"1," * 5_000_000 + b"1]")
     assert status == 413 and "error" in json.loads(data)
+    status, data = request(server, "POST", "/v1/completions", b"[" * 100_000 + b"]" * 100_000)
+    assert status == 400 and "nested too deeply" in json.loads(data)["error"]["message"]
     status, body = post(server, "/v1/chat/completions", {"messages": CHAT, "max_tokens": 4})
     assert status == 200 and body["usage"]["completion_tokens"] == 4
+
+
+def test_usage_counts_each_prompt_once_and_each_choice(server):
+    one = [post(server, "/v1/completions", {"prompt": p, "max_tokens": 3, "mode": "plain"})[1]
+           for p in ("Once", "Once upon a time there was")]
+    sizes = [u["usage"]["prompt_tokens"] for u in one]
+    assert sizes[0] < sizes[1]
+    status, body = post(server, "/v1/completions",
+                        {"prompt": ["Once", "Once upon a time there was"], "n": 3,
+                         "max_tokens": 3, "mode": "plain"})
+    assert status == 200 and len(body["choices"]) == 6
+    usage = body["usage"]
+    assert usage["prompt_tokens"] == sum(sizes) == usage["stars"]["prompt_tokens"]
+    assert usage["completion_tokens"] == 18
+    assert usage["total_tokens"] == sum(sizes) + 18
 
 
 JSON = st.recursive(

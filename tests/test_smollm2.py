@@ -73,3 +73,14 @@ def test_stars_with_each_reward_type(smollm2, any_reward, request):
                                           abs=0.35)
     gguf_reward = request.node.callspec.params["any_reward"] != "python"
     assert (result.stats.reward_tokens_decoded > 0) == gguf_reward
+
+
+@pytest.mark.parametrize("mode", ["plain", "stars"])
+def test_max_tokens_inside_a_character_drops_the_partial_character(engine, mode):
+    # SmolLM2 spells 🎉 in three byte tokens; a cut after one or two once ended the text in
+    # U+FFFD. The tokens stay as sampled.
+    for n, text in ((1, ""), (2, ""), (3, "🎉"), (4, "🎉")):
+        result = engine.generate("🎉" * 8, mode=mode, max_tokens=n, temperature=0.0,
+                                 segment_tokens=2, seed=1)
+        assert result.text == text and "\ufffd" not in "".join(s.text for s in result.segments)
+        assert len(result.tokens) == n

@@ -107,8 +107,8 @@ def test_host_sampling_starts_its_threads_once(tiny_llama):
         assert _os_threads() == threads  # ... and not one thread more
         return engine.metrics()["sampling_threads"], [r.text for r in first + second]
 
-    started, texts = run(n_threads=4)
-    assert started == 3  # the loop thread draws too
+    started, texts = run(n_threads=2)
+    assert started == 1  # the loop thread draws too
     alone, texts_alone = run(n_threads=1)
     assert alone == 0
     assert texts == texts_alone  # each candidate's chain is its own: the split changes nothing

@@ -64,7 +64,7 @@ const char* const kValueFlags[] = {
     "n_ctx",       "n_gpu_layers", "n_threads",      "kv_type",   "mode",     "segment_tokens",
     "candidates",  "max_attempts", "max_tokens",     "top_k",     "alpha",    "target_attempts",
     "temperature", "top_p",        "min_p",          "threshold", "beta",     "acceptance",
-    "width",       "seed",         "typical_p",      "sampling"};
+    "width",       "seed",         "typical_p",      "sampling",  "kv_layout"};
 
 std::string PythonName(std::string flag) {
   for (char& c : flag) {
@@ -323,6 +323,7 @@ Loaded Load(const Args& args, stars::Mode mode) {
   options.no = Str(args, "judge_no");
   options.layout = Str(args, "judge_layout");
   options.kv_type = stars::ParseKvType(kv_type);
+  options.kv_layout = stars::ParseKvLayout(Str(args, "kv_layout", "isolated"));
   options.policy_n_ctx = n_ctx;
   options.n_threads = n_threads;
   options.n_gpu_layers = n_gpu_layers;
@@ -339,6 +340,7 @@ Loaded Load(const Args& args, stars::Mode mode) {
   engine.n_ctx = n_ctx;
   engine.n_threads = n_threads;
   engine.kv_type = options.kv_type;
+  engine.kv_layout = options.kv_layout;
   engine.sampling = stars::ParseSampling(Str(args, "sampling", "auto"));
   loaded.engine = std::make_unique<stars::Engine>(loaded.model, reward, engine);
   loaded.load_seconds =

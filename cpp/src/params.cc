@@ -1,7 +1,9 @@
 #include "stars/params.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
+#include <thread>
 
 #include "stars/errors.h"
 #include "stars/result.h"
@@ -53,6 +55,18 @@ KvLayout ParseKvLayout(const std::string& name) {
   if (name == "isolated") return KvLayout::kIsolated;
   if (name == "shared") return KvLayout::kShared;
   Invalid("kv_layout", "one of 'isolated', 'shared'", "'" + name + "'");
+}
+
+int32_t ResolveThreads(int32_t n_threads) {
+  const int32_t hardware =
+      static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
+  if (n_threads < 0 || n_threads > hardware) {
+    Invalid("n_threads",
+            "in [0, " + std::to_string(hardware) + "] (0: all " + std::to_string(hardware) +
+                " hardware threads of this machine)",
+            std::to_string(n_threads));
+  }
+  return n_threads == 0 ? hardware : n_threads;
 }
 
 const char* KvLayoutName(KvLayout layout) {

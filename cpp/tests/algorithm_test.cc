@@ -268,6 +268,16 @@ void TestRoundCost() {
   // A round: its steps at the marginal step cost, plus its rows.
   CHECK_NEAR(costs.RoundSeconds(0, 4, 15), 15 * 0.020 + 4 * 0.005, 1e-12);
   CHECK_NEAR(costs.RoundSeconds(3, 1, 15), 15 * (0.020 - costs.StepSeconds(3)) + 0.005, 1e-12);
+
+  // A model that does not measure prices rounds by its priors whatever it is told.
+  stars::RoundCostModel fixed(false);
+  const double before = fixed.RoundSeconds(2, 3, 15);
+  CHECK(fixed.HasMeasured(64));
+  fixed.RecordStep(3, 1.0);
+  fixed.RecordStep(5, 9.0);
+  fixed.RecordReward(4, 7.0);
+  CHECK(fixed.RoundSeconds(2, 3, 15) == before);
+  CHECK(fixed.RewardSecondsPerRow() > 0.0);
 }
 
 void TestSchedule() {

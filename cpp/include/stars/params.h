@@ -47,6 +47,11 @@ const char* KvTypeName(KvType type);
 const char* SamplingName(Sampling sampling);
 const char* KvLayoutName(KvLayout layout);
 
+// The threads a context computes with: `n_threads`, or every hardware thread for 0. Throws
+// ParameterError for a negative count or more than the machine has (OpenMP exits the process
+// on a count it cannot start).
+int32_t ResolveThreads(int32_t n_threads);
+
 // Proposal sampling, as in llama.cpp: temperature 0 is greedy; top_k <= 0, top_p == 1 and
 // min_p == 0 each switch that filter off.
 struct SamplingParams {

@@ -18,13 +18,13 @@ double Blend(double old_value, double new_value) {
 }  // namespace
 
 void RoundCostModel::RecordStep(int32_t n_sequences, double seconds) {
-  if (n_sequences < 1 || !(seconds >= 0.0)) return;
+  if (!measures_ || n_sequences < 1 || !(seconds >= 0.0)) return;
   auto [it, inserted] = step_.emplace(n_sequences, seconds);
   if (!inserted) it->second = Blend(it->second, seconds);
 }
 
 void RoundCostModel::RecordReward(int64_t n_rows, double seconds) {
-  if (n_rows < 1 || !(seconds >= 0.0)) return;
+  if (!measures_ || n_rows < 1 || !(seconds >= 0.0)) return;
   const double per_row = seconds / static_cast<double>(n_rows);
   reward_per_row_ = reward_measured_ ? Blend(reward_per_row_, per_row) : per_row;
   reward_measured_ = true;

@@ -11,6 +11,13 @@ namespace stars {
 
 class RoundCostModel {
  public:
+  // A model that `measures` follows the timings it is given. One that does not ignores them and
+  // prices every round by the priors alone, so the widths it chooses (and, where width moves
+  // numerics, the text) never depend on the machine's load.
+  explicit RoundCostModel(bool measures = true) : measures_(measures) {
+    if (!measures_) reward_per_row_ = kPriorRewardRowSeconds;
+  }
+
   // One decode step of `n_sequences` one-token sequences took `seconds`.
   void RecordStep(int32_t n_sequences, double seconds);
   // One reward call of `n_rows` rows took `seconds`.
@@ -23,8 +30,9 @@ class RoundCostModel {
   double RewardSecondsPerRow() const { return reward_per_row_; }
   // Whether a step of `n_sequences` or more has been measured: below that, wider rounds are
   // only a guess.
+  // A model that does not measure has nothing to learn and answers true.
   bool HasMeasured(int32_t n_sequences) const {
-    return step_.lower_bound(n_sequences) != step_.end();
+    return !measures_ || step_.lower_bound(n_sequences) != step_.end();
   }
 
   // Seconds one prompt adds by sampling a round of `width` candidates that decode `steps` steps
@@ -32,6 +40,11 @@ class RoundCostModel {
   double RoundSeconds(int32_t others, int32_t width, int32_t steps) const;
 
  private:
+  // A scored row priced as about five single-sequence steps: a judge reads a segment and its
+  // template much as a prefill does, at a few tokens per step's cost.
+  static constexpr double kPriorRewardRowSeconds = 5e-3;
+
+  bool measures_;
   std::map<int32_t, double> step_;  // n_sequences -> moving average of seconds
   double reward_per_row_ = 0.0;
   bool reward_measured_ = false;

@@ -131,6 +131,7 @@ Engine::Engine(std::shared_ptr<Model> model, std::shared_ptr<Reward> reward,
   if (options_.n_ctx < 16) {
     throw ParameterError("n_ctx must be at least 16, got " + std::to_string(options_.n_ctx));
   }
+  ResolveThreads(options_.n_threads);
   if (options_.max_queue < 0) {
     throw ParameterError("max_queue must be >= 0 (0: no limit), got " +
                          std::to_string(options_.max_queue));

@@ -22,6 +22,15 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// Runs a sequence pool operation that may copy a KV stream, adding its seconds to `total`.
+template <typename Operation>
+int32_t Copying(double& total, Operation&& operation) {
+  const auto start = Clock::now();
+  const int32_t seq = operation();
+  total += SecondsSince(start);
+  return seq;
+}
+
 RewardRow MakeRow(const PromptRun& run, const Candidate* candidate) {
   RewardRow row;
   row.prompt = run.slot;
@@ -49,7 +58,8 @@ EngineLoop::EngineLoop(std::shared_ptr<Model> model, std::shared_ptr<const Token
       reward_(reward_holder_.get()),
       options_(options),
       backend_(options.sampling == Sampling::kBackend ||
-               (options.sampling == Sampling::kAuto && model_->offloaded())) {}
+               (options.sampling == Sampling::kAuto && model_->offloaded())),
+      costs_(options.kv_layout == KvLayout::kIsolated) {}
 
 EngineLoop::~EngineLoop() { Close(); }
 
@@ -76,7 +86,10 @@ int64_t EngineLoop::CellsPerPrompt(const GenerationParams& params, int64_t n_pro
     case Mode::kBestOfN:
       return n_prompt + static_cast<int64_t>(params.candidates) * t;
     case Mode::kStars:
-      return n_prompt + t + static_cast<int64_t>(params.candidates + 1) * params.segment_tokens;
+      // No segment is longer than the response may be.
+      return n_prompt + t +
+             static_cast<int64_t>(params.candidates + 1) *
+                 std::min<int64_t>(params.segment_tokens, t);
   }
   return 0;
 }
@@ -461,6 +474,7 @@ void EngineLoop::PublishLocked() {
   metrics_.reward_calls = counters_.reward_calls;
   metrics_.reward_rows = counters_.reward_rows;
   metrics_.reward_seconds = counters_.reward_seconds;
+  metrics_.copy_seconds = counters_.copy_seconds;
   if (pool_) {
     metrics_.sequences_in_use = pool_->n_in_use();
     metrics_.sequences_total = pool_->n_total();
@@ -612,7 +626,8 @@ void EngineLoop::StartRound(PromptRun& run, int32_t cap_limit, const float* logi
     Sampler chain = trunk_chain != nullptr ? trunk_chain->Clone()
                     : run.plain_sampler    ? std::move(*run.plain_sampler)
                                            : Sampler(run.params.sampling, key);
-    run.candidates.emplace_back(pool_->Fork(run.trunk), key, std::move(chain), run.n_past, cap);
+    const int32_t seq = Copying(counters_.copy_seconds, [&] { return pool_->Fork(run.trunk); });
+    run.candidates.emplace_back(seq, key, std::move(chain), run.n_past, cap);
     run.plain_sampler.reset();
   }
   // The first tokens: the trunk's in-graph draw, or each candidate's own chain on the trunk's
@@ -689,7 +704,10 @@ void EngineLoop::DecodeCandidates() {
     }
     double seconds = 0.0;
     runner_->Run(jobs, [&](const DecodedView& view) {
-      costs_.RecordStep(view.n_tokens, view.seconds);
+      // Only views of one token per sequence price a step: a prompt's prefill would not.
+      if (view.n_tokens == static_cast<int32_t>(view.outputs.size())) {
+        costs_.RecordStep(view.n_tokens, view.seconds);
+      }
       seconds += view.seconds;
       ++counters_.decode_calls;
       counters_.decode_tokens += view.n_tokens;
@@ -905,7 +923,7 @@ void EngineLoop::Decide(PromptRun& run, const std::vector<double>& rewards) {
       run.best.emplace(std::move(run.candidates[decision.new_best_slot]));
       run.candidates.erase(run.candidates.begin() + decision.new_best_slot);
       // Out of the ids next round's candidates take (isolated: a copy under a lasting id).
-      run.best->seq = pool_->Keep(run.best->seq);
+      run.best->seq = Copying(counters_.copy_seconds, [&] { return pool_->Keep(run.best->seq); });
       run.best->on_backend = false;
     }
     ReleaseRound(run);
@@ -932,7 +950,7 @@ void EngineLoop::ReleaseRound(PromptRun& run) {
 
 void EngineLoop::AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segment) {
   const GenerationParams& params = run.params;
-  run.trunk = pool_->Adopt(run.trunk, chosen.seq);
+  run.trunk = Copying(counters_.copy_seconds, [&] { return pool_->Adopt(run.trunk, chosen.seq); });
   const int32_t n_tokens = static_cast<int32_t>(chosen.tokens.size());
   // The trunk now holds the candidate's decoded tokens; the rest waits for the next round.
   const int32_t n_decoded = std::min(chosen.n_decoded(), n_tokens);
@@ -951,6 +969,9 @@ void EngineLoop::AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segm
   // Hold back a split UTF-8 character or the start of a stop string until the response grows
   // or ends, so that no segment shows text that a later one takes back.
   const bool ends = chosen.ends_response || run.response_length() >= params.max_tokens;
+  // A response that ends inside a character (max_tokens cut it) drops the partial character;
+  // its tokens stay, as sampled.
+  if (ends) run.response_text.resize(std::max(run.n_shown, CompleteUtf8Prefix(run.response_text)));
   const size_t shown = ends ? run.response_text.size()
                             : std::max(run.n_shown, ShowablePrefix(run.response_text, params.stop));
   segment.text = run.response_text.substr(run.n_shown, shown - run.n_shown);

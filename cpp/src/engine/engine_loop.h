@@ -115,7 +115,9 @@ class EngineLoop {
   std::unique_ptr<Context> context_;  // created on the first request
   std::unique_ptr<SequencePool> pool_;
   std::unique_ptr<BatchRunner> runner_;
-  RoundCostModel costs_;                    // decode and reward costs measured across requests
+  // Decode and reward costs measured across requests; priced by priors alone in the shared
+  // layout, where a width moves the numerics and so must not follow the machine's load.
+  RoundCostModel costs_;
   std::unique_ptr<SamplingPool> sampling_;  // host draws, with the first context
   std::vector<SamplingJob> first_tokens_;   // StartRound's draws
   std::vector<std::unique_ptr<PromptRun>> active_;

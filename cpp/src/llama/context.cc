@@ -68,9 +68,7 @@ Context::Context(std::shared_ptr<Model> model, const ContextOptions& options)
   // max(outputs, n_seq_max) rows and aborts when that exceeds n_outputs_max.
   params.n_outputs_max =
       options.embeddings ? std::max(params.n_batch, params.n_seq_max) : params.n_seq_max;
-  int32_t threads = options.n_threads;
-  if (threads <= 0)
-    threads = static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
+  const int32_t threads = ResolveThreads(options.n_threads);
   params.n_threads = threads;
   params.n_threads_batch = threads;
   params.embeddings = options.embeddings;

@@ -35,6 +35,7 @@ std::string MarkTemplate(const std::string& format) {
 CausalReward::CausalReward(std::shared_ptr<Model> model, const std::string& path,
                            const std::shared_ptr<Model>& policy, const CausalOptions& options)
     : KvCachedRewardImpl(std::move(model), policy) {
+  ResolveThreads(options.n_threads);
   const GgufMetadata metadata(path);
   std::optional<std::vector<float>> head = metadata.FloatArray(kHeadWeight);
   if (!head) {

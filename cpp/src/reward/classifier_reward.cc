@@ -28,6 +28,7 @@ void ReplaceAll(std::string* text, const std::string& from, const std::string& t
 ClassifierRewardImpl::ClassifierRewardImpl(std::shared_ptr<Model> model,
                                            const ClassifierOptions& options)
     : model_(std::move(model)), tokenizer_(*model_), labels_(options.labels) {
+  ResolveThreads(options.n_threads);
   const int32_t n_out = model_->n_cls_out();
   if (labels_.empty() || labels_.size() > 2) {
     throw ParameterError("label must be one output or a (pos, neg) pair");

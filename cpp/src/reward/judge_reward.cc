@@ -35,6 +35,7 @@ JudgeLayout ParseJudgeLayout(const std::string& name) {
 JudgeReward::JudgeReward(std::shared_ptr<Model> judge, const std::shared_ptr<Model>& policy,
                          const JudgeOptions& options)
     : KvCachedRewardImpl(std::move(judge), policy) {
+  ResolveThreads(options.n_threads);
   yes_ = SingleToken(tokenizer_, options.yes, "yes", model_->description());
   no_ = SingleToken(tokenizer_, options.no, "no", model_->description());
   if (yes_ == no_) throw RewardError("yes and no are the same token of the judge's vocabulary");

@@ -1,0 +1,228 @@
+"""Benchmark: the isolated and the shared KV layouts, what each costs and what batching buys.
+
+Three parts (``--part batching|matrix|attention|all``, default all):
+
+``batching``: the 12-instruction workload (SmolLM2-135M-Instruct Q4_1, the self-judge
+``JudgeReward("policy")`` with the question last, threshold -0.3, soft acceptance, 16-token
+segments, 8 attempts, 96 tokens, 2 threads). For each layout: one call of 12 prompts against the
+prompts one by one, at the adaptive width (N = 4, the default) and at a fixed N = 1. The same
+batching ratio for the question-first judge and for a Python reward (isolated only). Reported
+per accepted token: ms, and the policy, reward and KV-copy seconds behind them.
+
+``matrix``: each layout for plain decoding and STARS (self-judge, Python reward) at 1, 4 and 16
+prompts, on SmolLM2 and Gemma-3-270M, each in its own process: accepted tokens/s, peak RSS, KV
+copy seconds per round and the mean decode batch.
+
+``attention``: the share of a decode step that attention over the context takes, per layout:
+4 sequences step 32 tokens after prompts of about 16 and about 1,000 tokens; the share is the
+long prompts' extra step time over their step time.
+
+    python bench/layouts.py [--part all] [--quick]   # bench/results/layouts[_quick].json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import _common  # noqa: E402
+
+import stars_cpp  # noqa: E402
+from stars_cpp.models import gemma3_270m_path, smollm2_path  # noqa: E402
+from stars_cpp.rewards import lexical_diversity  # noqa: E402
+
+INSTRUCTIONS = (HERE / "data" / "instructions.txt").read_text().splitlines()
+LAYOUTS = ("isolated", "shared")
+WORKLOAD = dict(threshold=-0.3, acceptance="soft", segment_tokens=16, max_attempts=8,
+                max_tokens=96, seed=11)
+N_THREADS = 2
+
+
+def _chat(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def _profile(engine: stars_cpp.Engine, calls: list[list[Any]], params: dict[str, Any]
+             ) -> dict[str, Any]:
+    """Runs each call's prompts in one generate; sums what the engine measured."""
+    before = engine.metrics()
+    start = time.perf_counter()
+    results = [r for prompts in calls for r in engine.generate(prompts, **params)]
+    wall = time.perf_counter() - start
+    after = engine.metrics()
+    accepted = sum(r.stats.tokens_accepted for r in results)
+    sampled = sum(r.stats.policy_tokens_sampled for r in results)
+    delta = {k: after[k] - before[k] for k in ("decode_seconds", "reward_seconds",
+                                                "copy_seconds", "rounds", "candidates_sampled",
+                                                "decode_calls", "decode_tokens")}
+    return {
+        "wall_s": wall, "tokens_accepted": accepted,
+        "ms_per_accepted_token": 1e3 * wall / max(accepted, 1),
+        "sampled_per_accepted_token": sampled / max(accepted, 1),
+        "policy_s": delta["decode_seconds"], "reward_s": delta["reward_seconds"],
+        "copy_s": delta["copy_seconds"],
+        "mean_round_width": delta["candidates_sampled"] / max(delta["rounds"], 1),
+        "mean_decode_batch": delta["decode_tokens"] / max(delta["decode_calls"], 1),
+        "texts": [r.text for r in results],
+    }
+
+
+def batching(quick: bool) -> dict[str, Any]:
+    prompts = [_chat(t) for t in INSTRUCTIONS[: 4 if quick else 12]]
+    base = {**WORKLOAD, "max_tokens": 32 if quick else WORKLOAD["max_tokens"]}
+    path = str(smollm2_path())
+    rows = []
+
+    def measure(layout: str, reward_name: str, reward: Any, widths: dict[str, dict]) -> None:
+        engine = stars_cpp.Engine(path, reward, n_ctx=4096, n_threads=N_THREADS,
+                                  kv_layout=layout)
+        engine.generate(prompts[:2], **{**base, "max_tokens": 16})  # warm: contexts, pages
+        for width, extra in widths.items():
+            p = {**base, **extra}
+            together = _profile(engine, [prompts], p)
+            alone = _profile(engine, [[x] for x in prompts], p)
+            for how, m in (("one_call", together), ("one_by_one", alone)):
+                rows.append({"layout": layout, "reward": reward_name, "width": width, "how": how,
+                             **{k: v for k, v in m.items() if k != "texts"},
+                             "same_text_as_one_call": m["texts"] == together["texts"]})
+            print(f"{layout:9} {reward_name:15} {width:12} one call "
+                  f"{together['ms_per_accepted_token']:.1f} ms/tok, one by one "
+                  f"{alone['ms_per_accepted_token']:.1f}", flush=True)
+        engine.close()
+
+    widths = {"adaptive_n4": dict(candidates=4, width="adaptive"),
+              "fixed_n1": dict(candidates=1, width="fixed")}
+    for layout in LAYOUTS:
+        measure(layout, "judge_last", stars_cpp.JudgeReward("policy", layout="question_last"),
+                widths)
+    adaptive = {"adaptive_n4": widths["adaptive_n4"]}
+    measure("isolated", "judge_first", stars_cpp.JudgeReward("policy", layout="question_first"),
+            adaptive)
+    # A Python reward on its own scale: the auto threshold, not the judge's -0.3.
+    measure("isolated", "python_lexical", lexical_diversity,
+            {"adaptive_n4": {**widths["adaptive_n4"], "threshold": "auto"}})
+
+    def get(layout, reward, width, how):
+        return next(r for r in rows if (r["layout"], r["reward"], r["width"], r["how"]) ==
+                    (layout, reward, width, how))
+
+    ratios = {}
+    for r in rows:
+        if r["how"] != "one_call":
+            continue
+        name = f"{r['layout']}/{r['reward']}/{r['width']}"
+        alone = get(r["layout"], r["reward"], r["width"], "one_by_one")
+        ratios[name] = {"one_by_one_over_one_call":
+                        alone["ms_per_accepted_token"] / r["ms_per_accepted_token"]}
+        if r["width"] == "adaptive_n4" and r["reward"] == "judge_last":
+            n1 = get(r["layout"], r["reward"], "fixed_n1", "one_call")
+            ratios[name]["adaptive_over_fixed_n1"] = (r["ms_per_accepted_token"]
+                                                      / n1["ms_per_accepted_token"])
+    return {"parameters": {**base, "prompts": len(prompts), "n_threads": N_THREADS,
+                           "model": Path(path).name},
+            "rows": rows, "ratios": ratios}
+
+
+def one_config(model: str, layout: str, method: str, n_prompts: int, max_tokens: int
+               ) -> dict[str, Any]:
+    """One matrix cell, run in this (fresh) process so that its peak RSS is its own."""
+    path = str(smollm2_path() if model == "smollm2" else gemma3_270m_path())
+    texts = INSTRUCTIONS[:n_prompts]
+    prompts = [_chat(t) for t in texts] if model == "smollm2" else [f"{t}\n" for t in texts]
+    reward = {"plain": None, "stars_judge": stars_cpp.JudgeReward("policy"),
+              "stars_python": lexical_diversity}[method]
+    engine = stars_cpp.Engine(path, reward, n_ctx=1024, n_threads=N_THREADS, kv_layout=layout)
+    params = dict(max_tokens=max_tokens, seed=5, segment_tokens=16)
+    if method == "plain":
+        params["mode"] = "plain"
+    m = _profile(engine, [prompts], params)
+    rounds = engine.metrics()["rounds"]
+    return {"model": model, "layout": layout, "method": method, "prompts": n_prompts,
+            "accepted_tokens_per_s": m["tokens_accepted"] / m["wall_s"],
+            "peak_rss_mib": round(_common.peak_rss_mib(), 1),
+            "copy_ms_per_round": 1e3 * m["copy_s"] / max(rounds, 1),
+            "policy_s": m["policy_s"], "reward_s": m["reward_s"], "wall_s": m["wall_s"],
+            "mean_decode_batch": m["mean_decode_batch"]}
+
+
+def matrix(quick: bool) -> list[dict[str, Any]]:
+    rows = []
+    models = ("smollm2",) if quick else ("smollm2", "gemma")
+    sizes = (1, 4) if quick else (1, 4, 16)
+    for model in models:
+        for method in ("plain", "stars_judge", "stars_python"):
+            for n in sizes:
+                for layout in LAYOUTS:
+                    out = subprocess.run(
+                        [sys.executable, __file__, "--one", model, layout, method, str(n),
+                         str(16 if quick else 48)],
+                        capture_output=True, text=True, check=True, cwd=HERE)
+                    row = json.loads(out.stdout.strip().splitlines()[-1])
+                    print(f"{model:8} {method:12} {n:2} {layout:9} "
+                          f"{row['accepted_tokens_per_s']:.1f} tok/s "
+                          f"{row['peak_rss_mib']:.0f} MiB", flush=True)
+                    rows.append(row)
+    return rows
+
+
+def attention(quick: bool) -> list[dict[str, Any]]:
+    rows = []
+    filler = " ".join(INSTRUCTIONS) + " "
+    for model in ("smollm2",) if quick else ("smollm2", "gemma"):
+        path = str(smollm2_path() if model == "smollm2" else gemma3_270m_path())
+        for layout in LAYOUTS:
+            engine = stars_cpp.Engine(path, n_ctx=2048, n_threads=N_THREADS, kv_layout=layout)
+            long_text = (filler * 8)[:4500]
+            n_long = len(engine.model.tokenize(long_text))
+            step_ms = {}
+            for name, text in (("short", "Once upon a time"), ("long", long_text)):
+                prompts = [f"{i} {text}" for i in range(4)]
+                p = dict(mode="plain", seed=1, temperature=0.0)
+                engine.generate(prompts, max_tokens=2, **p)  # warm at this size
+                times = {}
+                for n in (1, 33):
+                    before = engine.metrics()["decode_seconds"]
+                    engine.generate(prompts, max_tokens=n, **p)
+                    times[n] = engine.metrics()["decode_seconds"] - before
+                step_ms[name] = 1e3 * (times[33] - times[1]) / 32
+            rows.append({"model": model, "layout": layout, "step_ms_short": step_ms["short"],
+                         "step_ms_long": step_ms["long"], "long_prompt_tokens": n_long,
+                         "attention_share_at_long": 1 - step_ms["short"] / step_ms["long"]})
+            print(rows[-1], flush=True)
+            engine.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--part", choices=("all", "batching", "matrix", "attention"),
+                        default="all")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--one", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        model, layout, method, n, max_tokens = args.one
+        print(json.dumps(one_config(model, layout, method, int(n), int(max_tokens))))
+        return
+    name = "layouts_quick" if args.quick else "layouts"
+    out = _common.RESULTS / f"{name}.json"
+    payload = json.loads(out.read_text()) if out.exists() else {}
+    payload["machine"] = _common.machine()
+    if args.part in ("all", "batching"):
+        payload["batching"] = batching(args.quick)
+    if args.part in ("all", "attention"):
+        payload["attention"] = attention(args.quick)
+    if args.part in ("all", "matrix"):
+        payload["matrix"] = matrix(args.quick)
+    print(_common.write_json(name, payload))
+
+
+if __name__ == "__main__":
+    main()
