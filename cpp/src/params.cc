@@ -58,8 +58,7 @@ KvLayout ParseKvLayout(const std::string& name) {
 }
 
 int32_t ResolveThreads(int32_t n_threads) {
-  const int32_t hardware =
-      static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
+  const int32_t hardware = static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
   if (n_threads < 0 || n_threads > hardware) {
     Invalid("n_threads",
             "in [0, " + std::to_string(hardware) + "] (0: all " + std::to_string(hardware) +
