@@ -13,6 +13,10 @@ per accepted token: ms, and the policy, reward and KV-copy seconds behind them.
 prompts, on SmolLM2 and Gemma-3-270M, each in its own process: accepted tokens/s, peak RSS, KV
 copy seconds per round and the mean decode batch.
 
+``single``: one prompt of about 1,000 and about 7,600 tokens (STARS, N = 4, a Python reward,
+64 tokens), each layout in its own process: ms per accepted token, KV copy seconds and peak
+RSS, which chose the default layout for a single prompt.
+
 ``attention``: the share of a decode step that attention over the context takes, per layout:
 4 sequences step 32 tokens after prompts of about 16 and about 1,000 tokens; the share is the
 long prompts' extra step time over their step time.
@@ -130,15 +134,35 @@ def batching(quick: bool) -> dict[str, Any]:
             "rows": rows, "ratios": ratios}
 
 
-def one_config(model: str, layout: str, method: str, n_prompts: int, max_tokens: int
-               ) -> dict[str, Any]:
+def long_prompt(model: Any, n_tokens: int) -> str:
+    """About ``n_tokens`` tokens of the instructions, repeated, ending in a request."""
+    filler = " ".join(INSTRUCTIONS) + " "
+    text = filler
+    while len(model.tokenize(text)) < n_tokens:
+        text += filler
+    words = text.split()
+    lo, hi = 1, len(words)
+    while lo < hi:  # the most words within n_tokens
+        mid = (lo + hi + 1) // 2
+        if len(model.tokenize(" ".join(words[:mid]))) <= n_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    return " ".join(words[:lo]) + "\nSummarise the requests above in one sentence:"
+
+
+def one_config(model: str, layout: str, method: str, n_prompts: int, max_tokens: int,
+               prompt_tokens: int = 0) -> dict[str, Any]:
     """One matrix cell, run in this (fresh) process so that its peak RSS is its own."""
     path = str(smollm2_path() if model == "smollm2" else gemma3_270m_path())
     texts = INSTRUCTIONS[:n_prompts]
     prompts = [_chat(t) for t in texts] if model == "smollm2" else [f"{t}\n" for t in texts]
+    n_ctx = 8192 if prompt_tokens else 1024
     reward = {"plain": None, "stars_judge": stars_cpp.JudgeReward("policy"),
               "stars_python": lexical_diversity}[method]
-    engine = stars_cpp.Engine(path, reward, n_ctx=1024, n_threads=N_THREADS, kv_layout=layout)
+    engine = stars_cpp.Engine(path, reward, n_ctx=n_ctx, n_threads=N_THREADS, kv_layout=layout)
+    if prompt_tokens:
+        prompts = [long_prompt(engine.model, prompt_tokens)]
     params = dict(max_tokens=max_tokens, seed=5, segment_tokens=16)
     if method == "plain":
         params["mode"] = "plain"
@@ -148,6 +172,8 @@ def one_config(model: str, layout: str, method: str, n_prompts: int, max_tokens:
             "accepted_tokens_per_s": m["tokens_accepted"] / m["wall_s"],
             "peak_rss_mib": round(_common.peak_rss_mib(), 1),
             "copy_ms_per_round": 1e3 * m["copy_s"] / max(rounds, 1),
+            "ms_per_accepted_token": m["ms_per_accepted_token"],
+            "prompt_tokens": prompt_tokens or None,
             "policy_s": m["policy_s"], "reward_s": m["reward_s"], "wall_s": m["wall_s"],
             "mean_decode_batch": m["mean_decode_batch"]}
 
@@ -169,6 +195,21 @@ def matrix(quick: bool) -> list[dict[str, Any]]:
                           f"{row['accepted_tokens_per_s']:.1f} tok/s "
                           f"{row['peak_rss_mib']:.0f} MiB", flush=True)
                     rows.append(row)
+    return rows
+
+
+def single(quick: bool) -> list[dict[str, Any]]:
+    rows = []
+    for prompt_tokens in (1000,) if quick else (1000, 7600):
+        for layout in LAYOUTS:
+            out = subprocess.run(
+                [sys.executable, __file__, "--one", "smollm2", layout, "stars_python", "1",
+                 "64", str(prompt_tokens)], capture_output=True, text=True, check=True, cwd=HERE)
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"single {prompt_tokens:5} {layout:9} {row['ms_per_accepted_token']:.1f} ms/tok "
+                  f"copy {row['copy_ms_per_round']:.2f} ms/round "
+                  f"{row['peak_rss_mib']:.0f} MiB", flush=True)
+            rows.append(row)
     return rows
 
 
@@ -202,14 +243,14 @@ def attention(quick: bool) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("all", "batching", "matrix", "attention"),
+    parser.add_argument("--part", choices=("all", "batching", "matrix", "single", "attention"),
                         default="all")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--one", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        model, layout, method, n, max_tokens = args.one
-        print(json.dumps(one_config(model, layout, method, int(n), int(max_tokens))))
+        model, layout, method, *numbers = args.one
+        print(json.dumps(one_config(model, layout, method, *map(int, numbers))))
         return
     name = "layouts_quick" if args.quick else "layouts"
     out = _common.RESULTS / f"{name}.json"
@@ -221,6 +262,8 @@ def main() -> None:
         payload["attention"] = attention(args.quick)
     if args.part in ("all", "matrix"):
         payload["matrix"] = matrix(args.quick)
+    if args.part in ("all", "single"):
+        payload["single"] = single(args.quick)
     print(_common.write_json(name, payload))
 
 

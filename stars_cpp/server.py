@@ -9,15 +9,17 @@ names; the ``openai`` client sends them with ``extra_body``. Needs ``pip install
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
@@ -31,6 +33,8 @@ log = logging.getLogger("stars_cpp.server")
 
 # Bodies larger than this are refused before they are read whole.
 MAX_BODY_BYTES = 4 * 1024 * 1024
+# On SIGTERM an open stream gets this long to send its last event before it is cancelled.
+SHUTDOWN_GRACE_S = 5.0
 MAX_CHOICES = 16
 
 # OpenAI fields a client may send that change nothing here; any other unknown field is a 400.
@@ -321,7 +325,12 @@ class Server:
         kind = "chatcmpl" if chat else "cmpl"
         ident = f"{kind}-{uuid.uuid4().hex[:24]}"
         if job.stream:
-            return EventSourceResponse(self._events(request, job, choices, ident), ping=15)
+            # On SIGTERM sse-starlette sets `closing`; the stream then ends itself, saying so,
+            # before the grace period's forced cancel.
+            closing = anyio.Event()
+            return EventSourceResponse(self._events(request, job, choices, ident, closing),
+                                       ping=15, shutdown_event=closing,
+                                       shutdown_grace_period=SHUTDOWN_GRACE_S)
         return await self._whole(request, job, choices, ident)
 
     async def _whole(self, request: Request, job: Job, choices: list[Choice],
@@ -365,7 +374,7 @@ class Server:
             "usage": usage_of(results, job.n)})
 
     async def _events(self, request: Request, job: Job, choices: list[Choice],
-                      ident: str) -> AsyncIterator[str]:
+                      ident: str, closing: Any) -> AsyncIterator[str]:
         created = int(time.time())
         obj = "chat.completion.chunk" if job.chat else "text_completion"
 
@@ -396,11 +405,22 @@ class Server:
                     return
 
         pumps = [asyncio.create_task(pump(c)) for c in choices]
+        shutdown = asyncio.ensure_future(closing.wait())
         started = set()
         try:
             remaining = len(choices)
             while remaining:
-                choice, event, value = await merged.get()
+                getter = asyncio.ensure_future(merged.get())
+                await asyncio.wait({getter, shutdown}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    cancel_all(self.engine, choices)
+                    yield json.dumps(ApiError(
+                        503, "the server is shutting down: this response was cut short",
+                        kind="server_closing").body())
+                    yield "[DONE]"
+                    return
+                choice, event, value = getter.result()
                 if event == "segment":
                     if not value.text and choice.index in started:
                         continue
@@ -427,6 +447,7 @@ class Server:
         finally:
             # A client that goes away mid-stream lands here (the generator is closed).
             cancel_all(self.engine, choices)
+            shutdown.cancel()
             for task in pumps:
                 task.cancel()
 
@@ -531,11 +552,22 @@ def create_app(engine: Engine, model_name: str,
 
 def serve(engine: Engine, model_name: str, defaults: Mapping[str, Any], host: str,
           port: int, log_level: str = "info") -> None:
-    """Runs the server until interrupted, then closes the engine."""
+    """Runs the server until SIGTERM or Ctrl-C, then shuts down gracefully: no new connection
+    is taken, running non-streamed requests finish, each open stream ends with a
+    ``server_closing`` error event and ``[DONE]``, and the engine closes."""
     import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                # The signal was handled by shutting down: uvicorn would now raise it again and
+                # die by it, before the engine closed and with a nonzero status.
+                getattr(self, "_captured_signals", []).clear()
 
     app = create_app(engine, model_name, defaults)
     try:
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        GracefulServer(uvicorn.Config(app, host=host, port=port, log_level=log_level)).run()
     finally:
         engine.close()

@@ -45,6 +45,16 @@ ABORTS = {
     # GGML_ASSERT(hparams.rope_scaling_type_train != LLAMA_ROPE_SCALING_TYPE_UNSPECIFIED)
     "rope_scaling": (lambda p: {"fields": {"llama.rope.scaling.type": (T.STRING, "bogus")}},
                      r"rope.scaling.type is 'bogus'"),
+    # GGML_ASSERT(eps >= 0.0f) in ggml's rms_norm, at the first decode
+    "nan_epsilon": (lambda p: {"fields": {
+        "llama.attention.layer_norm_rms_epsilon": (T.FLOAT32, float("nan"))}},
+        r"layer_norm_rms_epsilon is -?nan, not a finite value >= 0"),
+    # a model without a vocabulary: llama.cpp aborts when asked to tokenize
+    "no_vocab": (lambda p: {"fields": {"tokenizer.ggml.model": (T.STRING, "none")}},
+                 r"tokenizer.ggml.model is 'none': the model has no vocabulary"),
+    # std::out_of_range out of llama_tokenize: SentencePiece on a byte-level BPE vocabulary
+    "spm_on_bpe": (lambda p: {"fields": {"tokenizer.ggml.model": (T.STRING, "llama")}},
+                   r"'llama' \(SentencePiece\) but the vocabulary has no byte token <0x00>"),
 }
 
 # llama.cpp refuses these without aborting; the check names the problem instead of a generic
@@ -88,5 +98,9 @@ def test_llama_cpp_refusal_names_its_reason(tmp_path, tiny_llama):
 
 
 def test_real_models_pass_the_checks(smollm2):
-    # SmolLM2's 49,152-token vocabulary and its shapes pass (no false refusal).
+    # SmolLM2's 49,152-token vocabulary and its shapes pass (no false refusal), and so does
+    # Gemma's SentencePiece vocabulary with its byte tokens.
+    from stars_cpp.models import gemma3_270m_path
+
     assert stars_cpp._core.Model.load(str(smollm2)).n_vocab == 49152
+    assert stars_cpp._core.Model.load(str(gemma3_270m_path())).n_vocab == 262144

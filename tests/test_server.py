@@ -30,8 +30,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_llama):
+def launch(tiny_llama) -> tuple[subprocess.Popen, int]:
+    """`stars-cpp serve` on the tiny model, once it answers /health."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     proc = subprocess.Popen(
@@ -51,6 +51,12 @@ def server(tiny_llama):
             proc.kill()
             pytest.fail(f"server did not start: {proc.stdout.read()}")
         time.sleep(0.1)
+    return proc, port
+
+
+@pytest.fixture(scope="module")
+def server(tiny_llama):
+    proc, port = launch(tiny_llama)
     yield port
     proc.terminate()
     try:
@@ -380,3 +386,24 @@ def test_models_and_health(server):
                  "stars_round_width_mean", "stars_decode_batch_mean",
                  "stars_reward_seconds_total", 'stars_requests_total{outcome="finished"}'):
         assert name in names
+
+
+def test_sigterm_ends_open_streams_saying_so_and_exits_0(tiny_llama):
+    proc, port = launch(tiny_llama)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("POST", "/v1/completions", body=json.dumps(
+        {"prompt": "Once", "max_tokens": 4000, "mode": "plain", "stream": True}),
+        headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 200
+    first = response.readline()
+    assert first.startswith(b"data: ")
+    proc.terminate()
+    rest = response.read().decode()
+    conn.close()
+    events = [line[len("data: "):] for line in rest.splitlines() if line.startswith("data: ")]
+    # Cut short, and told so: an OpenAI error event, then [DONE]; not a silent end.
+    assert events[-1] == "[DONE]", rest[-500:]
+    error = json.loads(events[-2])["error"]
+    assert error["type"] == "server_closing" and "shutting down" in error["message"]
+    assert proc.wait(timeout=60) == 0

@@ -249,30 +249,58 @@ void TestRoundCost() {
   stars::RoundCostModel costs;
   // Nothing measured: the prior shape, never decreasing.
   CHECK(costs.StepSeconds(0) == 0.0);
-  CHECK(!costs.HasMeasured(1));
   CHECK(costs.StepSeconds(4) > costs.StepSeconds(1));
   costs.RecordStep(1, 0.010);
+  CHECK_NEAR(costs.StepSeconds(4), 0.010 * 2.0, 1e-12);  // one size: the prior's shape
   costs.RecordStep(4, 0.020);
-  CHECK(costs.HasMeasured(3) && costs.HasMeasured(4) && !costs.HasMeasured(5));
+  // The line through (1, 10 ms) and (4, 20 ms): 6.67 ms a step plus 3.33 ms a sequence.
   CHECK_NEAR(costs.StepSeconds(1), 0.010, 1e-12);
-  CHECK_NEAR(costs.StepSeconds(2), 0.010 + 0.010 / 3, 1e-12);            // interpolated
-  CHECK_NEAR(costs.StepSeconds(8), 0.020 * (1 + 7 / 3.0) / 2.0, 1e-12);  // prior shape beyond
-  // A noisy measurement never makes more sequences look cheaper.
-  costs.RecordStep(6, 0.001);
-  CHECK(costs.StepSeconds(6) >= costs.StepSeconds(4));
-  // Moving average: a new value moves the estimate a quarter of the way.
-  costs.RecordStep(1, 0.014);
-  CHECK_NEAR(costs.StepSeconds(1), 0.011, 1e-12);
+  CHECK_NEAR(costs.StepSeconds(2), 0.010 + 0.010 / 3, 1e-12);
+  CHECK_NEAR(costs.StepSeconds(8), 0.020 + 4 * 0.010 / 3, 1e-12);
   costs.RecordReward(10, 0.05);
   CHECK_NEAR(costs.RewardSecondsPerRow(), 0.005, 1e-12);
-  // A round: its steps at the marginal step cost, plus its rows.
+  // A round alone: its steps and its rows. Beside 3 other prompts: a quarter of each step's
+  // fixed cost, and the per-sequence cost of its own candidates.
   CHECK_NEAR(costs.RoundSeconds(0, 4, 15), 15 * 0.020 + 4 * 0.005, 1e-12);
-  CHECK_NEAR(costs.RoundSeconds(3, 1, 15), 15 * (0.020 - costs.StepSeconds(3)) + 0.005, 1e-12);
+  CHECK_NEAR(costs.RoundSeconds(3, 1, 15), 15 * (0.020 / 3 / 4 + 0.010 / 3) + 0.005, 1e-12);
+  // Moving average: a new value moves the estimate of its size a quarter of the way.
+  costs.RecordStep(1, 0.014);
+  CHECK_NEAR(costs.StepSeconds(1), 0.011, 1e-12);  // the line through (1, 11) and (4, 20)
+
+  // Noise: 12 and 13 sequences measured the wrong way round. An extra sequence still costs
+  // about the per-sequence slope of every size, never nothing.
+  stars::RoundCostModel noisy;
+  for (int32_t n : {1, 4, 8, 12, 13, 16}) noisy.RecordStep(n, 0.001 * n);
+  for (int i = 0; i < 3; ++i) noisy.RecordStep(13, 0.010);
+  const double extra = noisy.StepSeconds(13) - noisy.StepSeconds(12);
+  CHECK(extra > 0.0005 && extra < 0.0015);
+  // Every sequence costs its own and nothing is fixed: beside other prompts a wider round
+  // never pays, whatever the acceptance rate.
+  stars::RoundCostModel linear;
+  for (int32_t n : {1, 4, 8, 12, 16}) linear.RecordStep(n, 0.001 * n);
+  linear.RecordReward(4, 0.004);
+  for (double p : {0.05, 0.2, 0.5, 0.9}) {
+    CHECK(stars::ChooseRoundWidth(
+              4, 8, p, [&](int32_t width) { return linear.RoundSeconds(11, width, 15); }) == 1);
+  }
+  // Steps that are mostly fixed cost (a tiny model, a GPU): an unlikely
+  // acceptance is worth a wide round, a likely one is not.
+  stars::RoundCostModel flat;
+  for (int32_t n : {1, 2, 4, 8}) flat.RecordStep(n, 0.010 + 0.003 * n);
+  const auto flat_width = [&](double p) {
+    return stars::ChooseRoundWidth(4, 8, p,
+                                   [&](int32_t width) { return flat.RoundSeconds(1, width, 15); });
+  };
+  CHECK(flat_width(0.1) == 4 && flat_width(0.95) == 1);
+  // More sequences never cost less, even when the measurements say so.
+  stars::RoundCostModel falling;
+  falling.RecordStep(1, 0.010);
+  falling.RecordStep(6, 0.001);
+  CHECK(falling.StepSeconds(6) >= falling.StepSeconds(1));
 
   // A model that does not measure prices rounds by its priors whatever it is told.
   stars::RoundCostModel fixed(false);
   const double before = fixed.RoundSeconds(2, 3, 15);
-  CHECK(fixed.HasMeasured(64));
   fixed.RecordStep(3, 1.0);
   fixed.RecordStep(5, 9.0);
   fixed.RecordReward(4, 7.0);

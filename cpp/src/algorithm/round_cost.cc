@@ -30,33 +30,39 @@ void RoundCostModel::RecordReward(int64_t n_rows, double seconds) {
   reward_measured_ = true;
 }
 
-double RoundCostModel::StepSeconds(int32_t n) const {
-  if (n <= 0) return 0.0;
-  if (step_.empty()) return 1e-3 * Prior(n);
-  const auto above = step_.lower_bound(n);
-  double estimate;
-  if (above != step_.end() && above->first == n) {
-    estimate = above->second;
-  } else if (above == step_.begin()) {
-    estimate = above->second * Prior(n) / Prior(above->first);
-  } else {
-    const auto below = std::prev(above);
-    if (above == step_.end()) {
-      estimate = below->second * Prior(n) / Prior(below->first);
-    } else {
-      const double f = static_cast<double>(n - below->first) / (above->first - below->first);
-      estimate = below->second + f * (above->second - below->second);
-    }
+RoundCostModel::Line RoundCostModel::StepLine() const {
+  // The prior, 1 + (n - 1) / 3: two thirds of a lone step are fixed cost.
+  if (step_.size() <= 1) {
+    const double scale = step_.empty() ? 1e-3 : step_.begin()->second / Prior(step_.begin()->first);
+    return {scale * 2.0 / 3.0, scale / 3.0};
   }
-  // More sequences never cost less: measurement noise must not make a wider round look cheaper.
-  for (auto it = step_.begin(); it != step_.end() && it->first <= n; ++it) {
-    estimate = std::max(estimate, it->second);
+  // The least-squares line through every measured size. Reading neighbouring sizes off their
+  // noisy averages instead could make an extra sequence look free, and widen rounds for nothing.
+  double sn = 0, ss = 0, snn = 0, sns = 0;
+  const double k = static_cast<double>(step_.size());
+  for (const auto& [size, seconds] : step_) {
+    sn += size;
+    ss += seconds;
+    snn += static_cast<double>(size) * size;
+    sns += size * seconds;
   }
-  return estimate;
+  const double b = (k * sns - sn * ss) / (k * snn - sn * sn);
+  const double a = (ss - b * sn) / k;
+  if (b < 0.0) return {ss / k, 0.0};     // more sequences never cost less
+  if (a < 0.0) return {0.0, sns / snn};  // nor a step less than nothing: through the origin
+  return {a, b};
 }
 
-double RoundCostModel::RoundSeconds(int32_t others, int32_t width, int32_t steps) const {
-  const double step = StepSeconds(others + width) - StepSeconds(others);
+double RoundCostModel::StepSeconds(int32_t n) const {
+  if (n <= 0) return 0.0;
+  const Line line = StepLine();
+  return line.fixed + line.per_sequence * n;
+}
+
+double RoundCostModel::RoundSeconds(int32_t other_prompts, int32_t width, int32_t steps) const {
+  const Line line = StepLine();
+  const double step =
+      line.fixed / (std::max(other_prompts, 0) + 1) + line.per_sequence * std::max(width, 0);
   return static_cast<double>(std::max(steps, 0)) * step + width * reward_per_row_;
 }
 

@@ -23,23 +23,27 @@ class RoundCostModel {
   // One reward call of `n_rows` rows took `seconds`.
   void RecordReward(int64_t n_rows, double seconds);
 
-  // Estimated seconds of a step of `n_sequences` (>= 0; 0 costs 0), non-decreasing in it.
-  // Unmeasured sizes are interpolated between measured ones, or extrapolated from the nearest
-  // with the prior shape 1 + (n - 1) / 3; with nothing measured the prior alone, in ms.
+  // Estimated seconds of a step of `n_sequences` (>= 0; 0 costs 0), non-decreasing in it: a
+  // fixed cost per step plus one per sequence, the least-squares line through the measured
+  // sizes; with one size measured, the prior shape 1 + (n - 1) / 3 scaled to it; with nothing
+  // measured the prior alone, in ms.
   double StepSeconds(int32_t n_sequences) const;
   double RewardSecondsPerRow() const { return reward_per_row_; }
-  // Whether a step of `n_sequences` or more has been measured: below that, wider rounds are
-  // only a guess.
-  // A model that does not measure has nothing to learn and answers true.
-  bool HasMeasured(int32_t n_sequences) const {
-    return !measures_ || step_.lower_bound(n_sequences) != step_.end();
-  }
 
-  // Seconds one prompt adds by sampling a round of `width` candidates that decode `steps` steps
-  // each, alongside `others` sequences of other prompts, and scoring them.
-  double RoundSeconds(int32_t others, int32_t width, int32_t steps) const;
+  // Seconds one prompt's round costs: `width` candidates decoding `steps` steps each and their
+  // reward rows, with `other_prompts` prompts decoding alongside. Each step charges the prompt
+  // its share of the step's fixed cost and the per-sequence cost of its candidates: a wide
+  // round pays where steps cost mostly the same whatever their width (a GPU, a tiny model),
+  // never where each sequence costs its own (a CPU running many prompts).
+  double RoundSeconds(int32_t other_prompts, int32_t width, int32_t steps) const;
 
  private:
+  struct Line {
+    double fixed;         // seconds per step, whatever its sequences
+    double per_sequence;  // seconds per sequence in it
+  };
+  Line StepLine() const;
+
   // A scored row priced as about five single-sequence steps: a judge reads a segment and its
   // template much as a prefill does, at a few tokens per step's cost.
   static constexpr double kPriorRewardRowSeconds = 5e-3;

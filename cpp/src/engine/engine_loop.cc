@@ -571,20 +571,23 @@ int32_t EngineLoop::RoundSize(const PromptRun& run) const {
   // else even odds (the first round at a float threshold).
   const int32_t length = run.response_length() + Cap(run);
   const std::optional<double> target = run.calibration->TargetAcceptance(length);
-  const int32_t others = static_cast<int32_t>(std::count_if(
-                             active_.begin(), active_.end(),
-                             [](const std::unique_ptr<PromptRun>& r) { return Live(r.get()); })) -
-                         1;
-  // A first round that the engine has never measured as wide goes wide once, to measure it.
-  if (run.attempts_considered == 0 && !costs_.HasMeasured(others + widest)) return widest;
+  const int32_t other_prompts =
+      static_cast<int32_t>(
+          std::count_if(active_.begin(), active_.end(),
+                        [](const std::unique_ptr<PromptRun>& r) { return Live(r.get()); })) -
+      1;
+  // No round goes wide just to measure a wider step: the cost model's line learns its slope
+  // from the sizes the rounds take anyway (prompts joining and ending), and forcing every new
+  // prompt's first round wide wasted its extra candidates whenever the first was accepted.
   const double p = run.attempts_considered > 0 || !target
                        ? EstimateAcceptance(run.segments_accepted, run.attempts_considered)
                        : *target;
   // A candidate's first token comes from the trunk's logits and its last is decoded only if it
   // is accepted: cap - 1 batched steps. The other requests' sequences decode alongside.
   const int32_t steps = Cap(run) - 1;
-  return ChooseRoundWidth(widest, left, p,
-                          [&](int32_t width) { return costs_.RoundSeconds(others, width, steps); });
+  return ChooseRoundWidth(widest, left, p, [&](int32_t width) {
+    return costs_.RoundSeconds(other_prompts, width, steps);
+  });
 }
 
 int32_t EngineLoop::Cap(const PromptRun& run) {

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -45,10 +47,19 @@ void CheckFile(const std::string& path) {
   }
 }
 
-// llama_vocab::load asserts that every token string is distinct, after naming empty ones.
+// llama_vocab::load asserts that every token string is distinct, after naming empty ones. A
+// model without a vocabulary cannot read a prompt (llama.cpp aborts when asked to), and a
+// SentencePiece vocabulary without byte tokens throws std::out_of_range out of llama_tokenize
+// on the first character it does not hold.
 void CheckVocab(const GgufMetadata& meta) {
+  const auto model = meta.String("tokenizer.ggml.model");
+  if (model && (*model == "none" || *model == "no_vocab")) {
+    Refuse(meta.path(), "tokenizer.ggml.model is '" + *model +
+                            "': the model has no vocabulary, so it cannot read a prompt");
+  }
   const auto tokens = meta.StringArray("tokenizer.ggml.tokens");
   if (!tokens) return;
+
   std::unordered_map<std::string, size_t> seen;
   seen.reserve(tokens->size());
   for (size_t i = 0; i < tokens->size(); ++i) {
@@ -61,11 +72,29 @@ void CheckVocab(const GgufMetadata& meta) {
                               it->first + "'); llama.cpp needs distinct token strings");
     }
   }
+  if (model && *model == "llama") {
+    for (int byte = 0; byte < 256; ++byte) {
+      char name[8];
+      std::snprintf(name, sizeof(name), "<0x%02X>", byte);
+      if (seen.find(name) == seen.end()) {
+        Refuse(meta.path(), std::string("tokenizer.ggml.model is 'llama' (SentencePiece) but the "
+                                        "vocabulary has no byte token ") +
+                                name + ": is it another tokenizer's vocabulary?");
+      }
+    }
+  }
 }
 
 // The header values llama_model::load_hparams asserts on.
 void CheckHparams(const GgufMetadata& meta, const std::string& arch) {
   const std::string& path = meta.path();
+  // GGML_ASSERT(eps >= 0.0f) in the norm ops, at the first decode; NaN fails it too.
+  for (const char* name : {".attention.layer_norm_rms_epsilon", ".attention.layer_norm_epsilon"}) {
+    const auto eps = meta.Float(arch + name);
+    if (eps && !(std::isfinite(*eps) && *eps >= 0.0f)) {
+      Refuse(path, arch + name + " is " + std::to_string(*eps) + ", not a finite value >= 0");
+    }
+  }
   const auto n_layer = meta.Int(arch + ".block_count");
   if (!n_layer) return;  // llama.cpp reports the missing key itself
   if (*n_layer < 1 || *n_layer > kMaxLayers) {

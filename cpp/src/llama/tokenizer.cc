@@ -2,13 +2,25 @@
 
 #include <climits>
 #include <cstring>
+#include <exception>
 
 #include "stars/errors.h"
 #include "stars/model.h"
 
 namespace stars {
 
-Tokenizer::Tokenizer(const Model& model) : model_(model.get()), vocab_(model.vocab()) {}
+Tokenizer::Tokenizer(const Model& model)
+    : model_(model.get()), vocab_(model.vocab()), description_(model.description()) {}
+
+template <typename Call>
+int32_t Tokenizer::Guarded(const char* what, Call&& call) const {
+  try {
+    return call();
+  } catch (const std::exception& e) {
+    throw ModelLoadError("'" + description_ + "': " + what + " failed inside llama.cpp (" +
+                         e.what() + "): the model's vocabulary does not match its tokenizer");
+  }
+}
 
 std::vector<llama_token> Tokenizer::Tokenize(const std::string& text, bool add_special,
                                              bool parse_special) const {
@@ -17,12 +29,16 @@ std::vector<llama_token> Tokenizer::Tokenize(const std::string& text, bool add_s
   }
   const int32_t length = static_cast<int32_t>(text.size());
   std::vector<llama_token> tokens(text.size() + 2);
-  int32_t n = llama_tokenize(vocab_, text.data(), length, tokens.data(),
-                             static_cast<int32_t>(tokens.size()), add_special, parse_special);
+  const auto tokenize = [&] {
+    return Guarded("tokenizing", [&] {
+      return llama_tokenize(vocab_, text.data(), length, tokens.data(),
+                            static_cast<int32_t>(tokens.size()), add_special, parse_special);
+    });
+  };
+  int32_t n = tokenize();
   if (n < 0 && n != INT32_MIN) {
     tokens.resize(static_cast<size_t>(-n));
-    n = llama_tokenize(vocab_, text.data(), length, tokens.data(),
-                       static_cast<int32_t>(tokens.size()), add_special, parse_special);
+    n = tokenize();
   }
   if (n < 0) throw Error("llama_tokenize failed (code " + std::to_string(n) + ")");
   tokens.resize(static_cast<size_t>(n));
@@ -37,10 +53,13 @@ std::vector<llama_token> Tokenizer::TokenizeChat(const std::string& rendered) co
 
 std::string Tokenizer::Piece(llama_token token) const {
   char buffer[128];
-  int32_t n = llama_token_to_piece(vocab_, token, buffer, sizeof(buffer), 0, false);
+  int32_t n = Guarded("a token's text", [&] {
+    return llama_token_to_piece(vocab_, token, buffer, sizeof(buffer), 0, false);
+  });
   if (n >= 0) return std::string(buffer, static_cast<size_t>(n));
   std::string piece(static_cast<size_t>(-n), '\0');
-  n = llama_token_to_piece(vocab_, token, piece.data(), -n, 0, false);
+  n = Guarded("a token's text",
+              [&] { return llama_token_to_piece(vocab_, token, piece.data(), -n, 0, false); });
   if (n < 0) throw Error("llama_token_to_piece failed for token " + std::to_string(token));
   piece.resize(static_cast<size_t>(n));
   return piece;
@@ -50,12 +69,16 @@ std::string Tokenizer::Detokenize(const std::vector<llama_token>& tokens) const 
   if (tokens.empty()) return {};
   std::string text(tokens.size() * 8 + 16, '\0');
   const int32_t n_tokens = static_cast<int32_t>(tokens.size());
-  int32_t n = llama_detokenize(vocab_, tokens.data(), n_tokens, text.data(),
-                               static_cast<int32_t>(text.size()), false, false);
+  const auto detokenize = [&] {
+    return Guarded("detokenizing", [&] {
+      return llama_detokenize(vocab_, tokens.data(), n_tokens, text.data(),
+                              static_cast<int32_t>(text.size()), false, false);
+    });
+  };
+  int32_t n = detokenize();
   if (n < 0 && n != INT32_MIN) {
     text.resize(static_cast<size_t>(-n));
-    n = llama_detokenize(vocab_, tokens.data(), n_tokens, text.data(),
-                         static_cast<int32_t>(text.size()), false, false);
+    n = detokenize();
   }
   if (n < 0) throw Error("llama_detokenize failed (code " + std::to_string(n) + ")");
   text.resize(static_cast<size_t>(n));

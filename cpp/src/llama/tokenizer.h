@@ -15,7 +15,8 @@ class Tokenizer {
   explicit Tokenizer(const Model& model);
 
   // `add_special` adds BOS/EOS as the model wants; `parse_special` turns control-token text
-  // (as in a rendered chat template) into control tokens. Throws Error on a tokenizer failure.
+  // (as in a rendered chat template) into control tokens. Throws Error on a tokenizer failure,
+  // and ModelLoadError naming the model when llama.cpp throws (an inconsistent vocabulary).
   std::vector<llama_token> Tokenize(const std::string& text, bool add_special,
                                     bool parse_special) const;
 
@@ -52,8 +53,14 @@ class Tokenizer {
   int32_t n_vocab() const { return llama_vocab_n_tokens(vocab_); }
 
  private:
+  // Runs a llama.cpp vocabulary call: a C++ exception it lets out (std::out_of_range from a
+  // vocabulary that lacks a byte token) becomes a ModelLoadError naming the model.
+  template <typename Call>
+  int32_t Guarded(const char* what, Call&& call) const;
+
   const llama_model* model_;
   const llama_vocab* vocab_;
+  std::string description_;
 };
 
 }  // namespace stars
