@@ -241,12 +241,51 @@ def attention(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def markdown(payload: dict[str, Any]) -> str:
+    """The README's tables, from a layouts JSON."""
+    lines = []
+    if "batching" in payload:
+        lines += ["| layout | reward | width | one call, ms / accepted token | one by one | "
+                  "ratio | policy s | reward s | KV copy s | sampled / accepted |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        rows = payload["batching"]["rows"]
+        for r in rows:
+            if r["how"] != "one_call":
+                continue
+            alone = next(x for x in rows if x["how"] == "one_by_one" and all(
+                x[k] == r[k] for k in ("layout", "reward", "width")))
+            lines.append(
+                f"| {r['layout']} | {r['reward']} | {r['width']} | "
+                f"{r['ms_per_accepted_token']:.1f} | {alone['ms_per_accepted_token']:.1f} | "
+                f"{alone['ms_per_accepted_token'] / r['ms_per_accepted_token']:.2f}x | "
+                f"{r['policy_s']:.1f} / {alone['policy_s']:.1f} | "
+                f"{r['reward_s']:.1f} / {alone['reward_s']:.1f} | {r['copy_s']:.3f} | "
+                f"{r['sampled_per_accepted_token']:.2f} / "
+                f"{alone['sampled_per_accepted_token']:.2f} |")
+    for part, columns in (("single", ("prompt_tokens", "layout", "ms_per_accepted_token",
+                                      "copy_ms_per_round", "peak_rss_mib")),
+                          ("matrix", ("model", "method", "prompts", "layout",
+                                      "accepted_tokens_per_s", "peak_rss_mib",
+                                      "copy_ms_per_round", "mean_decode_batch")),
+                          ("attention", ("model", "layout", "step_ms_short", "step_ms_long",
+                                         "attention_share_at_long"))):
+        if part not in payload:
+            continue
+        lines += ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        for r in payload[part]:
+            cells = [f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]) for c in columns]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", choices=("all", "batching", "matrix", "single", "attention"),
                         default="all")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the README's tables from the results JSON and exit")
     args = parser.parse_args()
     if args.one:
         model, layout, method, *numbers = args.one
@@ -254,6 +293,9 @@ def main() -> None:
         return
     name = "layouts_quick" if args.quick else "layouts"
     out = _common.RESULTS / f"{name}.json"
+    if args.markdown:
+        print(markdown(json.loads(out.read_text())))
+        return
     payload = json.loads(out.read_text()) if out.exists() else {}
     payload["machine"] = _common.machine()
     if args.part in ("all", "batching"):

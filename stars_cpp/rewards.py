@@ -273,7 +273,11 @@ def parse_reward_spec(spec: str, kv_type: str = "f16", **judge_options: str) -> 
     if kind == "python":
         return load_python_reward(rest)
     if kind == "classifier":
-        path, _, label = rest.partition(":") if not os.path.exists(rest) else (rest, "", "")
+        # PATH[:LABEL], unless the whole of it names a file: a path may hold colons, a label
+        # never does (stars-cli splits the same way).
+        path, label = rest, ""
+        if ":" in rest and not os.path.exists(rest):
+            path, label = rest.rsplit(":", 1)
         return ClassifierReward(path, label=_parse_label(label))
     if kind == "judge":
         return JudgeReward(rest, kv_type=kv_type, **judge_options)

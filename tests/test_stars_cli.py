@@ -137,3 +137,19 @@ def test_public_cpp_api_scores_a_round_like_the_python_package(tiny_llama, tmp_p
     n_prompt = len(judge.model.tokenize("hello", add_special=False))
     assert lines[4] == f"{n_prompt} prompt tokens, round trip exact"
     assert lines[5] == "generated 8 tokens"
+
+
+def test_a_classifier_path_with_colons_reads_the_same_in_both_clis(stars_cli, tiny_llama,
+                                                                   tiny_bert, tmp_path):
+    # The two CLIs once split classifier:PATH:LABEL at different colons.
+    import shutil
+
+    odd = tmp_path / "dir:with:colons"
+    odd.mkdir()
+    shutil.copy(tiny_bert, odd / "bert:v1.gguf")
+    args = ["hello", "--model", str(tiny_llama), "--mode", "best_of_n", "--candidates", "2",
+            "--reward", f"classifier:{odd / 'bert:v1.gguf'}:1", "--max-tokens", "4",
+            "--seed", "3", "--n-ctx", "256"]
+    native, python, _, _ = _both(stars_cli, args, tmp_path)
+    assert _without(native) == _without(python)
+    assert native["reward"] is not None
