@@ -142,10 +142,10 @@ def test_reward_sees_prompts_and_responses(tiny_llama):
     engine = stars_cpp.Engine(str(tiny_llama), reward, n_ctx=1024)
     chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]
     result = engine.generate([PROMPT, chat], segment_tokens=4, candidates=2, max_tokens=8,
-                             threshold=1.0, seed=3)
+                             threshold=1.0, seed=3, width="fixed")
     prompts, responses = seen[0]
-    # First round at a float threshold: r(x, empty) rows, then the candidates; the prompt text
-    # is the user's own.
+    # First round at a float threshold: r(x, empty) rows, then the 2 candidates (a fixed
+    # width); the prompt text is the user's own.
     assert prompts == [PROMPT, PROMPT, PROMPT, "Hi there", "Hi there", "Hi there"]
     assert responses[0] == "" and responses[3] == ""
     assert len(seen) == result[0].stats.reward_calls
