@@ -68,7 +68,7 @@ test-cpp:
 	ctest --test-dir build/cpp-tests --output-on-failure
 
 test: install-test native test-cpp
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=20
 
 lint: install
 	$(BIN)/pip install ruff clang-format

@@ -24,7 +24,7 @@ SMOLLM2_PROMPTS = [[{"role": "user", "content": text}] for text in (
     "Tell me a joke about cats.", "How do I boil an egg?", "Describe a rainy morning.")]
 GEMMA_PROMPTS = ["The sea at night is", "My favourite fruit is", "The sky is blue because",
                  "Here is a joke about cats:", "To boil an egg, you", "On a rainy morning,"]
-PARAMS = dict(segment_tokens=8, max_tokens=40, seed=7)
+PARAMS = dict(segment_tokens=8, max_tokens=24, seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ from deterministic_rewards import hash_reward
 
 prompts = json.loads(sys.argv[2])
 engine = stars_cpp.Engine(sys.argv[1], hash_reward, n_ctx=1024)
-print(json.dumps([r.text for r in engine.generate(prompts, segment_tokens=8, max_tokens=40,
+print(json.dumps([r.text for r in engine.generate(prompts, segment_tokens=8, max_tokens=24,
                                                   seed=7)]))
 """
 
@@ -115,8 +115,8 @@ def test_the_self_judge_scores_a_text_the_same_beside_any_prompts(model, busy):
     path, prompts = model
     judge = stars_cpp.JudgeReward("policy")
     engine = stars_cpp.Engine(path, judge, n_ctx=1024)
-    alone = engine.generate(prompts[1], max_tokens=24, segment_tokens=8, seed=3)
-    batch = engine.generate(prompts, max_tokens=24, segment_tokens=8, seed=3)
+    alone = engine.generate(prompts[1], max_tokens=16, segment_tokens=8, seed=3)
+    batch = engine.generate(prompts, max_tokens=16, segment_tokens=8, seed=3)
     assert trace(batch[1]) == trace(alone)
     # Scored from scratch, a text's score does not depend on the rows scored with it either.
     texts = [p if isinstance(p, str) else p[0]["content"] for p in prompts]
