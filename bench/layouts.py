@@ -18,8 +18,9 @@ copy seconds per round and the mean decode batch.
 RSS, which chose the default layout for a single prompt.
 
 ``attention``: the share of a decode step that attention over the context takes, per layout:
-4 sequences step 32 tokens after prompts of about 16 and about 1,000 tokens; the share is the
-long prompts' extra step time over their step time.
+4 sequences step 32 tokens (timed between their segments, without the prefill) after prompts
+of about 16 and about 1,000 tokens; the share is the long prompts' extra step time over their
+step time.
 
     python bench/layouts.py [--part all] [--quick]   # bench/results/layouts[_quick].json
 """
@@ -225,14 +226,17 @@ def attention(quick: bool) -> list[dict[str, Any]]:
             step_ms = {}
             for name, text in (("short", "Once upon a time"), ("long", long_text)):
                 prompts = [f"{i} {text}" for i in range(4)]
-                p = dict(mode="plain", seed=1, temperature=0.0)
+                p = dict(mode="plain", seed=1, temperature=0.0, segment_tokens=8)
                 engine.generate(prompts, max_tokens=2, **p)  # warm at this size
-                times = {}
-                for n in (1, 33):
-                    before = engine.metrics()["decode_seconds"]
-                    engine.generate(prompts, max_tokens=n, **p)
-                    times[n] = engine.metrics()["decode_seconds"] - before
-                step_ms[name] = 1e3 * (times[33] - times[1]) / 32
+                # Plain segments arrive every 8 steps: the time from each prompt's first to its
+                # fifth segment is 32 decode steps, without the prefill.
+                stamps: dict[int, list[float]] = {}
+
+                def stamp(i: int, _segment: Any, stamps: dict = stamps) -> None:
+                    stamps.setdefault(i, []).append(time.perf_counter())
+
+                engine.generate(prompts, max_tokens=40, on_segment=stamp, **p)
+                step_ms[name] = 1e3 * max(t[-1] - t[0] for t in stamps.values()) / 32
             rows.append({"model": model, "layout": layout, "step_ms_short": step_ms["short"],
                          "step_ms_long": step_ms["long"], "long_prompt_tokens": n_long,
                          "attention_share_at_long": 1 - step_ms["short"] / step_ms["long"]})
