@@ -187,30 +187,25 @@ def matrix(quick: bool) -> list[dict[str, Any]]:
         for method in ("plain", "stars_judge", "stars_python"):
             for n in sizes:
                 for layout in LAYOUTS:
-                    out = subprocess.run(
-                        [sys.executable, __file__, "--one", model, layout, method, str(n),
-                         str(16 if quick else 48)],
-                        capture_output=True, text=True, check=True, cwd=HERE)
-                    row = json.loads(out.stdout.strip().splitlines()[-1])
-                    print(f"{model:8} {method:12} {n:2} {layout:9} "
-                          f"{row['accepted_tokens_per_s']:.1f} tok/s "
-                          f"{row['peak_rss_mib']:.0f} MiB", flush=True)
-                    rows.append(row)
+                    rows.append(in_own_process(model, layout, method, n, 16 if quick else 48))
     return rows
+
+
+def in_own_process(*config: Any) -> dict[str, Any]:
+    """one_config(*config) in a fresh process, for its own peak RSS."""
+    out = subprocess.run([sys.executable, __file__, "--one", *map(str, config)],
+                         capture_output=True, text=True, check=True, cwd=HERE)
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    print(" ".join(map(str, config)), f"{row['ms_per_accepted_token']:.1f} ms/tok",
+          f"{row['peak_rss_mib']:.0f} MiB", flush=True)
+    return row
 
 
 def single(quick: bool) -> list[dict[str, Any]]:
     rows = []
     for prompt_tokens in (1000,) if quick else (1000, 7600):
         for layout in LAYOUTS:
-            out = subprocess.run(
-                [sys.executable, __file__, "--one", "smollm2", layout, "stars_python", "1",
-                 "64", str(prompt_tokens)], capture_output=True, text=True, check=True, cwd=HERE)
-            row = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"single {prompt_tokens:5} {layout:9} {row['ms_per_accepted_token']:.1f} ms/tok "
-                  f"copy {row['copy_ms_per_round']:.2f} ms/round "
-                  f"{row['peak_rss_mib']:.0f} MiB", flush=True)
-            rows.append(row)
+            rows.append(in_own_process("smollm2", layout, "stars_python", 1, 64, prompt_tokens))
     return rows
 
 

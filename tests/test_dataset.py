@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from interrupted_runs import kill_9_after
 
 import stars_cpp
 
@@ -56,16 +57,7 @@ def test_kill_9_then_resume_gives_every_record_once_as_an_uninterrupted_run(tiny
     subprocess.run(command, env=env, check=True, cwd=tmp_path, timeout=300)
 
     command, env = cli(tiny_llama, records, "--output", killed, "--batch", "2")
-    proc = subprocess.Popen(command, env=env, cwd=tmp_path)
-    deadline = time.monotonic() + 120
-    while not killed.exists() or killed.read_text().count("\n") < 5:
-        assert proc.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    partial = killed.read_text().count("\n")
-    assert 5 <= partial < 24
+    assert 5 <= kill_9_after(command, env, tmp_path, killed, 5, timeout=120) < 24
     subprocess.run(command, env=env, check=True, cwd=tmp_path, timeout=300)
     expected = read_out(whole)
     got = read_out(killed)

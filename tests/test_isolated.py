@@ -144,8 +144,7 @@ def texts_by_id(path) -> dict[str, str]:
 
 def test_a_dataset_gives_each_id_its_text_whatever_the_batch_resume_or_workers(
         model, busy, tmp_path, monkeypatch):
-    import signal
-    import time
+    from interrupted_runs import kill_9_after
 
     path, prompts = model
     key = "messages" if isinstance(prompts[0], list) else "prompt"
@@ -165,15 +164,7 @@ def test_a_dataset_gives_each_id_its_text_whatever_the_batch_resume_or_workers(
 
     # --batch 1, killed with -9 after its second record, then resumed.
     killed = tmp_path / "b1.jsonl"
-    proc = subprocess.Popen(command(killed, 1), env=run_env(), cwd=tmp_path)
-    deadline = time.monotonic() + 300
-    while not killed.exists() or killed.read_text().count("\n") < 2:
-        assert proc.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert killed.read_text().count("\n") < 6
+    assert kill_9_after(command(killed, 1), run_env(), tmp_path, killed, 2) < 6
     subprocess.run(command(killed, 1), env=run_env(), check=True, cwd=tmp_path, timeout=600)
     assert texts_by_id(killed) == expected
 
