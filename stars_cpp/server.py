@@ -488,8 +488,8 @@ class _EngineCollector:
             ("stars_reward_calls", "Reward calls", "reward_calls"),
             ("stars_reward_rows", "Rows scored by the reward", "reward_rows"),
             ("stars_reward_seconds", "Seconds in reward calls", "reward_seconds"),
-            ("stars_copy_seconds", "Seconds copying sequences' KV (forks and adoptions)",
-             "copy_seconds"),
+            ("stars_kv_stream_copies", "Whole KV streams copied (isolated: forks, adoptions)",
+             "kv_stream_copies"),
         ]
         for name, doc, key in counters:
             yield CounterMetricFamily(name, doc, value=m[key])

@@ -108,3 +108,15 @@ def test_a_short_response_reserves_no_full_segments(tiny_llama, kv_layout):
     result = engine.generate(prompt, mode="stars", candidates=4, segment_tokens=64, max_tokens=2,
                              seed=1)
     assert len(result.tokens) == 2
+
+
+def test_isolated_forks_copy_whole_streams_and_shared_ones_copy_nothing(tiny_llama):
+    reward = lambda prompts, responses: [float(len(r) % 3) for r in responses]  # noqa: E731
+    copies = {}
+    for layout in ("isolated", "shared"):
+        engine = stars_cpp.Engine(str(tiny_llama), reward, n_ctx=512, kv_layout=layout)
+        result = engine.generate("hello", seed=1, **PARAMS)
+        copies[layout] = engine.metrics()["kv_stream_copies"]
+        # Each of the 3 segments: 4 forks and an adoption, at least.
+        assert layout == "shared" or copies[layout] >= 5 * len(result.segments)
+    assert copies["shared"] == 0

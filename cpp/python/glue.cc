@@ -284,7 +284,7 @@ nb::dict MetricsDict(const EngineMetrics& m) {
   d["reward_calls"] = m.reward_calls;
   d["reward_rows"] = m.reward_rows;
   d["reward_seconds"] = m.reward_seconds;
-  d["copy_seconds"] = m.copy_seconds;
+  d["kv_stream_copies"] = m.kv_stream_copies;
   d["sequences_in_use"] = m.sequences_in_use;
   d["sequences_total"] = m.sequences_total;
   d["contexts_created"] = m.contexts_created;

@@ -93,7 +93,7 @@ struct EngineMetrics {
   int64_t reward_rows = 0;
   double reward_seconds = 0.0;
   double decode_seconds = 0.0;
-  double copy_seconds = 0.0;     // forks, keeps and adoptions (isolated: KV stream copies)
+  int64_t kv_stream_copies = 0;  // isolated: forks, keeps and adoptions, a whole stream each
   int32_t sequences_in_use = 0;  // policy sequence ids held now
   int32_t sequences_total = 0;   // ids of the policy context now (it grows with the queue)
   int64_t contexts_created = 0;  // policy contexts made: 1, plus one per growth

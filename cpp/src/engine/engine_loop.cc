@@ -22,15 +22,6 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Runs a sequence pool operation that may copy a KV stream, adding its seconds to `total`.
-template <typename Operation>
-int32_t Copying(double& total, Operation&& operation) {
-  const auto start = Clock::now();
-  const int32_t seq = operation();
-  total += SecondsSince(start);
-  return seq;
-}
-
 RewardRow MakeRow(const PromptRun& run, const Candidate* candidate) {
   RewardRow row;
   row.prompt = run.slot;
@@ -474,7 +465,7 @@ void EngineLoop::PublishLocked() {
   metrics_.reward_calls = counters_.reward_calls;
   metrics_.reward_rows = counters_.reward_rows;
   metrics_.reward_seconds = counters_.reward_seconds;
-  metrics_.copy_seconds = counters_.copy_seconds;
+  metrics_.kv_stream_copies = counters_.kv_stream_copies;
   if (pool_) {
     metrics_.sequences_in_use = pool_->n_in_use();
     metrics_.sequences_total = pool_->n_total();
@@ -629,8 +620,8 @@ void EngineLoop::StartRound(PromptRun& run, int32_t cap_limit, const float* logi
     Sampler chain = trunk_chain != nullptr ? trunk_chain->Clone()
                     : run.plain_sampler    ? std::move(*run.plain_sampler)
                                            : Sampler(run.params.sampling, key);
-    const int32_t seq = Copying(counters_.copy_seconds, [&] { return pool_->Fork(run.trunk); });
-    run.candidates.emplace_back(seq, key, std::move(chain), run.n_past, cap);
+    run.candidates.emplace_back(pool_->Fork(run.trunk), key, std::move(chain), run.n_past, cap);
+    counters_.kv_stream_copies += StreamCopies();
     run.plain_sampler.reset();
   }
   // The first tokens: the trunk's in-graph draw, or each candidate's own chain on the trunk's
@@ -926,7 +917,8 @@ void EngineLoop::Decide(PromptRun& run, const std::vector<double>& rewards) {
       run.best.emplace(std::move(run.candidates[decision.new_best_slot]));
       run.candidates.erase(run.candidates.begin() + decision.new_best_slot);
       // Out of the ids next round's candidates take (isolated: a copy under a lasting id).
-      run.best->seq = Copying(counters_.copy_seconds, [&] { return pool_->Keep(run.best->seq); });
+      run.best->seq = pool_->Keep(run.best->seq);
+      counters_.kv_stream_copies += StreamCopies();
       run.best->on_backend = false;
     }
     ReleaseRound(run);
@@ -953,7 +945,8 @@ void EngineLoop::ReleaseRound(PromptRun& run) {
 
 void EngineLoop::AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segment) {
   const GenerationParams& params = run.params;
-  run.trunk = Copying(counters_.copy_seconds, [&] { return pool_->Adopt(run.trunk, chosen.seq); });
+  run.trunk = pool_->Adopt(run.trunk, chosen.seq);
+  counters_.kv_stream_copies += StreamCopies();
   const int32_t n_tokens = static_cast<int32_t>(chosen.tokens.size());
   // The trunk now holds the candidate's decoded tokens; the rest waits for the next round.
   const int32_t n_decoded = std::min(chosen.n_decoded(), n_tokens);

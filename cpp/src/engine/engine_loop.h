@@ -101,6 +101,9 @@ class EngineLoop {
   int32_t RoundSize(const PromptRun& run) const;
   void CutResponse(PromptRun& run, size_t size);
   static int32_t Cap(const PromptRun& run);
+  // What a fork, keep or adoption copies: a whole KV stream in the isolated layout (llama.cpp
+  // copies it at the next decode), nothing in the shared one.
+  int64_t StreamCopies() const { return options_.kv_layout == KvLayout::kIsolated ? 1 : 0; }
 
   std::shared_ptr<Model> model_;
   std::shared_ptr<const Tokenizer> tokenizer_holder_;
