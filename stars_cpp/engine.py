@@ -359,7 +359,8 @@ class Engine:
         if verbose:
             llama_log.set_verbose()
         self.model = load_model(model, n_gpu_layers)
-        # A borrowed llama_cpp.Llama can be closed under us: its weights are then freed.
+        # A borrowed llama_cpp.Llama: its close() frees the weights only once this Engine is
+        # closed too (_hold_weights).
         self._lender = model if type(model).__module__.startswith("llama_cpp") else None
         self._closed = False
         self.reward = reward
