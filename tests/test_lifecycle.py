@@ -37,7 +37,10 @@ fail_alone = sys.argv[2] == "1"
 joint_calls = []
 
 def reward(prompts, responses):
-    time.sleep(0.01)  # slow rounds, so that the second request joins the first's
+    # Slow rounds (12 of them, 0.36 s at least), so that the second request joins the first's
+    # even when a loaded machine starts its thread late (at 10 ms a round, one run in about
+    # 40 under load had finished A before B arrived).
+    time.sleep(0.03)
     if len(set(prompts)) > 1:
         joint_calls.append(len(prompts))
         raise ValueError("one prompt per call")
