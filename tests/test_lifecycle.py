@@ -44,7 +44,9 @@ def reward(prompts, responses):
     if len(set(prompts)) > 1:
         joint_calls.append(len(prompts))
         raise ValueError("one prompt per call")
-    if fail_alone and prompts[0] == "B":
+    # B is refused once it has shared a round: refused from its first call, it could fail
+    # alone before A's thread even came.
+    if fail_alone and prompts[0] == "B" and joint_calls:
         raise ValueError("B is refused")
     return [float(len(r) % 7) for r in responses]
 
