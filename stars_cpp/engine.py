@@ -273,6 +273,14 @@ def load_model(model: object, n_gpu_layers: int = 0, what: str = "model") -> _co
     )
 
 
+def text_options(kv_type: str, sampling: str, kv_layout: str, n_gpu_layers: int
+                 ) -> dict[str, Any]:
+    """The engine options a response's text depends on (a dataset run records them for
+    resume), by their parameter names."""
+    return {"kv_type": kv_type, "sampling": sampling, "kv_layout": kv_layout,
+            "n_gpu_layers": n_gpu_layers}
+
+
 def _hold_weights(lender: Any, engine: Engine) -> None:
     """Defers the free of a borrowed llama_cpp.Llama's weights until every Engine that borrows
     them is closed: ``Llama.close()`` during a generate would free them under the loop thread.
@@ -368,10 +376,7 @@ class Engine:
         # GGUF rewards run natively: each Engine gets its own instance bound to its policy.
         native = (reward._bind(self.model, n_threads or 0, n_ctx, kv_layout)
                   if hasattr(reward, "_bind") else reward)
-        self.kv_layout = kv_layout
-        # The options a response's text depends on (a dataset run records them for resume).
-        self.options = {"kv_type": kv_type, "sampling": sampling, "kv_layout": kv_layout,
-                        "n_gpu_layers": n_gpu_layers}
+        self.options = text_options(kv_type, sampling, kv_layout, n_gpu_layers)
         self._core = _core.Engine(self.model, native, n_ctx, n_threads or 0, max_queue, kv_type,
                                   n_seq_max, sampling, kv_layout)
         _OPEN_ENGINES.add(self)

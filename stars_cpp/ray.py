@@ -21,6 +21,7 @@ from stars_cpp.dataset import (
     output_line,
     prepare,
 )
+from stars_cpp.engine import text_options
 
 
 class _EngineActor:
@@ -87,8 +88,7 @@ def run(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str],
         raise DatasetError("Ray is not installed: pip install 'stars_cpp[ray]'") from None
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise DatasetError(f"workers must be an integer >= 1, got {workers!r}")
-    settings = {"kv_type": kv_type, "sampling": sampling, "kv_layout": kv_layout,
-                "n_gpu_layers": n_gpu_layers,
+    settings = {**text_options(kv_type, sampling, kv_layout, n_gpu_layers),
                 **{f"judge_{k}": v for k, v in (judge or {}).items()}, **(settings or {})}
     todo, out, params = prepare(input_path, output_path, mode=mode, params=params,
                                 reward_spec=reward_spec, model=model, id_field=id_field,
