@@ -21,7 +21,7 @@ endif
 
 DEMO_PROMPT ?= Give me three tips for staying focused while studying.
 
-.PHONY: all install install-test native demo test test-cpp lint stubs bench bench-full bench-quick bench-sweep bench-install rebuild-llama clean
+.PHONY: params all install install-test native demo test test-cpp lint stubs bench bench-full bench-quick bench-sweep bench-install rebuild-llama clean
 
 all: install
 
@@ -113,6 +113,10 @@ bench-quick: bench-install
 	$(BIN)/python bench/edge.py
 
 # Regenerates the extension's typed stubs; tests/test_stubs.py checks they are current.
+# The files generated from the core's settings table (tests/test_settings.py checks them).
+params: install
+	$(BIN)/python tools/generate_params.py
+
 stubs: install
 	rm -rf stars_cpp/_core
 	cd $(VENV) && bin/python -m nanobind.stubgen -r -m stars_cpp._core -O $(CURDIR)/stars_cpp

@@ -10,19 +10,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from stars_cpp.engine import (
-    DEFAULT_PARAMS,
-    KV_LAYOUTS,
-    KV_TYPES,
-    MODES,
-    SAMPLINGS,
-    STATS_FIELDS,
-    WIDTHS,
-    result_to_dict,
-)
-from stars_cpp.rewards import JUDGE_LAYOUTS
-
-DEFAULT_REWARD = "judge:policy"
+from stars_cpp.engine import STATS_FIELDS, result_to_dict
+from stars_cpp.errors import error_class
+from stars_cpp.settings import GENERATION, add_flags, default, names, output_settings
 
 
 class UsageError(Exception):
@@ -34,77 +24,34 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _float_or_auto(value: str) -> float | str:
-    if value == "auto":
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a float or 'auto', got {value!r}") from None
-
-
 def _flag(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:
-    # Both spellings: --segment-tokens, and --segment_tokens as in Python.
+    # Both spellings: --progress-every, and --progress_every as in Python.
     flags = [f"--{name.replace('_', '-')}"]
     if "_" in name:
         flags.append(f"--{name}")
     parser.add_argument(*flags, dest=name, **kwargs)
 
 
-def _engine_flags(parser: argparse.ArgumentParser) -> None:
+def _engine_flags(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--model", help="GGUF path (default: the packaged SmolLM2-135M-Instruct)")
-    parser.add_argument(
-        "--reward",
-        default=None,
-        help="classifier:PATH[:LABEL], judge:PATH|policy, causal:PATH, python:MODULE:FUNCTION "
-        f"or none (default for best_of_n and stars: {DEFAULT_REWARD})",
-    )
-    parser.add_argument("--judge-question", "--judge_question", dest="judge_question",
-                        default=None, help="the yes/no question a judge reward asks")
-    parser.add_argument("--judge-yes", "--judge_yes", dest="judge_yes", default=None,
-                        help="the judge's yes answer, one token of its vocabulary (default ' Yes')")
-    parser.add_argument("--judge-no", "--judge_no", dest="judge_no", default=None,
-                        help="the judge's no answer, one token of its vocabulary (default ' No')")
-    parser.add_argument("--judge-layout", "--judge_layout", dest="judge_layout", default=None,
-                        choices=JUDGE_LAYOUTS,
-                        help="where the judge's question stands (default question_first)")
-    _flag(parser, "n_ctx", type=int, default=4096)
-    _flag(parser, "n_gpu_layers", type=int, default=0)
-    _flag(parser, "n_threads", type=int, default=None)
-    _flag(parser, "kv_type", choices=KV_TYPES, default="f16",
-          help="the KV cache type of the policy and of a judge or causal reward (q8_0: half "
-          "of f16's memory)")
-    _flag(parser, "sampling", choices=SAMPLINGS, default="auto",
-          help="where candidates draw their tokens: backend (inside llama.cpp's graph), host, or "
-          "auto (backend when the model is offloaded to a GPU)")
-    _flag(parser, "kv_layout", choices=KV_LAYOUTS, default="isolated",
-          help="isolated: a KV stream per sequence, so that a text never depends on what else "
-          "runs; shared: one pool of cells (less memory for long contexts)")
+    add_flags(parser, command, ("engine", "reward"))
 
 
-def _engine(args: argparse.Namespace, model: str, reward: Any, **extra: Any) -> Any:
-    """The Engine the common flags describe."""
+def _settings(args: argparse.Namespace, *groups: str) -> dict[str, Any]:
+    """The settings of ``groups`` that this command takes, from its flags."""
+    return {name: getattr(args, name) for group in groups
+            for name in names(group, args.command)}
+
+
+def _engine(args: argparse.Namespace, model: str, reward: Any) -> Any:
+    """The Engine the flags describe."""
     import stars_cpp
 
-    return stars_cpp.Engine(model, reward, n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers,
-                            n_threads=args.n_threads, kv_type=args.kv_type,
-                            sampling=args.sampling, kv_layout=args.kv_layout, **extra)
+    return stars_cpp.Engine(model, reward, **_settings(args, "engine"))
 
 
-def _param_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mode", choices=MODES, default="stars")
-    for name in ("segment_tokens", "candidates", "max_attempts", "max_tokens", "top_k"):
-        _flag(parser, name, type=int, default=DEFAULT_PARAMS[name])
-    for name in ("alpha", "target_attempts", "temperature", "top_p", "min_p", "typical_p"):
-        _flag(parser, name, type=float, default=DEFAULT_PARAMS[name])
-    for name in ("threshold", "beta"):
-        _flag(parser, name, type=_float_or_auto, default=DEFAULT_PARAMS[name])
-    _flag(parser, "acceptance", choices=("soft", "hard"), default=DEFAULT_PARAMS["acceptance"])
-    _flag(parser, "width", choices=WIDTHS, default=DEFAULT_PARAMS["width"],
-          help="adaptive: each round as wide as pays off, up to --candidates; fixed: always "
-          "--candidates (the output is the same)")
-    _flag(parser, "seed", type=int, default=None)
-    _flag(parser, "stop", action="append", default=[], help="a stop string (repeatable)")
+def _param_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    add_flags(parser, command, ("generation",))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,10 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     gen = commands.add_parser("generate", help="generate a response for one prompt")
     gen.add_argument("prompt", help="the prompt text")
-    _engine_flags(gen)
+    _engine_flags(gen, "generate")
     gen.add_argument("--raw", action="store_true",
                      help="send the prompt as plain text instead of a user chat message")
-    _param_flags(gen)
+    _param_flags(gen, "generate")
     gen.add_argument("--json", action="store_true", help="print the whole Result as JSON")
     gen.add_argument("--verbose", "-v", action="count", default=0,
                      help="print the per-segment trace and the stats to stderr; twice, "
@@ -127,21 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
         "/v1/models, /health, /metrics) with continuous batching. The flags below set the "
         "defaults of every request; a request sets any STARS parameter as a top-level field "
         "(needs pip install 'stars_cpp[server]').")
-    _engine_flags(srv)
+    _engine_flags(srv, "serve")
     srv.add_argument("--verbose", action="store_true", help="show llama.cpp's whole log")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     srv.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
-    _flag(srv, "n_seq_max", type=int, default=64,
-          help="sequence ids of the policy context from the start (default 64: a server "
-          "expects concurrent requests, and in the isolated layout each id is a KV stream; 0 "
-          "sizes it to the first ones)")
-    _flag(srv, "max_queue", type=int, default=64,
-          help="requests waiting for admission before the server answers 503 (0: no limit)")
     srv.add_argument("--alias", default=None,
                      help="the model name in /v1/models and responses (default: the file name)")
     srv.add_argument("--log-level", "--log_level", dest="log_level", default="info",
                      choices=("critical", "error", "warning", "info", "debug"))
-    _param_flags(srv)
+    _param_flags(srv, "serve")
 
     run = commands.add_parser(
         "run", help="generate for every record of a JSONL file (resumable)",
@@ -152,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "messages field")
     run.add_argument("--output", "-o", required=True,
                      help="the JSONL file to write (appended), or a .parquet file")
-    _engine_flags(run)
+    _engine_flags(run, "run")
     run.add_argument("--verbose", action="store_true", help="show llama.cpp's whole log")
     run.add_argument("--id-field", "--id_field", dest="id_field", default="id",
                      help="the record's id field (default id; the line number when absent)")
@@ -170,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run on Ray: a local one, or the cluster at ADDRESS (e.g. auto)")
     run.add_argument("--workers", type=int, default=2,
                      help="Engine actors on Ray, each loading the model once (default 2)")
-    _param_flags(run)
+    _param_flags(run, "run")
 
     conv = commands.add_parser(
         "convert-reward", help="convert a transformers causal reward model to GGUF",
@@ -194,22 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _reward(args: argparse.Namespace):
-    from stars_cpp.rewards import parse_reward_spec
+    from stars_cpp.rewards import reward_from_settings
 
-    judge = {"question": args.judge_question, "yes": args.judge_yes, "no": args.judge_no,
-             "layout": args.judge_layout}
-    judge = {key: value for key, value in judge.items() if value is not None}
-    spec = args.reward
-    if spec is None:
-        spec = DEFAULT_REWARD if args.mode != "plain" or args.command == "serve" else None
-    if spec is None or spec == "none":
-        if judge:
-            raise UsageError("--judge-* flags need a judge reward (--reward judge:PATH|policy)")
-        return None
-    try:
-        return parse_reward_spec(spec, kv_type=args.kv_type, **judge)
-    except (ValueError, FileNotFoundError) as error:  # what a StarsError for bad input also is
-        raise UsageError(f"--reward {spec!r}: {error}") from None
+    values = _settings(args, "engine", "reward")
+    if args.mode == "plain" and args.command != "serve" and args.reward == default("reward"):
+        values["reward"] = "none"  # plain decoding needs no reward: the default one is skipped
+    return reward_from_settings(values)
 
 
 def _print_trace(result, out) -> None:
@@ -250,8 +181,7 @@ def _generate(args: argparse.Namespace) -> int:
     reward = _reward(args)
     engine = _engine(args, model, reward)
     prompt = args.prompt if args.raw else [{"role": "user", "content": args.prompt}]
-    params = {name: getattr(args, name) for name in DEFAULT_PARAMS}
-    result = engine.generate(prompt, mode=args.mode, **params)
+    result = engine.generate(prompt, **_settings(args, "generation"))
     if args.verbose:
         _print_trace(result, sys.stderr)
     if args.json:
@@ -275,26 +205,13 @@ def _serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--port must be in [0, 65535], got {args.port}")
     _llama_log(args.verbose)
     model = _model_path(args)
-    engine = _engine(args, model, _reward(args), max_queue=args.max_queue,
-                     n_seq_max=args.n_seq_max)
-    defaults = {name: getattr(args, name) for name in DEFAULT_PARAMS}
-    defaults["mode"] = args.mode
+    defaults = _settings(args, "generation")
     # A bad default fails now, not on every request.
-    stars_cpp.engine.build_params(args.mode, {k: v for k, v in defaults.items() if k != "mode"},
-                                  None)
+    stars_cpp.settings.check(defaults, ("generation",))
+    engine = _engine(args, model, _reward(args))
     name = args.alias or os.path.basename(model)
     server.serve(engine, name, defaults, args.host, args.port, args.log_level)
     return 0
-
-
-# `run` flags that OUT.meta.json does not list under "settings": those that cannot change a
-# record's text, and those it records under their own keys. Every other flag is recorded and
-# checked on resume, so a new flag is checked unless it is named here.
-RUN_UNRECORDED = frozenset({
-    "command", "input", "output", "batch", "quiet", "fail_fast", "progress_every", "workers",
-    "ray", "verbose", "n_threads", "n_ctx",  # cannot change a text
-    "model", "reward", "mode", "id_field", "prompt_field", "trace",  # recorded on their own
-})
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -309,20 +226,19 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--progress-every must be >= 1, got {args.progress_every}")
     _llama_log(args.verbose)
     model = _model_path(args)
-    spec = args.reward
-    if spec is None:
-        spec = DEFAULT_REWARD if args.mode != "plain" else None
-    if spec == "none":
-        spec = None
-    params = {name: getattr(args, name) for name in DEFAULT_PARAMS}
-    # Bad parameters fail now, before any output is written.
-    stars_cpp.engine.build_params(args.mode, params, None)
+    values = _settings(args, "engine", "reward")
+    if args.mode == "plain" and args.reward == default("reward"):
+        values["reward"] = "none"  # plain decoding needs no reward: the default one is skipped
+    spec = None if values["reward"] == "none" else values["reward"]
+    params = {name: getattr(args, name) for name in GENERATION if name != "mode"}
+    # Bad settings fail now, before any output is written.
+    stars_cpp.settings.check({**params, **values})
+    # OUT.meta.json records every setting a text can depend on (the table's changes_output),
+    # the reward spec and the parameters on their own.
     options = {"mode": args.mode, "params": params, "id_field": args.id_field,
                "prompt_field": args.prompt_field, "batch": args.batch, "trace": args.trace,
                "quiet": args.quiet, "fail_fast": args.fail_fast,
-               "progress_every": args.progress_every,
-               "settings": {k: v for k, v in vars(args).items()
-                            if k not in RUN_UNRECORDED and k not in params}}
+               "progress_every": args.progress_every, "settings": output_settings(values)}
     summary: dict = {}
     if args.ray is not None:
         try:
@@ -331,18 +247,14 @@ def _run(args: argparse.Namespace) -> int:
             from stars_cpp import ray as stars_ray
         except ImportError:
             raise UsageError("--ray needs Ray: pip install 'stars_cpp[ray]'") from None
-        judge = {"question": args.judge_question, "yes": args.judge_yes, "no": args.judge_no,
-                 "layout": args.judge_layout}
-        lines = stars_ray.run(args.input, args.output, model=model, reward_spec=spec,
-                              judge={k: v for k, v in judge.items() if v is not None},
+        lines = stars_ray.run(args.input, args.output, model=model,
+                              engine_settings=values,
                               workers=args.workers, address=args.ray or None,
-                              n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers,
-                              n_threads=args.n_threads, kv_type=args.kv_type,
-                              sampling=args.sampling, kv_layout=args.kv_layout,
                               summary=summary, **options)
     else:
-        args.reward = spec if spec is not None else "none"
-        engine = _engine(args, model, _reward(args))
+        from stars_cpp.rewards import reward_from_settings
+
+        engine = _engine(args, model, reward_from_settings(values))
         lines = dataset.run_dataset(args.input, args.output, engine=engine, reward_spec=spec,
                                     model=model, summary=summary, **options)
     for _ in lines:
@@ -377,8 +289,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("stars-cpp: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # every failure is one line, never a traceback
-
-        bad_input = isinstance(error, (ValueError, FileNotFoundError))  # ModelLoadError included
         lines = str(error).splitlines()
         print(f"stars-cpp: error: {lines[0] if lines else type(error).__name__}", file=sys.stderr)
-        return 2 if bad_input else 1
+        return error_class(error)["exit_code"]  # the core's error table, as stars-cli's

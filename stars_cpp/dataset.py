@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stars_cpp.engine import DEFAULT_PARAMS, MODES, result_to_dict
+from stars_cpp.engine import result_to_dict
 from stars_cpp.errors import DatasetError, QueueFullError, StarsError
+from stars_cpp.settings import DEFAULT_PARAMS, check
 
 PROMPT_FIELDS = ("prompt", "messages")
 
@@ -378,8 +379,7 @@ def prepare(input_path, output_path, *, mode, params, reward_spec, model, id_fie
     """Checks the setup and OUT.meta.json, resumes OUT, and returns the records still to run,
     the output and the parameters (with the run's seed)."""
     params = dict(params or {})
-    if mode not in MODES:
-        raise DatasetError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    check({"mode": mode, **params}, ("generation",))  # before any output is written
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise DatasetError(f"batch must be an integer >= 1, got {batch!r}")
     if not Path(input_path).is_file():

@@ -9,52 +9,25 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 from stars_cpp import _core, llama_log
 from stars_cpp.errors import ModelLoadError, ParameterError
+from stars_cpp.settings import ENGINE, default, output_settings
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from stars_cpp.params import EngineOptions, GenerateOptions, GenerationParams
 
 Result = _core.Result
 Segment = _core.Segment
 Stats = _core.Stats
 
+MODE = default("mode")
 Message = Mapping[str, str]
 PromptLike = Union[str, Sequence[Message]]
 RewardFn = Callable[[list, list], Sequence[float]]
-
-# The generation parameters with their defaults (README, "Parameters"); seed None draws a
-# random seed.
-DEFAULT_PARAMS: dict[str, Any] = {
-    "segment_tokens": 16,
-    "candidates": 4,
-    "max_attempts": 16,
-    "threshold": "auto",
-    "alpha": 0.5,
-    "beta": "auto",
-    "target_attempts": 3.0,
-    "acceptance": "soft",
-    "width": "adaptive",
-    "max_tokens": 256,
-    "temperature": 0.8,
-    "top_k": 40,
-    "top_p": 1.0,
-    "min_p": 0.0,
-    "typical_p": 1.0,
-    "seed": None,
-    "stop": [],
-}
-MODES = ("plain", "best_of_n", "stars")
-WIDTHS = ("adaptive", "fixed")
-# The KV cache's element type, for the Engine and the KV-cached rewards (README, "Memory").
-KV_TYPES = ("f16", "q8_0", "f32")
-# Where the Engine's candidates draw their tokens (README, "Sampling on the backend").
-SAMPLINGS = ("auto", "backend", "host")
-# How the Engine's and its rewards' sequences lay out their KV cells (README, "Reproducible").
-KV_LAYOUTS = ("isolated", "shared")
-_INT_PARAMS = ("segment_tokens", "candidates", "max_attempts", "max_tokens", "top_k")
-_FLOAT_PARAMS = ("alpha", "target_attempts", "temperature", "top_p", "min_p", "typical_p")
-_AUTO_PARAMS = ("threshold", "beta")  # a float, or "auto"
-
 
 # Engines not yet closed. Each is closed before the interpreter finalizes: a thread that takes
 # the GIL after finalization began is ended by Python where it stands, and a C++ frame in the
@@ -167,91 +140,14 @@ def _keys(keys: Sequence[str | int] | None, n_prompts: int) -> list[str] | None:
     return out
 
 
-def _check_number(name: str, value: object, kind: type) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    if not ok:
-        kind_name = "an int" if kind is int else "a number"
-        raise ParameterError(f"{name} must be {kind_name}, got {value!r}")
-
-
-def check_sampling(sampling: object) -> None:
-    if sampling not in SAMPLINGS:
-        raise ParameterError(
-            f"sampling must be one of {', '.join(map(repr, SAMPLINGS))}, got {sampling!r}")
-
-
-def check_kv_layout(kv_layout: object) -> None:
-    if kv_layout not in KV_LAYOUTS:
-        raise ParameterError(
-            f"kv_layout must be one of {', '.join(map(repr, KV_LAYOUTS))}, got {kv_layout!r}")
-
-
-def check_kv_type(kv_type: object) -> None:
-    if kv_type not in KV_TYPES:
-        raise ParameterError(
-            f"kv_type must be one of {', '.join(map(repr, KV_TYPES))}, got {kv_type!r}")
-
-
-def _check_int32(name: str, value: object) -> None:
-    # The core holds int32: larger values would be nanobind's TypeError, naming nothing.
-    _check_number(name, value, int)
-    if not -2**31 <= value < 2**31:
-        raise ParameterError(f"{name} must fit a 32-bit integer, got {value}")
-
-
 def build_params(mode: str, params: Mapping[str, Any], default_seed: int | None):
-    """Validates parameter names and types and fills a core GenerationParams.
-
-    Range checks happen in C++ (GenerationParams::Validate), so every front end shares them.
-    """
-    unknown = sorted(set(params) - set(DEFAULT_PARAMS))
-    if unknown:
-        raise ParameterError(
-            f"unknown parameter(s): {', '.join(unknown)}; known: {', '.join(DEFAULT_PARAMS)}"
-        )
-    if mode not in MODES:
-        raise ParameterError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
-    merged = {**DEFAULT_PARAMS, **params}
-    core = _core.GenerationParams()
-    core.mode = mode
-    for name in _INT_PARAMS:
-        _check_int32(name, merged[name])
-        setattr(core, name, merged[name])
-    for name in _FLOAT_PARAMS:
-        _check_number(name, merged[name], float)
-        setattr(core, name, float(merged[name]))
-    for name in _AUTO_PARAMS:
-        value = merged[name]
-        if isinstance(value, str) and value == "auto":
-            setattr(core, name, None)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            setattr(core, name, float(value))
-        else:
-            raise ParameterError(f"{name} must be a float or 'auto', got {value!r}")
-    acceptance = merged["acceptance"]
-    if acceptance not in ("soft", "hard"):
-        raise ParameterError(f"acceptance must be 'soft' or 'hard', got {acceptance!r}")
-    core.acceptance = acceptance
-    width = merged["width"]
-    if width not in WIDTHS:
-        raise ParameterError(f"width must be one of {', '.join(map(repr, WIDTHS))}, got {width!r}")
-    core.width = width
-    stop = merged["stop"]
-    if isinstance(stop, str):
-        stop = [stop]
-    if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop):
-        raise ParameterError(f"stop must be a string or a list of strings, got {stop!r}")
-    core.stop = [_text(s, "stop") for s in stop]
-    seed = merged["seed"] if merged["seed"] is not None else default_seed
-    if seed is None:
-        seed = int.from_bytes(os.urandom(8), "little")
-    _check_number("seed", seed, int)
-    if not 0 <= seed < 2**64:
-        raise ParameterError(f"seed must be in [0, 2**64), got {seed}")
-    core.seed = seed
-    return core
+    """A core GenerationParams from keyword values on top of the defaults. Names, types and
+    ranges are checked by the core's table (stars_cpp.settings), as for every front end; a seed
+    left None is ``default_seed``, else drawn at random by the core."""
+    values = {"mode": mode, **params}
+    if values.get("seed") is None and default_seed is not None:
+        values["seed"] = default_seed
+    return _core.GenerationParams.make(values)
 
 
 def load_model(model: object, n_gpu_layers: int = 0, what: str = "model") -> _core.Model:
@@ -271,14 +167,6 @@ def load_model(model: object, n_gpu_layers: int = 0, what: str = "model") -> _co
     raise ParameterError(
         f"{what} must be a GGUF path or a llama_cpp.Llama, got {type(model).__name__}"
     )
-
-
-def text_options(kv_type: str, sampling: str, kv_layout: str, n_gpu_layers: int
-                 ) -> dict[str, Any]:
-    """The engine options a response's text depends on (a dataset run records them for
-    resume), by their parameter names."""
-    return {"kv_type": kv_type, "sampling": sampling, "kv_layout": kv_layout,
-            "n_gpu_layers": n_gpu_layers}
 
 
 def _hold_weights(lender: Any, engine: Engine) -> None:
@@ -335,38 +223,21 @@ class Engine:
     its warnings and errors show.
     """
 
-    def __init__(
-        self,
-        model: object,
-        reward: RewardFn | None = None,
-        *,
-        n_ctx: int = 4096,
-        n_gpu_layers: int = 0,
-        n_threads: int | None = None,
-        seed: int | None = None,
-        max_queue: int = 0,
-        kv_type: str = "f16",
-        n_seq_max: int = 0,
-        sampling: str = "auto",
-        kv_layout: str = "isolated",
-        verbose: bool = False,
-    ) -> None:
+    def __init__(self, model: object, reward: RewardFn | None = None, *,
+                 seed: int | None = None, verbose: bool = False,
+                 **options: Unpack[EngineOptions]) -> None:
         if reward is not None and not callable(reward):
             raise ParameterError(
                 f"reward must be None, a callable, ClassifierReward or JudgeReward, "
-                f"got {type(reward).__name__}")
-        _check_int32("n_ctx", n_ctx)
-        _check_int32("n_gpu_layers", n_gpu_layers)
-        _check_int32("max_queue", max_queue)
-        check_kv_type(kv_type)
-        check_sampling(sampling)
-        check_kv_layout(kv_layout)
-        _check_int32("n_seq_max", n_seq_max)
-        if n_threads is not None:  # its range (0 or None: every hardware thread) is the core's
-            _check_int32("n_threads", n_threads)
+                f"got {type(reward).__name__}", "reward")
+        if options.get("n_threads", 0) is None:  # as 0: every hardware thread
+            options = {**options, "n_threads": 0}
+        # Every option is checked before the model loads (names, types, ranges: the core's).
+        _core.check_settings(dict(options), ["engine"])
+        options = {**{name: default(name) for name in ENGINE}, **options}
         if verbose:
             llama_log.set_verbose()
-        self.model = load_model(model, n_gpu_layers)
+        self.model = load_model(model, options["n_gpu_layers"])
         # A borrowed llama_cpp.Llama: its close() frees the weights only once this Engine is
         # closed too (_hold_weights).
         self._lender = model if type(model).__module__.startswith("llama_cpp") else None
@@ -374,11 +245,13 @@ class Engine:
         self.reward = reward
         self.seed = seed
         # GGUF rewards run natively: each Engine gets its own instance bound to its policy.
-        native = (reward._bind(self.model, n_threads or 0, n_ctx, kv_layout)
+        native = (reward._bind(self.model, options["n_threads"], options["n_ctx"],
+                               options["kv_layout"])
                   if hasattr(reward, "_bind") else reward)
-        self.options = text_options(kv_type, sampling, kv_layout, n_gpu_layers)
-        self._core = _core.Engine(self.model, native, n_ctx, n_threads or 0, max_queue, kv_type,
-                                  n_seq_max, sampling, kv_layout)
+        self.settings = options  # every engine option, by name
+        # The options a response's text depends on (a dataset run records them for resume).
+        self.options = output_settings(options)
+        self._core = _core.Engine(self.model, native, options)
         _OPEN_ENGINES.add(self)
         if self._lender is not None:
             _hold_weights(self._lender, self)
@@ -391,14 +264,15 @@ class Engine:
                 f"({getattr(lender, 'model_path', '?')}) was closed: its weights are freed; keep "
                 "it open while the Engine is in use")
 
-    def generate(self, prompt: PromptLike | Sequence[PromptLike], *, mode: str = "stars",
+    def generate(self, prompt: PromptLike | Sequence[PromptLike], *,
                  on_segment: Callable[[int, Segment], None] | None = None,
                  keys: Sequence[str | int] | None = None,
-                 **params: Any) -> Result | list[Result]:
+                 **params: Unpack[GenerationParams]) -> Result | list[Result]:
         """Generates for one prompt (returns a Result) or a batch (returns a list).
 
         A prompt is a string or a list of OpenAI-style chat messages, rendered through the
-        model's chat template. ``params`` are the generation parameters (README, "Parameters").
+        model's chat template. ``params`` are the generation parameters, ``mode`` among them
+        (docs/parameters.md; typed in stars_cpp.params).
         ``on_segment(prompt_index, segment)`` is called as each segment is accepted; an
         exception it raises stops the generation and reaches the caller.
 
@@ -408,16 +282,16 @@ class Engine:
         """
         self._check_weights()
         prompts, batched = _normalize_prompts(prompt)
-        core_params = build_params(mode, params, self.seed)
+        core_params = build_params(params.pop("mode", MODE), params, self.seed)
         core_keys = _keys(keys, len(prompts))
         results = _blocking(self._core.generate, prompts, core_params, on_segment, core_keys)
         return results if batched else results[0]
 
     def submit(
-        self, prompt: PromptLike, *, mode: str = "stars",
+        self, prompt: PromptLike, *,
         on_result: Callable[[Result], None], on_error: Callable[[BaseException], None],
         on_segment: Callable[[Segment], None] | None = None, key: str | int | None = None,
-        occurrence: int = 0, **params: Any,
+        occurrence: int = 0, **params: Unpack[GenerationParams],
     ) -> int:
         """Queues one request on the engine's loop and returns its id, for ``cancel``.
 
@@ -432,11 +306,12 @@ class Engine:
         prompts, batched = _normalize_prompts(prompt)
         if batched:
             raise ParameterError("submit takes one prompt, not a batch")
-        core_params = build_params(mode, params, self.seed)
+        core_params = build_params(params.pop("mode", MODE), params, self.seed)
         core_key = _keys([key], 1)[0] if key is not None else None
-        _check_number("occurrence", occurrence, int)
-        if not 0 <= occurrence < 2**64:
-            raise ParameterError(f"occurrence must be in [0, 2**64), got {occurrence}")
+        if (isinstance(occurrence, bool) or not isinstance(occurrence, int)
+                or not 0 <= occurrence < 2**64):
+            raise ParameterError(f"occurrence must be an int in [0, 2**64), got {occurrence!r}",
+                                 "occurrence")
         return self._core.submit(prompts[0], core_params, core_key, occurrence, on_segment,
                                  on_result, on_error)
 
@@ -477,8 +352,8 @@ class Engine:
             pass
 
     def stream(
-        self, prompt: PromptLike, *, mode: str = "stars",
-        keys: Sequence[str | int] | None = None, **params: Any
+        self, prompt: PromptLike, *, keys: Sequence[str | int] | None = None,
+        **params: Unpack[GenerationParams]
     ) -> Iterator[Segment]:
         """Yields each segment of one prompt as it is accepted (``keys``: as in generate).
 
@@ -491,7 +366,7 @@ class Engine:
         items: queue.Queue = queue.Queue()
         done = object()
         request_id = self.submit(
-            prompt, mode=mode, key=core_keys[0] if core_keys else None,
+            prompt, key=core_keys[0] if core_keys else None,
             on_segment=items.put, on_result=lambda _result: items.put(done),
             on_error=items.put, **params)
         finished = False
@@ -515,12 +390,13 @@ class Engine:
 
 
 def generate(prompt: PromptLike | Sequence[PromptLike], *, model: object,
-             reward: RewardFn | None = None, mode: str = "stars", n_ctx: int = 4096,
-             n_gpu_layers: int = 0, keys: Sequence[str | int] | None = None,
-             **params: Any) -> Result | list[Result]:
-    """One-shot convenience: builds an Engine for ``model`` and ``reward`` and generates."""
-    engine = Engine(model, reward, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers)
-    return engine.generate(prompt, mode=mode, keys=keys, **params)
+             reward: RewardFn | None = None, keys: Sequence[str | int] | None = None,
+             **kwargs: Unpack[GenerateOptions]) -> Result | list[Result]:
+    """One-shot convenience: builds an Engine for ``model`` and ``reward`` with the engine
+    options among ``kwargs`` and generates with the generation parameters among them."""
+    options = {name: kwargs.pop(name) for name in ENGINE if name in kwargs}
+    with Engine(model, reward, **options) as engine:
+        return engine.generate(prompt, keys=keys, **kwargs)
 
 
 def result_to_dict(result: Result) -> dict[str, Any]:

@@ -30,7 +30,14 @@ class DecodeError(StarsError, RuntimeError):
 
 
 class ParameterError(StarsError, ValueError):
-    """A parameter or an argument is out of range, of the wrong type, or unknown."""
+    """A parameter or an argument is out of range, of the wrong type, or unknown.
+
+    ``param`` names the setting or field at fault (as the server's ``error.param``), or is
+    None when no single one is."""
+
+    def __init__(self, message: str = "", param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class ChatTemplateError(StarsError, ValueError):
@@ -65,19 +72,22 @@ class SourceNotFoundError(ConversionError, FileNotFoundError):
     """llama.cpp's source tree, which holds its converter, cannot be found."""
 
 
-# The classes the C++ extension raises, by the name it looks up.
-CORE_ERRORS = (
-    "StarsError",
-    "ModelLoadError",
-    "ModelNotFoundError",
-    "ContextLengthError",
-    "DecodeError",
-    "ParameterError",
-    "ChatTemplateError",
-    "RewardError",
-    "ReentrantCallError",
-    "QueueFullError",
-    "EngineClosedError",
-)
+def error_class(error: BaseException) -> dict:
+    """How the front ends report ``error``: the core's error table entry (``name``,
+    ``exit_code``, ``http_status``, ``http_type``) of the nearest class along its hierarchy;
+    the table's catch-all (exit 1, HTTP 500) for an exception that is no stars error."""
+    from stars_cpp import _core  # the extension imports this module first
 
-__all__ = [*CORE_ERRORS, "ConversionError", "DatasetError", "SourceNotFoundError"]
+    table = {entry["name"]: entry for entry in _core.ERROR_CLASSES}
+    for cls in type(error).__mro__:
+        if cls.__name__ in table and cls.__module__ == __name__:
+            return table[cls.__name__]
+    return table[""]
+
+
+__all__ = [
+    "ChatTemplateError", "ContextLengthError", "ConversionError", "DatasetError", "DecodeError",
+    "EngineClosedError", "ModelLoadError", "ModelNotFoundError", "ParameterError",
+    "QueueFullError", "ReentrantCallError", "RewardError", "SourceNotFoundError", "StarsError",
+    "error_class",
+]

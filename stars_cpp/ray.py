@@ -21,21 +21,20 @@ from stars_cpp.dataset import (
     output_line,
     prepare,
 )
-from stars_cpp.engine import text_options
+from stars_cpp.settings import ENGINE, check, default, output_settings
 
 
 class _EngineActor:
     """One Engine per Ray actor; each batch of records runs on it concurrently."""
 
-    def __init__(self, model: str, reward_spec: str | None, judge: Mapping[str, str],
-                 engine_options: Mapping[str, Any], mode: str, params: Mapping[str, Any],
-                 trace: bool) -> None:
+    def __init__(self, model: str, engine_settings: Mapping[str, Any], mode: str,
+                 params: Mapping[str, Any], trace: bool) -> None:
         import stars_cpp
-        from stars_cpp.rewards import parse_reward_spec
+        from stars_cpp.rewards import reward_from_settings
 
-        kv_type = engine_options.get("kv_type", "f16")
-        reward = parse_reward_spec(reward_spec, kv_type=kv_type, **judge) if reward_spec else None
-        self.engine = stars_cpp.Engine(model, reward, **engine_options)
+        reward = reward_from_settings(engine_settings)
+        self.engine = stars_cpp.Engine(
+            model, reward, **{k: v for k, v in engine_settings.items() if k in ENGINE})
         self.mode, self.params, self.trace = mode, dict(params), trace
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
@@ -69,27 +68,30 @@ class _EngineActor:
 
 
 def run(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str], *,
-        model: str, reward_spec: str | None = None, judge: Mapping[str, str] | None = None,
-        mode: str = "stars", params: Mapping[str, Any] | None = None, workers: int = 2,
-        address: str | None = None, id_field: str = "id", prompt_field: str | None = None,
-        batch: int = 16, trace: bool = False, quiet: bool = False, fail_fast: bool = False,
-        progress_every: int = 50, n_ctx: int = 4096, n_gpu_layers: int = 0,
-        n_threads: int | None = None, kv_type: str = "f16", sampling: str = "auto",
-        kv_layout: str = "isolated", summary: dict[str, Any] | None = None,
+        model: str, engine_settings: Mapping[str, Any] | None = None, mode: str = "stars",
+        params: Mapping[str, Any] | None = None, workers: int = 2, address: str | None = None,
+        id_field: str = "id", prompt_field: str | None = None, batch: int = 16,
+        trace: bool = False, quiet: bool = False, fail_fast: bool = False,
+        progress_every: int = 50, summary: dict[str, Any] | None = None,
         settings: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
     """Runs the dataset on Ray with ``workers`` Engine actors (``batch`` records each in
-    flight) and yields each output line as it is written. Connects to ``address`` (a running
-    cluster, or "auto"), or starts a local Ray when none is initialized. Actors take one GPU
-    each when the llama.cpp build offloads (``n_gpu_layers`` != 0). OUT.meta.json records the
-    engine options, the judge's and ``settings``, as run_dataset does."""
+    flight) and yields each output line as it is written. ``engine_settings``: every engine
+    and reward setting by name (stars_cpp.settings; ``reward`` the spec, "none" for none),
+    each passed to every worker. Connects to ``address`` (a running cluster, or "auto"), or
+    starts a local Ray when none is initialized. Actors take one GPU each when the llama.cpp
+    build offloads (``n_gpu_layers`` != 0). OUT.meta.json records the settings a text depends
+    on, and ``settings``, as run_dataset does."""
     try:
         import ray
     except ImportError:
         raise DatasetError("Ray is not installed: pip install 'stars_cpp[ray]'") from None
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise DatasetError(f"workers must be an integer >= 1, got {workers!r}")
-    settings = {**text_options(kv_type, sampling, kv_layout, n_gpu_layers),
-                **{f"judge_{k}": v for k, v in (judge or {}).items()}, **(settings or {})}
+    engine_settings = dict(engine_settings or {})
+    check(engine_settings, ("engine", "reward"))
+    reward_spec = engine_settings.get("reward", default("reward"))
+    reward_spec = None if reward_spec == "none" else reward_spec
+    settings = {**output_settings(engine_settings), **(settings or {})}
     todo, out, params = prepare(input_path, output_path, mode=mode, params=params,
                                 reward_spec=reward_spec, model=model, id_field=id_field,
                                 prompt_field=prompt_field, batch=batch, trace=trace,
@@ -107,13 +109,10 @@ def run(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str],
         if not ray.is_initialized():
             ray.init(address=address, log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
-        options = {"n_ctx": n_ctx, "n_gpu_layers": n_gpu_layers, "n_threads": n_threads,
-                   "kv_type": kv_type, "sampling": sampling, "kv_layout": kv_layout}
         data = ray.data.from_items(items).map_batches(
             _EngineActor, batch_size=batch, concurrency=workers,
-            num_gpus=1 if n_gpu_layers else 0,
-            fn_constructor_kwargs={"model": model, "reward_spec": reward_spec,
-                                   "judge": dict(judge or {}), "engine_options": options,
+            num_gpus=1 if engine_settings.get("n_gpu_layers") else 0,
+            fn_constructor_kwargs={"model": model, "engine_settings": engine_settings,
                                    "mode": mode, "params": params, "trace": trace})
         for row in data.iter_rows():
             yield emit(json.loads(row["line"]), out, progress, fail_fast)

@@ -10,17 +10,17 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Union
 
-from stars_cpp import _core
-from stars_cpp.engine import _check_int32, check_kv_layout, check_kv_type, load_model
+from stars_cpp import _core, settings
+from stars_cpp.engine import load_model
 from stars_cpp.errors import ParameterError
 
-DEFAULT_JUDGE_QUESTION = "Is the assistant's response helpful, harmless and on-topic?"
+DEFAULT_JUDGE_QUESTION = settings.default("judge_question")
 # question_first asks before the exchange (a candidate costs its segment plus a few closing
 # tokens); question_last asks after the response (the whole question per candidate).
-JUDGE_LAYOUTS = ("question_first", "question_last")
+JUDGE_LAYOUTS = settings.choices("judge_layout")
 Label = Union[int, str, tuple]
 
 _WORD = re.compile(r"[A-Za-z']+")
@@ -66,8 +66,11 @@ def _reward_n_ctx(asked: int | None, policy_n_ctx: int) -> int:
 
 
 def _check_sizes(n_gpu_layers: object, n_ctx: object) -> None:
-    _check_int32("n_gpu_layers", n_gpu_layers)
-    _check_int32("n_ctx", n_ctx)
+    settings.check({"n_gpu_layers": n_gpu_layers}, ("engine",))
+    # A reward's own context: 0 (None) or any size; the core checks what fits.
+    if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or not 0 <= n_ctx < 2**31:
+        raise ParameterError(f"n_ctx must be None or an int in [0, 2**31), got {n_ctx!r}",
+                             "n_ctx")
 
 
 def _layout(asked: str | None, engine_layout: str) -> str:
@@ -77,7 +80,7 @@ def _layout(asked: str | None, engine_layout: str) -> str:
 
 def _check_layout(kv_layout: object) -> None:
     if kv_layout is not None:
-        check_kv_layout(kv_layout)
+        settings.check({"kv_layout": kv_layout}, ("engine",))
 
 class ClassifierReward:
     """A GGUF sequence classifier or reranker, run by llama.cpp with RANK pooling.
@@ -151,7 +154,7 @@ class JudgeReward:
                  n_gpu_layers: int = 0, n_ctx: int | None = None,
                  kv_type: str = "f16", kv_layout: str | None = None) -> None:
         _check_sizes(n_gpu_layers, 0 if n_ctx is None else n_ctx)
-        check_kv_type(kv_type)
+        settings.check({"kv_type": kv_type}, ("engine",))
         _check_layout(kv_layout)
         self.kv_type = kv_type
         self.kv_layout = kv_layout
@@ -160,7 +163,8 @@ class JudgeReward:
                 raise ParameterError(f"{name} must be a non-empty string, got {value!r}")
         if layout not in JUDGE_LAYOUTS:
             raise ParameterError(
-                f"layout must be one of {', '.join(map(repr, JUDGE_LAYOUTS))}, got {layout!r}")
+                f"layout must be one of {', '.join(map(repr, JUDGE_LAYOUTS))}, got {layout!r}",
+                "layout")
         self.question, self.yes, self.no, self.n_ctx = question, yes, no, n_ctx
         self.layout = layout
         self.model = None if model == "policy" else load_model(model, n_gpu_layers, "model")
@@ -222,7 +226,7 @@ class CausalReward:
             raise ParameterError(f"path must be a GGUF path, got {type(path).__name__}")
         if template is not None and not isinstance(template, str):
             raise ParameterError(f"template must be a string or None, got {template!r}")
-        check_kv_type(kv_type)
+        settings.check({"kv_type": kv_type}, ("engine",))
         self.path, self.template, self.n_ctx = os.fspath(path), template or "", n_ctx
         self.kv_type = kv_type
         self.model = load_model(self.path, n_gpu_layers, "path")
@@ -249,38 +253,46 @@ class CausalReward:
         return self._native.score_texts(list(prompts), list(responses))
 
 
-def _parse_label(text: str) -> Label:
-    def one(part: str) -> int | str:
-        return int(part) if part.lstrip("-").isdigit() else part
+class SpecReward:
+    """A GGUF reward named by a spec (``judge:PATH|policy``, ``classifier:PATH[:LABEL]``,
+    ``causal:PATH``), built by the core's one factory, as stars-cli builds it, when an Engine
+    binds it to its policy. ``values``: the reward and engine settings by name
+    (stars_cpp.settings)."""
 
-    if not text:
-        return 0
-    pos, comma, neg = text.partition(",")
-    return (one(pos), one(neg)) if comma else one(text)
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = dict(values)
+        self._native: _core.GgufReward | None = None
+
+    def _bind(self, policy: _core.Model, n_threads: int = 0, n_ctx: int = 0,
+              kv_layout: str = "isolated") -> _core.Reward:
+        values = {**self.values, "n_threads": n_threads, "n_ctx": n_ctx, "kv_layout": kv_layout}
+        self._native = _core.make_reward(policy, values)
+        return self._native
+
+    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        if self._native is None:
+            raise ParameterError(f"the reward {self.values['reward']!r} scores only after an "
+                                 "Engine bound it to a policy model", "reward")
+        return self._native.score_texts(list(prompts), list(responses))
 
 
-def parse_reward_spec(spec: str, kv_type: str = "f16", **judge_options: str) -> Any:
-    """The CLI's ``--reward``: ``classifier:PATH[:LABEL]`` (LABEL an index, a name or
-    ``POS,NEG``), ``judge:PATH|policy``, ``causal:PATH`` or ``python:MODULE:FUNCTION``.
-    ``judge_options`` are JudgeReward's ``question``, ``yes``, ``no`` and ``layout``;
-    ``kv_type`` is the judge's or the causal reward's KV cache type."""
-    kind, sep, rest = spec.partition(":")
-    if judge_options and kind != "judge":
-        raise ParameterError("--judge-* flags need a judge reward (--reward judge:PATH|policy)")
-    if not sep or not rest:
-        raise ParameterError(f"--reward must be classifier:PATH[:LABEL], judge:PATH|policy, "
-                         f"causal:PATH or python:MODULE:FUNCTION, got {spec!r}")
+def reward_from_settings(values: Mapping[str, Any]) -> Any:
+    """The reward ``values["reward"]`` names, with the reward and engine settings among
+    ``values``: None for ``none``, the callable of ``python:MODULE:FUNCTION``, and for a GGUF
+    spec a SpecReward that the core's factory builds (the spec is checked then, when an
+    Engine binds it)."""
+    spec = values.get("reward", settings.default("reward"))
+    settings.check({k: v for k, v in values.items() if k in settings.PARAMS},
+                   ("engine", "reward"))
+    kind, _, rest = spec.partition(":")
+    if spec == "none":
+        return None
     if kind == "python":
+        judge = [name for name in settings.REWARD
+                 if name != "reward" and name in values
+                 and values[name] != settings.default(name)]
+        if judge:
+            raise ParameterError("--judge-* options need a judge reward (--reward "
+                                 "judge:PATH|policy)", judge[0])
         return load_python_reward(rest)
-    if kind == "classifier":
-        # PATH[:LABEL], unless the whole of it names a file: a path may hold colons, a label
-        # never does (stars-cli splits the same way).
-        path, label = rest, ""
-        if ":" in rest and not os.path.exists(rest):
-            path, label = rest.rsplit(":", 1)
-        return ClassifierReward(path, label=_parse_label(label))
-    if kind == "judge":
-        return JudgeReward(rest, kv_type=kv_type, **judge_options)
-    if kind == "causal":
-        return CausalReward(rest, kv_type=kv_type)
-    raise ParameterError(f"--reward kind must be classifier, judge, causal or python, got {kind!r}")
+    return SpecReward({k: v for k, v in values.items() if k in settings.PARAMS})

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -27,7 +26,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sse_starlette.sse import EventSourceResponse
 
 import stars_cpp
-from stars_cpp.engine import DEFAULT_PARAMS, MODES, STATS_FIELDS, Engine, result_to_dict
+from stars_cpp.engine import STATS_FIELDS, Engine, result_to_dict
+from stars_cpp.errors import error_class
+from stars_cpp.settings import check, names
 
 log = logging.getLogger("stars_cpp.server")
 
@@ -47,9 +48,11 @@ OPENAI_FIELDS = frozenset({
     "model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature",
     "top_p", "seed", "stop", "n", "stream", "stream_options",
 })
+# The generation parameters a request may set, mode among them (stars_cpp.settings).
+PARAM_FIELDS = frozenset(names("generation", "http"))
 # STARS fields beyond the generation parameters.
-STARS_FIELDS = frozenset({"mode", "return_trace", "key"})
-KNOWN_FIELDS = OPENAI_FIELDS | STARS_FIELDS | set(DEFAULT_PARAMS) | IGNORED_FIELDS
+STARS_FIELDS = frozenset({"return_trace", "key"})
+KNOWN_FIELDS = OPENAI_FIELDS | STARS_FIELDS | PARAM_FIELDS | IGNORED_FIELDS
 
 
 class ApiError(Exception):
@@ -68,34 +71,17 @@ class ApiError(Exception):
         return JSONResponse(self.body(), status_code=self.status)
 
 
-def _param_named_in(message: str) -> str | None:
-    """The request field an engine error message starts with or names, for ``error.param``."""
-    names = sorted(KNOWN_FIELDS, key=len, reverse=True)
-    for name in names:  # "max_tokens=1000000": the value that does not fit
-        if re.search(rf"\b{name}=", message):
-            return name
-    for name in names:
-        if re.match(rf"{name}\b", message):
-            return name
-    for name in names:
-        if len(name) > 2 and re.search(rf"\b{name}\b", message):
-            return name
-    return None
-
-
 def error_of(exc: BaseException) -> ApiError:
-    """The HTTP error for an exception from the engine or the reward."""
+    """The HTTP error for an exception from the engine or the reward: status and type from the
+    core's error table, ``param`` from the exception."""
     if isinstance(exc, ApiError):
         return exc
-    if isinstance(exc, stars_cpp.QueueFullError):
-        return ApiError(503, str(exc), kind="server_busy")
-    if isinstance(exc, stars_cpp.EngineClosedError):
-        return ApiError(503, str(exc), kind="server_closing")
-    if isinstance(exc, (stars_cpp.ParameterError, stars_cpp.ContextLengthError,
-                        stars_cpp.ChatTemplateError)):
-        return ApiError(400, str(exc), _param_named_in(str(exc)))
-    log.error("request failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
-    return ApiError(500, f"{type(exc).__name__}: {exc}", kind="server_error")
+    entry = error_class(exc)
+    if entry["http_status"] >= 500 and entry["http_type"] == "server_error":
+        log.error("request failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
+        return ApiError(500, f"{type(exc).__name__}: {exc}", kind="server_error")
+    return ApiError(entry["http_status"], str(exc), getattr(exc, "param", None),
+                    kind=entry["http_type"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,18 +173,15 @@ def parse_job(body: Any, chat: bool, defaults: Mapping[str, Any], model_name: st
             raise ApiError(400, "messages is for /v1/chat/completions", "messages")
         base = _prompts(body)
     params = dict(defaults)
-    mode = body.get("mode", params.pop("mode", "stars"))
-    params.pop("mode", None)
-    if not isinstance(mode, str) or mode not in MODES:
-        raise ApiError(400, f"mode must be one of {', '.join(MODES)}, got {json.dumps(mode)}",
-                       "mode")
-    for name in DEFAULT_PARAMS:
+    for name in PARAM_FIELDS:
         if name in body and body[name] is not None:
             params[name] = body[name]
     for name in ("max_tokens", "max_completion_tokens"):
         value = _typed(body, name, (int,), "an integer")
         if value is not None:
             params["max_tokens"] = value
+    check(params, ("generation",))  # ParameterError naming the field: a 400 with its param
+    mode = params.pop("mode")
     n = _typed(body, "n", (int,), "an integer")
     n = 1 if n is None else n
     if not 1 <= n <= MAX_CHOICES:

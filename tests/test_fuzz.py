@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import stars_cpp
 from stars_cpp import cli
-from stars_cpp.engine import DEFAULT_PARAMS
+from stars_cpp.settings import DEFAULT_PARAMS
 
 FUZZ = settings(derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,

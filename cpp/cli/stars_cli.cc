@@ -4,15 +4,14 @@
 //
 //   stars-cli generate PROMPT --model PATH [--reward SPEC] [flags...] [--json] [--verbose]
 //   stars-cli bench --model PATH [--reward SPEC] [flags...]
+//   stars-cli settings [flags...]   (each setting as the flags resolve it: name=value lines)
 //
 // Exit status: 0, 2 for bad arguments or a bad model file (one line on stderr), 1 otherwise.
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <chrono>
-#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -22,7 +21,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <random>
 #include <string>
 #include <thread>
 #include <utility>
@@ -34,6 +32,7 @@
 #include "stars/errors.h"
 #include "stars/log.h"
 #include "stars/model.h"
+#include "stars/param_spec.h"
 #include "stars/params.h"
 #include "stars/result.h"
 #include "stars/rewards.h"
@@ -51,20 +50,11 @@ struct UsageError : std::runtime_error {
 struct Args {
   std::string command;
   std::string prompt;
-  std::map<std::string, std::string> values;  // by Python name
-  std::vector<std::string> stop;
+  std::string model;
+  stars::Settings settings;  // every flag of the spec that stars-cli takes (param_spec.h)
   bool raw = false, json = false;
   int verbose = 0;
 };
-
-// Flags that take a value, by their Python names; both spellings are accepted
-// (--segment-tokens and --segment_tokens), as in the Python CLI.
-const char* const kValueFlags[] = {
-    "model",       "reward",       "judge_question", "judge_yes", "judge_no", "judge_layout",
-    "n_ctx",       "n_gpu_layers", "n_threads",      "kv_type",   "mode",     "segment_tokens",
-    "candidates",  "max_attempts", "max_tokens",     "top_k",     "alpha",    "target_attempts",
-    "temperature", "top_p",        "min_p",          "threshold", "beta",     "acceptance",
-    "width",       "seed",         "typical_p",      "sampling",  "kv_layout"};
 
 std::string PythonName(std::string flag) {
   for (char& c : flag) {
@@ -73,14 +63,24 @@ std::string PythonName(std::string flag) {
   return flag;
 }
 
-Args Parse(int argc, char** argv) {
+// The flags are the spec's entries that stars-cli takes, as --name or --name-with-dashes.
+const stars::ParamSpec* NativeFlag(const std::string& name) {
+  for (const stars::ParamSpec& spec : stars::ParamSpecs()) {
+    if (spec.name == name && spec.TakenBy(stars::kNativeCli)) return &spec;
+  }
+  return nullptr;
+}
+
+Args Parse(int argc, char** argv, const std::vector<std::pair<std::string, std::string>>& preset) {
   Args args;
   if (argc < 2) throw UsageError("a command is required: generate or bench");
   args.command = argv[1];
-  if (args.command != "generate" && args.command != "bench") {
+  if (args.command != "generate" && args.command != "bench" && args.command != "settings") {
     throw UsageError("argument command: invalid choice: '" + args.command +
-                     "' (choose from 'generate', 'bench')");
+                     "' (choose from 'generate', 'bench', 'settings')");
   }
+  std::map<std::string, std::string> values(preset.begin(), preset.end());  // by Python name
+  std::vector<std::string> stop;
   std::vector<std::string> positional;
   for (int i = 2; i < argc; ++i) {
     std::string arg = argv[i];
@@ -110,17 +110,18 @@ Args Parse(int argc, char** argv) {
       (name == "raw" ? args.raw : args.json) = true;
       continue;
     }
-    bool known = name == "stop";
-    for (const char* flag : kValueFlags) known = known || name == flag;
-    if (!known) throw UsageError("unrecognized arguments: " + arg);
+    const stars::ParamSpec* spec = NativeFlag(name);
+    if (spec == nullptr && name != "model") throw UsageError("unrecognized arguments: " + arg);
     if (!has_value) {
       if (i + 1 >= argc) throw UsageError("argument --" + name + ": expected one argument");
       value = argv[++i];
     }
-    if (name == "stop") {
-      args.stop.push_back(value);
+    if (name == "model") {
+      args.model = value;
+    } else if (spec->type == stars::ParamType::kTextList) {
+      stop.push_back(value);  // repeatable
     } else {
-      args.values[name] = value;
+      values[name] = value;
     }
   }
   if (args.command == "generate") {
@@ -132,84 +133,20 @@ Args Parse(int argc, char** argv) {
   } else if (!positional.empty()) {
     throw UsageError("unrecognized arguments: " + positional[0]);
   }
-  if (!args.values.count("model")) {
+  if (args.model.empty() && args.command != "settings") {
     throw UsageError("the following arguments are required: --model (a GGUF path)");
   }
-  return args;
-}
-
-int64_t Int(const Args& args, const std::string& name, int64_t fallback) {
-  const auto it = args.values.find(name);
-  if (it == args.values.end()) return fallback;
-  char* end = nullptr;
-  errno = 0;
-  const long long value = std::strtoll(it->second.c_str(), &end, 10);
-  if (it->second.empty() || *end != '\0' || errno != 0 || value < INT32_MIN || value > INT32_MAX) {
-    throw UsageError("argument --" + name + ": invalid int value: '" + it->second + "'");
-  }
-  return value;
-}
-
-double Float(const std::string& name, const std::string& text) {
-  char* end = nullptr;
-  const double value = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0') {
-    throw UsageError("argument --" + name + ": invalid float value: '" + text + "'");
-  }
-  return value;
-}
-
-double Float(const Args& args, const std::string& name, double fallback) {
-  const auto it = args.values.find(name);
-  return it == args.values.end() ? fallback : Float(name, it->second);
-}
-
-std::optional<double> FloatOrAuto(const Args& args, const std::string& name) {
-  const auto it = args.values.find(name);
-  if (it == args.values.end() || it->second == "auto") return std::nullopt;
-  return Float(name, it->second);
-}
-
-std::string Str(const Args& args, const std::string& name, const std::string& fallback = "") {
-  const auto it = args.values.find(name);
-  return it == args.values.end() ? fallback : it->second;
-}
-
-// The parameters' defaults are GenerationParams' own, the same as the Python package's.
-stars::GenerationParams Params(const Args& args) {
-  stars::GenerationParams params;
-  params.mode = stars::ParseMode(Str(args, "mode", "stars"));
-  params.segment_tokens = static_cast<int32_t>(Int(args, "segment_tokens", params.segment_tokens));
-  params.candidates = static_cast<int32_t>(Int(args, "candidates", params.candidates));
-  params.max_attempts = static_cast<int32_t>(Int(args, "max_attempts", params.max_attempts));
-  params.max_tokens = static_cast<int32_t>(Int(args, "max_tokens", params.max_tokens));
-  params.sampling.top_k = static_cast<int32_t>(Int(args, "top_k", params.sampling.top_k));
-  params.alpha = Float(args, "alpha", params.alpha);
-  params.target_attempts = Float(args, "target_attempts", params.target_attempts);
-  params.sampling.temperature =
-      static_cast<float>(Float(args, "temperature", params.sampling.temperature));
-  params.sampling.top_p = static_cast<float>(Float(args, "top_p", params.sampling.top_p));
-  params.sampling.min_p = static_cast<float>(Float(args, "min_p", params.sampling.min_p));
-  params.sampling.typical_p =
-      static_cast<float>(Float(args, "typical_p", params.sampling.typical_p));
-  params.threshold = FloatOrAuto(args, "threshold");
-  params.beta = FloatOrAuto(args, "beta");
-  params.acceptance = stars::ParseAcceptance(Str(args, "acceptance", "soft"));
-  params.width = stars::ParseWidth(Str(args, "width", "adaptive"));
-  params.stop = args.stop;
-  if (args.values.count("seed")) {
-    const std::string& text = args.values.at("seed");
-    char* end = nullptr;
-    errno = 0;
-    params.seed = std::strtoull(text.c_str(), &end, 10);
-    if (text.empty() || text[0] == '-' || *end != '\0' || errno != 0) {
-      throw UsageError("argument --seed: invalid int value: '" + text + "'");
+  for (const auto& [name, text] : values) {
+    stars::ParamValue value;
+    try {
+      value = stars::ParseParamText(*NativeFlag(name), text);
+    } catch (const stars::ParameterError& e) {
+      throw UsageError("argument --" + name + ": " + e.what());  // as argparse words it
     }
-  } else {
-    std::random_device device;
-    params.seed = (static_cast<uint64_t>(device()) << 32) | device();
+    stars::SetParam(args.settings, name, value);
   }
-  return params;
+  if (!stop.empty()) stars::SetParam(args.settings, "stop", stop);
+  return args;
 }
 
 const char* const kStatsFields[] = {
@@ -308,41 +245,19 @@ struct Loaded {
   double load_seconds = 0.0;
 };
 
-Loaded Load(const Args& args, stars::Mode mode) {
+Loaded Load(const Args& args) {
   const auto start = std::chrono::steady_clock::now();
+  const stars::Settings& settings = args.settings;
   Loaded loaded;
-  const int32_t n_ctx = static_cast<int32_t>(Int(args, "n_ctx", 4096));
-  const int32_t n_gpu_layers = static_cast<int32_t>(Int(args, "n_gpu_layers", 0));
-  const int32_t n_threads = static_cast<int32_t>(Int(args, "n_threads", 0));
-  const std::string kv_type = Str(args, "kv_type", "f16");
-  loaded.model = stars::Model::Load(args.values.at("model"), n_gpu_layers);
-  std::string spec = Str(args, "reward", mode == stars::Mode::kPlain ? "none" : "judge:policy");
-  stars::RewardSpecOptions options;
-  options.question = Str(args, "judge_question");
-  options.yes = Str(args, "judge_yes");
-  options.no = Str(args, "judge_no");
-  options.layout = Str(args, "judge_layout");
-  options.kv_type = stars::ParseKvType(kv_type);
-  options.kv_layout = stars::ParseKvLayout(Str(args, "kv_layout", "isolated"));
-  options.policy_n_ctx = n_ctx;
-  options.n_threads = n_threads;
-  options.n_gpu_layers = n_gpu_layers;
+  loaded.model = stars::Model::Load(args.model, settings.n_gpu_layers);
+  // Plain mode needs no reward: the default one is built only for best_of_n and stars.
+  const bool none = settings.reward == "none" || (settings.params.mode == stars::Mode::kPlain &&
+                                                  settings.reward == stars::Settings{}.reward);
   std::shared_ptr<stars::Reward> reward;
-  if (spec == "none") {
-    if (!options.question.empty() || !options.yes.empty() || !options.no.empty() ||
-        !options.layout.empty()) {
-      throw UsageError("--judge-* flags need a judge reward (--reward judge:PATH|policy)");
-    }
-  } else {
-    reward = stars::MakeReward(spec, loaded.model, options);
+  if (!none) {
+    reward = stars::MakeReward(settings.reward, loaded.model, stars::RewardOptionsOf(settings));
   }
-  stars::EngineOptions engine;
-  engine.n_ctx = n_ctx;
-  engine.n_threads = n_threads;
-  engine.kv_type = options.kv_type;
-  engine.kv_layout = options.kv_layout;
-  engine.sampling = stars::ParseSampling(Str(args, "sampling", "auto"));
-  loaded.engine = std::make_unique<stars::Engine>(loaded.model, reward, engine);
+  loaded.engine = std::make_unique<stars::Engine>(loaded.model, reward, settings.engine);
   loaded.load_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return loaded;
@@ -360,8 +275,8 @@ stars::Prompt MakePrompt(const Args& args, const std::string& text) {
 }
 
 int Generate(const Args& args) {
-  const stars::GenerationParams params = Params(args);
-  Loaded loaded = Load(args, params.mode);
+  const stars::GenerationParams& params = args.settings.params;
+  Loaded loaded = Load(args);
   const std::vector<stars::Result> results =
       loaded.engine->Generate({MakePrompt(args, args.prompt)}, params, {});
   const stars::Result& result = results.at(0);
@@ -382,11 +297,8 @@ double PeakRssMib() {
 
 // The edge numbers, for bench/edge.py: one STARS response to a fixed instruction.
 int Bench(const Args& args) {
-  Args with_defaults = args;
-  with_defaults.values.emplace("max_tokens", "64");
-  with_defaults.values.emplace("seed", "0");
-  const stars::GenerationParams params = Params(with_defaults);
-  Loaded loaded = Load(with_defaults, params.mode);
+  const stars::GenerationParams& params = args.settings.params;
+  Loaded loaded = Load(args);
   const auto start = std::chrono::steady_clock::now();
   double first_segment = -1.0;
   stars::GenerateHooks hooks;
@@ -397,8 +309,7 @@ int Bench(const Args& args) {
     }
   };
   const auto results = loaded.engine->Generate(
-      {MakePrompt(with_defaults, "Give me three tips for staying focused while studying.")}, params,
-      hooks);
+      {MakePrompt(args, "Give me three tips for staying focused while studying.")}, params, hooks);
   const double total =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const stars::Stats& stats = results.at(0).stats;
@@ -417,6 +328,17 @@ int Bench(const Args& args) {
                                              : 0.0))
       .Set("accepted_tokens", Json::Int(stats.tokens_accepted));
   std::cout << out.Dump() << "\n";
+  return 0;
+}
+
+// Every setting stars-cli takes, as its flags (and the defaults) resolve it.
+int PrintSettings(const Args& args) {
+  for (const stars::ParamSpec& spec : stars::ParamSpecs()) {
+    if (spec.TakenBy(stars::kNativeCli)) {
+      std::cout << spec.name << "=" << stars::FormatParamValue(spec, spec.get(args.settings))
+                << "\n";
+    }
+  }
   return 0;
 }
 
@@ -464,16 +386,18 @@ int Verbosity(int argc, char** argv) {
 int main(int argc, char** argv) {
   LogPrinter log(Verbosity(argc, argv));
   try {
-    const Args args = Parse(argc, argv);
+    // bench answers a fixed instruction in 64 tokens, seed 0, unless the flags say otherwise.
+    const bool bench = argc > 1 && std::string(argv[1]) == "bench";
+    const Args args = Parse(
+        argc, argv,
+        bench
+            ? std::vector<std::pair<std::string, std::string>>{{"max_tokens", "64"}, {"seed", "0"}}
+            : std::vector<std::pair<std::string, std::string>>{});
+    if (args.command == "settings") return PrintSettings(args);
     return args.command == "bench" ? Bench(args) : Generate(args);
   } catch (const std::exception& e) {
-    // Bad input (arguments, a missing or bad file, a prompt too long) exits 2, as in Python.
-    const bool bad_input = dynamic_cast<const UsageError*>(&e) != nullptr ||
-                           dynamic_cast<const stars::ParameterError*>(&e) != nullptr ||
-                           dynamic_cast<const stars::ModelLoadError*>(&e) != nullptr ||
-                           dynamic_cast<const stars::ContextLengthError*>(&e) != nullptr ||
-                           dynamic_cast<const stars::ChatTemplateError*>(&e) != nullptr;
+    // The exit status is the error table's (stars/errors.h), as in the Python CLI.
     std::cerr << "stars-cli: error: " << FirstLine(e.what()) << "\n";
-    return bad_input ? 2 : 1;
+    return dynamic_cast<const UsageError*>(&e) != nullptr ? 2 : stars::ClassifyError(e).exit_code;
   }
 }

@@ -1,5 +1,6 @@
 #include "exceptions.h"
 
+#include <map>
 #include <string>
 
 #include "stars/errors.h"
@@ -9,50 +10,29 @@ namespace nb = nanobind;
 namespace stars::python {
 namespace {
 
-// Borrowed from stars_cpp.errors, which keeps them alive for the process.
-struct PythonExceptions {
-  PyObject* error = nullptr;
-  PyObject* model_load = nullptr;
-  PyObject* model_not_found = nullptr;
-  PyObject* context_length = nullptr;
-  PyObject* decode = nullptr;
-  PyObject* parameter = nullptr;
-  PyObject* chat_template = nullptr;
-  PyObject* reward = nullptr;
-  PyObject* reentrant_call = nullptr;
-  PyObject* queue_full = nullptr;
-  PyObject* engine_closed = nullptr;
-};
-PythonExceptions exceptions;
+// Borrowed from stars_cpp.errors, which keeps them alive for the process: the class of each
+// entry of the error table (stars/errors.h), by its name.
+std::map<std::string, PyObject*> classes;
 
-// Every C++ error type to its Python class; anything else is left to nanobind.
+// A stars error as its Python class (the table's name for its most derived type), with the
+// parameter it names in `param`; anything else is left to nanobind.
 void TranslateException(const std::exception_ptr& p, void*) {
   try {
     std::rethrow_exception(p);
   } catch (const CallbackError& e) {
     e.Raise();
-  } catch (const stars::ModelNotFoundError& e) {
-    PyErr_SetString(exceptions.model_not_found, e.what());
-  } catch (const stars::ModelLoadError& e) {
-    PyErr_SetString(exceptions.model_load, e.what());
-  } catch (const stars::ContextLengthError& e) {
-    PyErr_SetString(exceptions.context_length, e.what());
-  } catch (const stars::DecodeError& e) {
-    PyErr_SetString(exceptions.decode, e.what());
-  } catch (const stars::ParameterError& e) {
-    PyErr_SetString(exceptions.parameter, e.what());
-  } catch (const stars::ChatTemplateError& e) {
-    PyErr_SetString(exceptions.chat_template, e.what());
-  } catch (const stars::RewardError& e) {
-    PyErr_SetString(exceptions.reward, e.what());
-  } catch (const stars::ReentrantCallError& e) {
-    PyErr_SetString(exceptions.reentrant_call, e.what());
-  } catch (const stars::QueueFullError& e) {
-    PyErr_SetString(exceptions.queue_full, e.what());
-  } catch (const stars::EngineClosedError& e) {
-    PyErr_SetString(exceptions.engine_closed, e.what());
   } catch (const stars::Error& e) {
-    PyErr_SetString(exceptions.error, e.what());
+    PyObject* type = classes.at(stars::ClassifyError(e).name);
+    const auto* parameter = dynamic_cast<const stars::ParameterError*>(&e);
+    PyObject* value = nullptr;
+    if (parameter != nullptr && !parameter->param().empty()) {
+      value = PyObject_CallFunction(type, "ss", e.what(), parameter->param().c_str());
+    } else {
+      value = PyObject_CallFunction(type, "s", e.what());
+    }
+    if (value == nullptr) return;  // the class itself raised: that error propagates
+    PyErr_SetObject(type, value);
+    Py_DECREF(value);
   }
 }
 
@@ -101,17 +81,9 @@ void RegisterExceptions() {
     type.inc_ref();
     return type.ptr();
   };
-  exceptions.error = get("StarsError");
-  exceptions.model_load = get("ModelLoadError");
-  exceptions.model_not_found = get("ModelNotFoundError");
-  exceptions.context_length = get("ContextLengthError");
-  exceptions.decode = get("DecodeError");
-  exceptions.parameter = get("ParameterError");
-  exceptions.chat_template = get("ChatTemplateError");
-  exceptions.reward = get("RewardError");
-  exceptions.reentrant_call = get("ReentrantCallError");
-  exceptions.queue_full = get("QueueFullError");
-  exceptions.engine_closed = get("EngineClosedError");
+  for (const stars::ErrorClass& entry : stars::ErrorClasses()) {
+    classes[entry.name] = get(entry.name);  // Python-only classes too: each must exist
+  }
   nb::register_exception_translator(TranslateException);
 }
 

@@ -5,6 +5,7 @@
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
 
+#include <algorithm>
 #include <cstring>
 #include <exception>
 #include <utility>
@@ -264,6 +265,197 @@ std::vector<Prompt> ToPrompts(const nb::list& items, const nb::object& keys) {
     if (!keys.is_none()) prompts.back().key = nb::cast<std::string>(keys[nb::int_(i)]);
   }
   return prompts;
+}
+
+namespace {
+
+[[noreturn]] void WrongType(const ParamSpec& spec, nb::handle value) {
+  std::string shown = "?";
+  try {
+    shown = nb::cast<std::string>(nb::repr(value));
+  } catch (...) {  // a repr that raises: its type names it
+    shown = std::string("a ") + nb::type_name(value.type()).c_str();
+  }
+  throw ParameterError(spec.name, spec.name + " must be " + ParamRule(spec) + ", got " + shown);
+}
+
+std::string Text(const ParamSpec& spec, nb::handle value) {
+  if (!PyUnicode_Check(value.ptr())) WrongType(spec, value);
+  Py_ssize_t size = 0;
+  const char* data = PyUnicode_AsUTF8AndSize(value.ptr(), &size);
+  if (data == nullptr) {  // a lone surrogate: not encodable as UTF-8
+    PyErr_Clear();
+    throw ParameterError(spec.name, spec.name +
+                                        " is not valid text (it cannot be encoded as "
+                                        "UTF-8): " +
+                                        nb::cast<std::string>(nb::repr(value)));
+  }
+  return std::string(data, static_cast<size_t>(size));
+}
+
+bool IsNumber(nb::handle value) {
+  return !PyBool_Check(value.ptr()) && (PyLong_Check(value.ptr()) || PyFloat_Check(value.ptr()));
+}
+
+ParamValue ToParamValue(const ParamSpec& spec, nb::handle value) {
+  switch (spec.type) {
+    case ParamType::kInt: {
+      if (PyBool_Check(value.ptr()) || !PyLong_Check(value.ptr())) WrongType(spec, value);
+      int overflow = 0;
+      const long long number = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
+      if (overflow != 0) {
+        throw ParameterError(spec.name, spec.name + " must fit a 32-bit integer, got " +
+                                            nb::cast<std::string>(nb::str(value)));
+      }
+      return int64_t{number};
+    }
+    case ParamType::kFloatOrAuto:
+      if (PyUnicode_Check(value.ptr()) && Text(spec, value) == "auto") return std::monostate{};
+      [[fallthrough]];
+    case ParamType::kFloat:
+      if (!IsNumber(value)) WrongType(spec, value);
+      return PyFloat_AsDouble(value.ptr());
+    case ParamType::kChoice:
+    case ParamType::kText:
+      return Text(spec, value);
+    case ParamType::kTextList: {
+      if (PyUnicode_Check(value.ptr())) return std::vector<std::string>{Text(spec, value)};
+      if (!PyList_Check(value.ptr()) && !PyTuple_Check(value.ptr())) WrongType(spec, value);
+      std::vector<std::string> out;
+      for (nb::handle item : value) out.push_back(Text(spec, item));
+      return out;
+    }
+    case ParamType::kSeed: {
+      if (value.is_none()) return std::monostate{};
+      if (PyBool_Check(value.ptr()) || !PyLong_Check(value.ptr())) WrongType(spec, value);
+      const unsigned long long number = PyLong_AsUnsignedLongLong(value.ptr());
+      if (number == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+        PyErr_Clear();  // negative, or 2**64 and beyond
+        throw ParameterError(spec.name, spec.name + " must be in [0, 2**64), got " +
+                                            nb::cast<std::string>(nb::str(value)));
+      }
+      return uint64_t{number};
+    }
+  }
+  WrongType(spec, value);
+}
+
+}  // namespace
+
+std::vector<ParamGroup> Groups(const std::vector<std::string>& names) {
+  std::vector<ParamGroup> groups;
+  for (const std::string& name : names) {
+    bool found = false;
+    for (ParamGroup group : {ParamGroup::kGeneration, ParamGroup::kEngine, ParamGroup::kReward}) {
+      if (name == ParamGroupName(group)) {
+        groups.push_back(group);
+        found = true;
+      }
+    }
+    if (!found) throw ParameterError("unknown settings group '" + name + "'");
+  }
+  return groups;
+}
+
+nb::object FromParamValue(const ParamValue& value, ParamType type) {
+  if (const int64_t* i = std::get_if<int64_t>(&value)) return nb::int_(*i);
+  if (const uint64_t* u = std::get_if<uint64_t>(&value)) {
+    return nb::steal(PyLong_FromUnsignedLongLong(*u));
+  }
+  if (const double* d = std::get_if<double>(&value)) return nb::float_(*d);
+  if (const std::string* s = std::get_if<std::string>(&value)) return Utf8(*s);
+  if (const auto* list = std::get_if<std::vector<std::string>>(&value)) {
+    nb::list out;
+    for (const std::string& s : *list) out.append(Utf8(s));
+    return out;
+  }
+  return type == ParamType::kSeed ? nb::none() : nb::object(nb::str("auto"));
+}
+
+Settings ToSettings(const nb::dict& values, std::vector<ParamGroup> groups) {
+  Settings settings;
+  for (auto [key, value] : values) {
+    if (!PyUnicode_Check(key.ptr())) {
+      throw ParameterError("parameter names must be strings, got " +
+                           nb::cast<std::string>(nb::repr(key)));
+    }
+    const std::string name = nb::cast<std::string>(key);
+    const ParamSpec* spec = nullptr;
+    for (const ParamSpec& candidate : ParamSpecs()) {
+      const bool in_group =
+          std::find(groups.begin(), groups.end(), candidate.group) != groups.end();
+      if (candidate.name == name && in_group) spec = &candidate;
+    }
+    if (spec == nullptr) {
+      std::string known;
+      for (const ParamSpec& candidate : ParamSpecs()) {
+        if (std::find(groups.begin(), groups.end(), candidate.group) != groups.end()) {
+          known += (known.empty() ? "" : ", ") + candidate.name;
+        }
+      }
+      throw ParameterError(name, "unknown parameter '" + name + "'; known: " + known);
+    }
+    SetParam(settings, name, ToParamValue(*spec, value));
+  }
+  return settings;
+}
+
+nb::list ParamsTable() {
+  nb::list table;
+  for (const ParamSpec& spec : ParamSpecs()) {
+    nb::dict entry;
+    entry["name"] = spec.name;
+    entry["group"] = ParamGroupName(spec.group);
+    entry["type"] = ParamTypeName(spec.type);
+    entry["default"] = FromParamValue(spec.Default(), spec.type);
+    entry["default_text"] = FormatParamValue(spec, spec.Default());
+    entry["serve_default"] = spec.serve_default ? FromParamValue(*spec.serve_default, spec.type)
+                                                : FromParamValue(spec.Default(), spec.type);
+    nb::list choices;
+    for (const std::string& choice : spec.choices) choices.append(choice);
+    entry["choices"] = choices;
+    entry["min"] = spec.min ? nb::object(nb::float_(*spec.min)) : nb::none();
+    entry["max"] = spec.max ? nb::object(nb::float_(*spec.max)) : nb::none();
+    entry["min_exclusive"] = spec.min_exclusive;
+    entry["max_exclusive"] = spec.max_exclusive;
+    entry["rule"] = ParamRule(spec);
+    entry["help"] = spec.help;
+    nb::list front_ends;
+    for (FrontEnd front_end : kFrontEnds) {
+      if (spec.TakenBy(front_end)) front_ends.append(FrontEndName(front_end));
+    }
+    entry["front_ends"] = front_ends;
+    entry["changes_output"] = spec.changes_output;
+    table.append(entry);
+  }
+  return table;
+}
+
+nb::list ErrorTable() {
+  nb::list table;
+  std::vector<ErrorClass> entries = ErrorClasses();
+  entries.push_back(OtherError());  // name "": what an exception outside the table gets
+  for (const ErrorClass& entry : entries) {
+    nb::dict row;
+    row["name"] = entry.name;
+    row["exit_code"] = entry.exit_code;
+    row["http_status"] = entry.http_status;
+    row["http_type"] = entry.http_type;
+    table.append(row);
+  }
+  return table;
+}
+
+nb::dict ParamsDict(const GenerationParams& params) {
+  Settings settings;
+  settings.params = params;
+  nb::dict out;
+  for (const ParamSpec& spec : ParamSpecs()) {
+    if (spec.group == ParamGroup::kGeneration) {
+      out[spec.name.c_str()] = FromParamValue(spec.get(settings), spec.type);
+    }
+  }
+  return out;
 }
 
 nb::dict MetricsDict(const EngineMetrics& m) {

@@ -14,6 +14,7 @@
 
 #include "stars/engine.h"
 #include "stars/model.h"
+#include "stars/param_spec.h"
 #include "stars/reward.h"
 
 namespace stars::python {
@@ -49,6 +50,28 @@ std::shared_ptr<Model> BorrowModel(uintptr_t address, nanobind::object owner,
 Prompt ToPrompt(nanobind::handle item);
 // `keys` is None or one str per prompt.
 std::vector<Prompt> ToPrompts(const nanobind::list& items, const nanobind::object& keys);
+
+// Python keyword values as settings (param_spec.h), on top of the defaults: each name must be a
+// setting of `group`, each value of its type (an int for an int, "auto" or a number for
+// threshold, None for a random seed, a str or a list of str for stop). Range checks are the
+// spec's. Throws ParameterError naming the setting.
+Settings ToSettings(const nanobind::dict& values, std::vector<ParamGroup> groups);
+
+// Groups by their names ("generation", "engine", "reward"); ParameterError for another.
+std::vector<ParamGroup> Groups(const std::vector<std::string>& names);
+
+// A value as Python writes it: "auto" for a float-or-auto left to the engine, None for a
+// random seed.
+nanobind::object FromParamValue(const ParamValue& value, ParamType type);
+
+// The spec table as a list of dicts, for stars_cpp's front ends (_core.PARAMS).
+nanobind::list ParamsTable();
+
+// The error table (_core.ERROR_CLASSES).
+nanobind::list ErrorTable();
+
+// The generation parameters' values by name, as Python writes them ("auto", None for random).
+nanobind::dict ParamsDict(const GenerationParams& params);
 
 nanobind::dict MetricsDict(const EngineMetrics& metrics);
 

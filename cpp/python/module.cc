@@ -20,6 +20,7 @@
 #include "stars/engine.h"
 #include "stars/log.h"
 #include "stars/model.h"
+#include "stars/param_spec.h"
 #include "stars/params.h"
 #include "stars/result.h"
 #include "stars/reward.h"
@@ -31,14 +32,20 @@ namespace nb = nanobind;
 using namespace nb::literals;
 using stars::python::BorrowModel;
 using stars::python::EngineSlots;
+using stars::python::ErrorTable;
+using stars::python::FromParamValue;
+using stars::python::Groups;
 using stars::python::MakeCallbackSink;
 using stars::python::MetricsDict;
+using stars::python::ParamsDict;
+using stars::python::ParamsTable;
 using stars::python::PythonHooks;
 using stars::python::RegisterExceptions;
 using stars::python::RegisterTesting;
 using stars::python::ToPrompt;
 using stars::python::ToPrompts;
 using stars::python::ToReward;
+using stars::python::ToSettings;
 using stars::python::Utf8;
 
 NB_MODULE(_core, m) {
@@ -86,9 +93,8 @@ NB_MODULE(_core, m) {
             nb::gil_scoped_release release;
             return stars::Model::Load(path, n_gpu_layers);
           },
-          "path"_a, "n_gpu_layers"_a = 0)
-      .def_static("borrow", &BorrowModel, "address"_a, "owner"_a, "description"_a,
-                  "n_gpu_layers"_a = 0)
+          "path"_a, "n_gpu_layers"_a)
+      .def_static("borrow", &BorrowModel, "address"_a, "owner"_a, "description"_a, "n_gpu_layers"_a)
       .def_prop_ro("description", &stars::Model::description)
       .def_prop_ro("owned", &stars::Model::owned)
       .def_prop_ro("n_vocab", &stars::Model::n_vocab)
@@ -122,49 +128,33 @@ NB_MODULE(_core, m) {
           },
           "messages"_a);
 
-  nb::class_<stars::GenerationParams>(m, "GenerationParams")
-      .def(nb::init<>())
-      .def_prop_rw(
-          "mode",
-          [](const stars::GenerationParams& p) { return std::string(stars::ModeName(p.mode)); },
-          [](stars::GenerationParams& p, const std::string& v) { p.mode = stars::ParseMode(v); })
-      .def_rw("segment_tokens", &stars::GenerationParams::segment_tokens)
-      .def_rw("candidates", &stars::GenerationParams::candidates)
-      .def_rw("max_attempts", &stars::GenerationParams::max_attempts)
-      .def_rw("threshold", &stars::GenerationParams::threshold, nb::arg().none())
-      .def_rw("alpha", &stars::GenerationParams::alpha)
-      .def_rw("beta", &stars::GenerationParams::beta, nb::arg().none())
-      .def_rw("target_attempts", &stars::GenerationParams::target_attempts)
-      .def_prop_rw(
-          "acceptance",
-          [](const stars::GenerationParams& p) {
-            return std::string(stars::AcceptanceName(p.acceptance));
+  // Every setting, declared once in C++ (param_spec.h): the Python front ends are generated from
+  // it. The binding declares no defaults of its own.
+  m.attr("PARAMS") = ParamsTable();
+  m.attr("ERROR_CLASSES") = ErrorTable();
+  m.def(
+      "check_settings",
+      [](const nb::dict& values, const std::vector<std::string>& groups) {
+        ToSettings(values, Groups(groups));
+      },
+      "values"_a, "groups"_a,
+      "Checks settings of the named groups; ParameterError naming a bad or unknown one.");
+  m.def(
+      "parse_param_text",
+      [](const std::string& name, const std::string& text) {
+        const stars::ParamSpec& spec = stars::FindParam(name);
+        return FromParamValue(stars::ParseParamText(spec, text), spec.type);
+      },
+      "name"_a, "text"_a, "A setting's value from command-line text, as stars-cli reads it.");
+  nb::class_<stars::GenerationParams>(m, "GenerationParams",
+                                      "A request's generation parameters, validated.")
+      .def_static(
+          "make",
+          [](const nb::dict& values) {
+            return ToSettings(values, {stars::ParamGroup::kGeneration}).params;
           },
-          [](stars::GenerationParams& p, const std::string& v) {
-            p.acceptance = stars::ParseAcceptance(v);
-          })
-      .def_prop_rw(
-          "width",
-          [](const stars::GenerationParams& p) { return std::string(stars::WidthName(p.width)); },
-          [](stars::GenerationParams& p, const std::string& v) { p.width = stars::ParseWidth(v); })
-      .def_rw("max_tokens", &stars::GenerationParams::max_tokens)
-      .def_prop_rw(
-          "temperature", [](const stars::GenerationParams& p) { return p.sampling.temperature; },
-          [](stars::GenerationParams& p, float v) { p.sampling.temperature = v; })
-      .def_prop_rw(
-          "top_k", [](const stars::GenerationParams& p) { return p.sampling.top_k; },
-          [](stars::GenerationParams& p, int32_t v) { p.sampling.top_k = v; })
-      .def_prop_rw(
-          "top_p", [](const stars::GenerationParams& p) { return p.sampling.top_p; },
-          [](stars::GenerationParams& p, float v) { p.sampling.top_p = v; })
-      .def_prop_rw(
-          "min_p", [](const stars::GenerationParams& p) { return p.sampling.min_p; },
-          [](stars::GenerationParams& p, float v) { p.sampling.min_p = v; })
-      .def_prop_rw(
-          "typical_p", [](const stars::GenerationParams& p) { return p.sampling.typical_p; },
-          [](stars::GenerationParams& p, float v) { p.sampling.typical_p = v; })
-      .def_rw("seed", &stars::GenerationParams::seed)
-      .def_rw("stop", &stars::GenerationParams::stop);
+          "values"_a, "From {name: value} on top of the defaults; ParameterError naming a bad one.")
+      .def("to_dict", &ParamsDict, "{name: value}, 'auto' and None (random seed) included.");
 
   nb::class_<stars::Segment>(m, "Segment")
       .def_prop_ro("text", [](const stars::Segment& s) { return Utf8(s.text); })
@@ -238,8 +228,7 @@ NB_MODULE(_core, m) {
         options.kv_layout = stars::ParseKvLayout(kv_layout);
         return stars::MakeClassifierReward(std::move(model), options);
       },
-      "model"_a, "labels"_a, "pair"_a = -1, "n_ctx"_a = 0, "n_threads"_a = 0,
-      "kv_layout"_a = "isolated");
+      "model"_a, "labels"_a, "pair"_a, "n_ctx"_a, "n_threads"_a, "kv_layout"_a);
   m.def(
       "make_judge_reward",
       [](std::shared_ptr<stars::Model> judge, std::shared_ptr<stars::Model> policy,
@@ -257,9 +246,8 @@ NB_MODULE(_core, m) {
         options.kv_type = stars::ParseKvType(kv_type);
         return stars::MakeJudgeReward(std::move(judge), policy, options);
       },
-      "judge"_a, "policy"_a.none(), "question"_a, "yes"_a, "no"_a, "n_ctx"_a = 8192,
-      "n_threads"_a = 0, "layout"_a = "question_first", "kv_type"_a = "f16",
-      "kv_layout"_a = "isolated");
+      "judge"_a, "policy"_a.none(), "question"_a, "yes"_a, "no"_a, "n_ctx"_a, "n_threads"_a,
+      "layout"_a, "kv_type"_a, "kv_layout"_a);
   m.def(
       "make_causal_reward",
       [](std::shared_ptr<stars::Model> model, const std::string& path,
@@ -273,28 +261,30 @@ NB_MODULE(_core, m) {
         options.n_threads = n_threads;
         return stars::MakeCausalReward(std::move(model), path, policy, options);
       },
-      "model"_a, "path"_a, "policy"_a.none(), "template"_a = "", "n_ctx"_a = 8192,
-      "n_threads"_a = 0, "kv_type"_a = "f16", "kv_layout"_a = "isolated");
+      "model"_a, "path"_a, "policy"_a.none(), "template"_a, "n_ctx"_a, "n_threads"_a, "kv_type"_a,
+      "kv_layout"_a);
+  m.def(
+      "make_reward",
+      [](std::shared_ptr<stars::Model> policy, const nb::dict& settings) {
+        const stars::Settings parsed =
+            ToSettings(settings, {stars::ParamGroup::kEngine, stars::ParamGroup::kReward});
+        nb::gil_scoped_release release;
+        return stars::MakeReward(parsed.reward, policy, stars::RewardOptionsOf(parsed));
+      },
+      "policy"_a, "settings"_a,
+      "The GGUF reward a spec names (settings['reward']), as stars-cli builds it.");
 
   nb::class_<stars::Engine>(m, "Engine", "Plain, best-of-N and STARS decoding on one model.",
                             nb::type_slots(EngineSlots()))
       .def(
           "__init__",
           [](stars::Engine* self, std::shared_ptr<stars::Model> model, nb::object reward,
-             int32_t n_ctx, int32_t n_threads, int32_t max_queue, const std::string& kv_type,
-             int32_t n_seq_max, const std::string& sampling, const std::string& kv_layout) {
-            stars::EngineOptions options;
-            options.n_ctx = n_ctx;
-            options.n_threads = n_threads;
-            options.max_queue = max_queue;
-            options.kv_type = stars::ParseKvType(kv_type);
-            options.n_seq_max = n_seq_max;
-            options.sampling = stars::ParseSampling(sampling);
-            options.kv_layout = stars::ParseKvLayout(kv_layout);
-            new (self) stars::Engine(std::move(model), ToReward(std::move(reward)), options);
+             const nb::dict& options) {
+            const stars::Settings settings = ToSettings(options, {stars::ParamGroup::kEngine});
+            new (self)
+                stars::Engine(std::move(model), ToReward(std::move(reward)), settings.engine);
           },
-          "model"_a, "reward"_a.none(), "n_ctx"_a = 4096, "n_threads"_a = 0, "max_queue"_a = 0,
-          "kv_type"_a = "f16", "n_seq_max"_a = 0, "sampling"_a = "auto", "kv_layout"_a = "isolated")
+          "model"_a, "reward"_a.none(), "options"_a)
       .def_prop_ro("has_reward", &stars::Engine::has_reward)
       .def_prop_ro("n_ctx", &stars::Engine::n_ctx)
       .def(

@@ -1,11 +1,11 @@
 #include "stars/params.h"
 
-#include <algorithm>
 #include <cmath>
 #include <string>
-#include <thread>
+#include <vector>
 
 #include "stars/errors.h"
+#include "stars/param_spec.h"
 #include "stars/result.h"
 
 namespace stars {
@@ -13,106 +13,117 @@ namespace {
 
 [[noreturn]] void Invalid(const std::string& name, const std::string& rule,
                           const std::string& value) {
-  throw ParameterError(name + " must be " + rule + ", got " + value);
+  throw ParameterError(name, name + " must be " + rule + ", got " + value);
+}
+
+// Each enum's values with their names, once.
+template <typename Enum>
+struct Named {
+  Enum value;
+  const char* name;
+};
+template <typename Enum>
+const std::vector<Named<Enum>>& Table();
+template <>
+const std::vector<Named<Mode>>& Table() {
+  static const std::vector<Named<Mode>> t = {
+      {Mode::kPlain, "plain"}, {Mode::kBestOfN, "best_of_n"}, {Mode::kStars, "stars"}};
+  return t;
+}
+template <>
+const std::vector<Named<Acceptance>>& Table() {
+  static const std::vector<Named<Acceptance>> t = {{Acceptance::kSoft, "soft"},
+                                                   {Acceptance::kHard, "hard"}};
+  return t;
+}
+template <>
+const std::vector<Named<Width>>& Table() {
+  static const std::vector<Named<Width>> t = {{Width::kAdaptive, "adaptive"},
+                                              {Width::kFixed, "fixed"}};
+  return t;
+}
+template <>
+const std::vector<Named<KvType>>& Table() {
+  static const std::vector<Named<KvType>> t = {
+      {KvType::kF16, "f16"}, {KvType::kQ8_0, "q8_0"}, {KvType::kF32, "f32"}};
+  return t;
+}
+template <>
+const std::vector<Named<Sampling>>& Table() {
+  static const std::vector<Named<Sampling>> t = {
+      {Sampling::kAuto, "auto"}, {Sampling::kBackend, "backend"}, {Sampling::kHost, "host"}};
+  return t;
+}
+template <>
+const std::vector<Named<KvLayout>>& Table() {
+  static const std::vector<Named<KvLayout>> t = {{KvLayout::kIsolated, "isolated"},
+                                                 {KvLayout::kShared, "shared"}};
+  return t;
+}
+template <>
+const std::vector<Named<JudgeLayout>>& Table() {
+  static const std::vector<Named<JudgeLayout>> t = {{JudgeLayout::kQuestionFirst, "question_first"},
+                                                    {JudgeLayout::kQuestionLast, "question_last"}};
+  return t;
+}
+
+template <typename Enum>
+const char* NameOf(Enum value) {
+  for (const auto& entry : Table<Enum>()) {
+    if (entry.value == value) return entry.name;
+  }
+  return "?";
+}
+
+template <typename Enum>
+Enum Parse(const char* param, const std::string& name) {
+  std::string choices;
+  for (const auto& entry : Table<Enum>()) {
+    if (name == entry.name) return entry.value;
+    choices += (choices.empty() ? "'" : ", '") + std::string(entry.name) + "'";
+  }
+  Invalid(param, "one of " + choices, "'" + name + "'");
 }
 
 }  // namespace
 
-Mode ParseMode(const std::string& name) {
-  if (name == "plain") return Mode::kPlain;
-  if (name == "best_of_n") return Mode::kBestOfN;
-  if (name == "stars") return Mode::kStars;
-  Invalid("mode", "one of 'plain', 'best_of_n', 'stars'", "'" + name + "'");
+template <typename Enum>
+std::vector<std::string> EnumNames() {
+  std::vector<std::string> names;
+  for (const auto& entry : Table<Enum>()) names.emplace_back(entry.name);
+  return names;
 }
+template std::vector<std::string> EnumNames<Mode>();
+template std::vector<std::string> EnumNames<Acceptance>();
+template std::vector<std::string> EnumNames<Width>();
+template std::vector<std::string> EnumNames<KvType>();
+template std::vector<std::string> EnumNames<Sampling>();
+template std::vector<std::string> EnumNames<KvLayout>();
+template std::vector<std::string> EnumNames<JudgeLayout>();
 
+const char* ModeName(Mode mode) { return NameOf(mode); }
+const char* AcceptanceName(Acceptance acceptance) { return NameOf(acceptance); }
+const char* WidthName(Width width) { return NameOf(width); }
+const char* KvTypeName(KvType type) { return NameOf(type); }
+const char* SamplingName(Sampling sampling) { return NameOf(sampling); }
+const char* KvLayoutName(KvLayout layout) { return NameOf(layout); }
+const char* JudgeLayoutName(JudgeLayout layout) { return NameOf(layout); }
+Mode ParseMode(const std::string& name) { return Parse<Mode>("mode", name); }
 Acceptance ParseAcceptance(const std::string& name) {
-  if (name == "soft") return Acceptance::kSoft;
-  if (name == "hard") return Acceptance::kHard;
-  Invalid("acceptance", "one of 'soft', 'hard'", "'" + name + "'");
+  return Parse<Acceptance>("acceptance", name);
 }
-
-Width ParseWidth(const std::string& name) {
-  if (name == "adaptive") return Width::kAdaptive;
-  if (name == "fixed") return Width::kFixed;
-  Invalid("width", "one of 'adaptive', 'fixed'", "'" + name + "'");
-}
-
-KvType ParseKvType(const std::string& name) {
-  if (name == "f16") return KvType::kF16;
-  if (name == "q8_0") return KvType::kQ8_0;
-  if (name == "f32") return KvType::kF32;
-  Invalid("kv_type", "one of 'f16', 'q8_0', 'f32'", "'" + name + "'");
-}
-
-Sampling ParseSampling(const std::string& name) {
-  if (name == "auto") return Sampling::kAuto;
-  if (name == "backend") return Sampling::kBackend;
-  if (name == "host") return Sampling::kHost;
-  Invalid("sampling", "one of 'auto', 'backend', 'host'", "'" + name + "'");
-}
-
-KvLayout ParseKvLayout(const std::string& name) {
-  if (name == "isolated") return KvLayout::kIsolated;
-  if (name == "shared") return KvLayout::kShared;
-  Invalid("kv_layout", "one of 'isolated', 'shared'", "'" + name + "'");
+Width ParseWidth(const std::string& name) { return Parse<Width>("width", name); }
+KvType ParseKvType(const std::string& name) { return Parse<KvType>("kv_type", name); }
+Sampling ParseSampling(const std::string& name) { return Parse<Sampling>("sampling", name); }
+KvLayout ParseKvLayout(const std::string& name) { return Parse<KvLayout>("kv_layout", name); }
+JudgeLayout ParseJudgeLayout(const std::string& name) {
+  return Parse<JudgeLayout>("judge_layout", name);
 }
 
 int32_t ResolveThreads(int32_t n_threads) {
-  const int32_t hardware = static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
-  if (n_threads < 0 || n_threads > hardware) {
-    Invalid("n_threads",
-            "in [0, " + std::to_string(hardware) + "] (0: all " + std::to_string(hardware) +
-                " hardware threads of this machine)",
-            std::to_string(n_threads));
-  }
-  return n_threads == 0 ? hardware : n_threads;
+  CheckParam(FindParam("n_threads"), int64_t{n_threads});  // its range is the spec's
+  return n_threads == 0 ? static_cast<int32_t>(*FindParam("n_threads").max) : n_threads;
 }
-
-const char* KvLayoutName(KvLayout layout) {
-  return layout == KvLayout::kIsolated ? "isolated" : "shared";
-}
-
-const char* SamplingName(Sampling sampling) {
-  switch (sampling) {
-    case Sampling::kAuto:
-      return "auto";
-    case Sampling::kBackend:
-      return "backend";
-    case Sampling::kHost:
-      return "host";
-  }
-  return "?";
-}
-
-const char* KvTypeName(KvType type) {
-  switch (type) {
-    case KvType::kF16:
-      return "f16";
-    case KvType::kQ8_0:
-      return "q8_0";
-    case KvType::kF32:
-      return "f32";
-  }
-  return "?";
-}
-
-const char* ModeName(Mode mode) {
-  switch (mode) {
-    case Mode::kPlain:
-      return "plain";
-    case Mode::kBestOfN:
-      return "best_of_n";
-    case Mode::kStars:
-      return "stars";
-  }
-  return "?";
-}
-
-const char* AcceptanceName(Acceptance acceptance) {
-  return acceptance == Acceptance::kSoft ? "soft" : "hard";
-}
-
-const char* WidthName(Width width) { return width == Width::kAdaptive ? "adaptive" : "fixed"; }
 
 const char* FinishReasonName(FinishReason reason) {
   switch (reason) {
@@ -127,39 +138,16 @@ const char* FinishReasonName(FinishReason reason) {
 }
 
 void GenerationParams::Validate(bool has_reward) const {
-  if (segment_tokens < 1) Invalid("segment_tokens", ">= 1", std::to_string(segment_tokens));
-  if (candidates < 1) Invalid("candidates", ">= 1", std::to_string(candidates));
-  if (max_attempts < 1) Invalid("max_attempts", ">= 1", std::to_string(max_attempts));
-  if (max_tokens < 1) Invalid("max_tokens", ">= 1", std::to_string(max_tokens));
-  if (threshold && !std::isfinite(*threshold))
-    Invalid("threshold", "finite or 'auto'", std::to_string(*threshold));
-  if (!std::isfinite(alpha) || alpha < 0.0 || alpha > 1.0)
-    Invalid("alpha", "in [0, 1]", std::to_string(alpha));
-  if (beta && (!std::isfinite(*beta) || *beta <= 0.0))
-    Invalid("beta", "> 0 or 'auto'", std::to_string(*beta));
-  if (!std::isfinite(target_attempts) || target_attempts < 1.0)
-    Invalid("target_attempts", ">= 1", std::to_string(target_attempts));
-  const float temperature = sampling.temperature;
-  if (!std::isfinite(temperature) || temperature < 0.0f) {
-    Invalid("temperature", ">= 0", std::to_string(temperature));
-  }
-  const float top_p = sampling.top_p;
-  if (!std::isfinite(top_p) || top_p <= 0.0f || top_p > 1.0f)
-    Invalid("top_p", "in (0, 1]", std::to_string(top_p));
-  const float min_p = sampling.min_p;
-  if (!std::isfinite(min_p) || min_p < 0.0f || min_p > 1.0f)
-    Invalid("min_p", "in [0, 1]", std::to_string(min_p));
-  const float typical_p = sampling.typical_p;
-  if (!std::isfinite(typical_p) || typical_p <= 0.0f || typical_p > 1.0f)
-    Invalid("typical_p", "in (0, 1]", std::to_string(typical_p));
-  if (sampling.top_k < 0)
-    Invalid("top_k", ">= 0 (0 switches it off)", std::to_string(sampling.top_k));
-  for (const std::string& s : stop) {
-    if (s.empty()) Invalid("stop", "a list of non-empty strings", "an empty string");
+  // Every range is the spec's; a struct set field by field in C++ is held to the same rules as
+  // a front end's values.
+  Settings settings;
+  settings.params = *this;
+  for (const ParamSpec& spec : ParamSpecs()) {
+    if (spec.group == ParamGroup::kGeneration) CheckParam(spec, spec.get(settings));
   }
   if (mode != Mode::kPlain && !has_reward) {
-    throw ParameterError(std::string("mode='") + ModeName(mode) +
-                         "' needs a reward: pass reward= to the Engine");
+    throw ParameterError("mode", std::string("mode='") + ModeName(mode) +
+                                     "' needs a reward: pass reward= to the Engine");
   }
 }
 

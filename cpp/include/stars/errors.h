@@ -2,8 +2,11 @@
 // Python binding maps each to a Python exception class in one place (cpp/python/module.cc).
 #pragma once
 
+#include <exception>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace stars {
 
@@ -37,10 +40,18 @@ class DecodeError : public Error {
   using Error::Error;
 };
 
-// A generation parameter is out of range or unknown. Python: ValueError.
+// A parameter or argument is out of range, of the wrong type or unknown. `param` names the
+// setting or field (param_spec.h), empty when no single one is at fault. Python: ValueError,
+// with the name in its `param` attribute.
 class ParameterError : public Error {
  public:
-  using Error::Error;
+  explicit ParameterError(const std::string& message) : Error(message) {}
+  ParameterError(std::string param, const std::string& message)
+      : Error(message), param_(std::move(param)) {}
+  const std::string& param() const { return param_; }
+
+ private:
+  std::string param_;
 };
 
 // The model has no chat template, or llama.cpp does not support it. Python: also a ValueError.
@@ -73,5 +84,26 @@ class EngineClosedError : public Error {
  public:
   using Error::Error;
 };
+
+// How each front end reports an error class: the CLIs' exit status, the server's HTTP status
+// and OpenAI error type. One table (errors.cc) for stars-cli, stars-cpp and the server.
+struct ErrorClass {
+  const char* name;  // the class's name, the same in C++ and Python
+  int exit_code;     // 2: bad input (arguments, a missing or bad file); 1: anything else
+  int http_status;
+  const char* http_type;
+};
+
+// The table, most derived classes first; its last entry is Error itself ("StarsError"). It
+// lists the Python package's own classes too, which Python looks up by name along an
+// exception's class hierarchy.
+const std::vector<ErrorClass>& ErrorClasses();
+
+// The entry of `error`'s most derived class in the table; OtherError() for an exception that
+// is no Error.
+const ErrorClass& ClassifyError(const std::exception& error);
+
+// What any other exception gets: {"", 1, 500, "server_error"}.
+const ErrorClass& OtherError();
 
 }  // namespace stars

@@ -31,21 +31,31 @@ enum class Sampling { kAuto, kBackend, kHost };
 // with where its cells sit among the others'.
 enum class KvLayout { kIsolated, kShared };
 
-// Parse and print the names used in Python ("plain", "best_of_n", "stars"; "soft", "hard";
-// "adaptive", "fixed").
-// Parse* throws ParameterError naming the parameter and the value.
-Mode ParseMode(const std::string& name);
-Acceptance ParseAcceptance(const std::string& name);
-Width ParseWidth(const std::string& name);
-KvType ParseKvType(const std::string& name);      // "f16", "q8_0", "f32"
-Sampling ParseSampling(const std::string& name);  // "auto", "backend", "host"
-KvLayout ParseKvLayout(const std::string& name);  // "isolated", "shared"
+// Where a judge reward's question stands (rewards.h, JudgeOptions). kQuestionFirst asks it
+// before the exchange, so that per candidate the judge decodes only the segment, the template's
+// closing tokens and the answer cue; kQuestionLast asks it after the response, which costs the
+// whole question per candidate.
+enum class JudgeLayout { kQuestionFirst, kQuestionLast };
+
+// The names every front end uses ("plain", "best_of_n", "stars"; "soft", "hard"; ...), defined
+// once per enum in params.cc. Parse* throws ParameterError naming the parameter and the value.
 const char* ModeName(Mode mode);
 const char* AcceptanceName(Acceptance acceptance);
 const char* WidthName(Width width);
 const char* KvTypeName(KvType type);
 const char* SamplingName(Sampling sampling);
 const char* KvLayoutName(KvLayout layout);
+const char* JudgeLayoutName(JudgeLayout layout);
+Mode ParseMode(const std::string& name);
+Acceptance ParseAcceptance(const std::string& name);
+Width ParseWidth(const std::string& name);
+KvType ParseKvType(const std::string& name);
+Sampling ParseSampling(const std::string& name);
+KvLayout ParseKvLayout(const std::string& name);
+JudgeLayout ParseJudgeLayout(const std::string& name);
+// Every name of an enum, in declaration order: the choices of its parameter.
+template <typename Enum>
+std::vector<std::string> EnumNames();
 
 // The threads a context computes with: `n_threads`, or every hardware thread for 0. Throws
 // ParameterError for a negative count or more than the machine has (OpenMP exits the process
@@ -83,10 +93,12 @@ struct GenerationParams {
   Width width = Width::kAdaptive;
   int32_t max_tokens = 256;  // T
   SamplingParams sampling;
-  uint64_t seed = 0;
+  // Empty: a random seed, drawn when the request is submitted.
+  std::optional<uint64_t> seed;
   std::vector<std::string> stop;
 
-  // Throws ParameterError naming the first parameter that is out of range. `has_reward` says
+  // Throws ParameterError naming the first parameter that is out of range (param_spec.h holds
+  // the ranges). `has_reward` says
   // whether the engine has a reward; best_of_n and stars need one.
   void Validate(bool has_reward) const;
 };

@@ -62,15 +62,9 @@ class KvCachedReward : public GgufReward {
   virtual std::string RenderText(const std::string& prompt, const std::string& response) const = 0;
 };
 
-// Where the question stands. kQuestionFirst asks it before the exchange, so that per candidate
-// the judge decodes only the segment, the template's closing tokens and the answer cue;
-// kQuestionLast asks it after the response, which costs the whole question per candidate.
-enum class JudgeLayout { kQuestionFirst, kQuestionLast };
-// "question_first" / "question_last"; throws ParameterError naming `layout` otherwise.
-JudgeLayout ParseJudgeLayout(const std::string& name);
-
 struct JudgeOptions {
   std::string question = "Is the assistant's response helpful, harmless and on-topic?";
+  // Where the question stands (params.h): question_first, or question_last.
   JudgeLayout layout = JudgeLayout::kQuestionFirst;
   std::string yes = " Yes";
   std::string no = " No";
@@ -130,13 +124,10 @@ std::shared_ptr<KvCachedReward> MakeCausalReward(std::shared_ptr<Model> model,
                                                  const std::shared_ptr<Model>& policy,
                                                  const CausalOptions& options);
 
-// Options of MakeReward, from the CLI's flags.
+// Options of MakeReward, from the front ends' settings (param_spec.h, RewardOptionsOf).
 struct RewardSpecOptions {
-  // The judge's question, answers and layout; empty: JudgeOptions' defaults.
-  std::string question;
-  std::string yes;
-  std::string no;
-  std::string layout;
+  // A judge's question, answers and layout; its context, threads and cache come from below.
+  JudgeOptions judge;
   KvType kv_type = KvType::kF16;  // a judge's or a causal reward's KV cache
   KvLayout kv_layout = KvLayout::kIsolated;
   int32_t policy_n_ctx = 4096;  // a KV-cached reward's context is this plus kTemplateRoom

@@ -16,6 +16,7 @@
 #include "llama/tokenizer.h"
 #include "stars/errors.h"
 #include "stars/model.h"
+#include "stars/param_spec.h"
 
 namespace stars {
 namespace {
@@ -41,7 +42,7 @@ std::unique_ptr<PromptRun> PrepareRun(const Tokenizer& tokenizer, const EngineOp
     run->prompt_tokens = tokenizer.Tokenize(prompt.text, true, false);
   } else {
     if (prompt.roles.size() != prompt.contents.size()) {
-      throw ParameterError(where + ": roles and contents differ in length");
+      throw ParameterError("prompt", where + ": roles and contents differ in length");
     }
     std::vector<ChatMessage> messages;
     for (size_t m = 0; m < prompt.roles.size(); ++m) {
@@ -49,7 +50,9 @@ std::unique_ptr<PromptRun> PrepareRun(const Tokenizer& tokenizer, const EngineOp
     }
     run->prompt_tokens = tokenizer.TokenizeChat(tokenizer.ApplyChatTemplate(messages));
   }
-  if (run->prompt_tokens.empty()) throw ParameterError(where + " is empty (no tokens)");
+  if (run->prompt_tokens.empty()) {
+    throw ParameterError("prompt", where + " is empty (no tokens)");
+  }
   run->key = prompt.key ? PromptKeyOfId(*prompt.key)
                         : PromptKeyOfTokens(run->prompt_tokens, prompt.occurrence);
   const int64_t n_prompt = static_cast<int64_t>(run->prompt_tokens.size());
@@ -72,14 +75,18 @@ std::unique_ptr<PromptRun> PrepareRun(const Tokenizer& tokenizer, const EngineOp
   return run;
 }
 
-void CheckParams(const GenerationParams& params, bool has_reward) {
+// `params` validated, with a seed drawn when it has none: one per call, for all its prompts.
+GenerationParams CheckParams(const GenerationParams& params, bool has_reward) {
   params.Validate(has_reward);
   const int32_t max_seq = MaxSequences();
   if (EngineLoop::SequencesPerPrompt(params) > max_seq) {
-    throw ParameterError("candidates must be at most " + std::to_string(max_seq - 2) +
-                         " (llama.cpp holds at most " + std::to_string(max_seq) +
-                         " sequences), got " + std::to_string(params.candidates));
+    throw ParameterError("candidates", "candidates must be at most " + std::to_string(max_seq - 2) +
+                                           " (llama.cpp holds at most " + std::to_string(max_seq) +
+                                           " sequences), got " + std::to_string(params.candidates));
   }
+  GenerationParams resolved = params;
+  if (!resolved.seed) resolved.seed = RandomSeed();
+  return resolved;
 }
 
 // Collects the outcomes of one Generate call's requests; the caller waits on it.
@@ -128,17 +135,12 @@ Engine::Engine(std::shared_ptr<Model> model, std::shared_ptr<Reward> reward,
       reward_(std::move(reward)),
       options_(options),
       tokenizer_(std::make_shared<Tokenizer>(*model_)) {
-  if (options_.n_ctx < 16) {
-    throw ParameterError("n_ctx must be at least 16, got " + std::to_string(options_.n_ctx));
-  }
+  CheckEngineOptions(options_);
   ResolveThreads(options_.n_threads);
-  if (options_.max_queue < 0) {
-    throw ParameterError("max_queue must be >= 0 (0: no limit), got " +
-                         std::to_string(options_.max_queue));
-  }
-  if (options_.n_seq_max < 0 || options_.n_seq_max > MaxSequences()) {
-    throw ParameterError("n_seq_max must be in [0, " + std::to_string(MaxSequences()) +
-                         "] (0: sized to the requests), got " + std::to_string(options_.n_seq_max));
+  if (options_.n_seq_max > MaxSequences()) {
+    throw ParameterError("n_seq_max", "n_seq_max must be in [0, " + std::to_string(MaxSequences()) +
+                                          "] (0: sized to the requests), got " +
+                                          std::to_string(options_.n_seq_max));
   }
   loop_ = std::make_unique<EngineLoop>(model_, tokenizer_, reward_, options_);
 }
@@ -172,9 +174,9 @@ RequestId Engine::Submit(const Prompt& prompt, const GenerationParams& params,
         "itself forever; use another Engine");
   }
   if (sink == nullptr) throw ParameterError("Submit needs a sink");
-  CheckParams(params, reward_ != nullptr);
+  const GenerationParams resolved = CheckParams(params, reward_ != nullptr);
   std::vector<std::unique_ptr<PromptRun>> runs;
-  runs.push_back(PrepareRun(*tokenizer_, options_, prompt, params, "prompt"));
+  runs.push_back(PrepareRun(*tokenizer_, options_, prompt, resolved, "prompt"));
   runs.back()->sink = std::move(sink);
   return loop_->Submit(std::move(runs), true).front();
 }
@@ -186,14 +188,14 @@ std::vector<Result> Engine::Generate(const std::vector<Prompt>& prompts,
         "a reward or callback called back into the Engine that is running it: it would wait on "
         "itself forever; use another Engine");
   }
-  CheckParams(params, reward_ != nullptr);
+  const GenerationParams resolved = CheckParams(params, reward_ != nullptr);
   auto shared = std::make_shared<GenerateSink::Shared>();
   std::vector<std::unique_ptr<PromptRun>> runs;
   std::map<std::vector<llama_token>, uint64_t> occurrences;  // of each token list in this call
   for (size_t i = 0; i < prompts.size(); ++i) {
     const Prompt& prompt = prompts[i];
     std::unique_ptr<PromptRun> run =
-        PrepareRun(*tokenizer_, options_, prompt, params, "prompt " + std::to_string(i));
+        PrepareRun(*tokenizer_, options_, prompt, resolved, "prompt " + std::to_string(i));
     if (!prompt.key) {
       run->key = PromptKeyOfTokens(run->prompt_tokens, occurrences[run->prompt_tokens]++);
     }

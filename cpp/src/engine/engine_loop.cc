@@ -367,7 +367,7 @@ void EngineLoop::Start(PromptRun& run) {
     run.calibration.emplace(run.params);
   }
   if (run.params.mode == Mode::kPlain) {
-    run.plain_sampler.emplace(run.params.sampling, AttemptKey(run.params.seed, run.key, 0, 0));
+    run.plain_sampler.emplace(run.params.sampling, AttemptKey(*run.params.seed, run.key, 0, 0));
   }
   if (backend_) {
     const Sampler probe(run.params.sampling, 0);
@@ -613,7 +613,7 @@ void EngineLoop::StartRound(PromptRun& run, int32_t cap_limit, const float* logi
   const Sampler* trunk_chain = pool_->AttachedSampler(run.trunk);
   for (int32_t slot = 0; slot < n; ++slot) {
     const uint64_t key =
-        AttemptKey(run.params.seed, run.key, static_cast<uint64_t>(run.segment_index()),
+        AttemptKey(*run.params.seed, run.key, static_cast<uint64_t>(run.segment_index()),
                    static_cast<uint64_t>(first_attempt + slot));
     // Plain mode: one chain for the whole response (lent from round to round, or on the
     // backend continued from the trunk's, which drew this round's first token).

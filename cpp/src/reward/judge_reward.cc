@@ -26,12 +26,6 @@ llama_token SingleToken(const Tokenizer& tokenizer, const std::string& text, con
 
 }  // namespace
 
-JudgeLayout ParseJudgeLayout(const std::string& name) {
-  if (name == "question_first") return JudgeLayout::kQuestionFirst;
-  if (name == "question_last") return JudgeLayout::kQuestionLast;
-  throw ParameterError("layout must be 'question_first' or 'question_last', got '" + name + "'");
-}
-
 JudgeReward::JudgeReward(std::shared_ptr<Model> judge, const std::shared_ptr<Model>& policy,
                          const JudgeOptions& options)
     : KvCachedRewardImpl(std::move(judge), policy) {

@@ -15,7 +15,7 @@ namespace stars {
 namespace {
 
 const char* kSpecForms =
-    "--reward must be classifier:PATH[:LABEL], judge:PATH|policy or causal:PATH";
+    "a reward spec must be classifier:PATH[:LABEL], judge:PATH|policy or causal:PATH";
 
 bool IsInteger(const std::string& text) {
   if (text.empty()) return false;
@@ -35,8 +35,8 @@ int32_t ResolveLabel(const std::string& part, const Model& model) {
     if (model.ClassifierLabel(i) == part) return i;
     names += (i ? ", '" : "'") + model.ClassifierLabel(i) + "'";
   }
-  throw ParameterError("label '" + part + "' is not one of this classifier's labels [" + names +
-                       "] (" + model.description() + ")");
+  throw ParameterError("reward", "label '" + part + "' is not one of this classifier's labels [" +
+                                     names + "] (" + model.description() + ")");
 }
 
 std::shared_ptr<GgufReward> MakeClassifier(const std::string& rest,
@@ -85,28 +85,29 @@ std::shared_ptr<KvCachedReward> MakeCausalReward(std::shared_ptr<Model> model,
   return std::make_shared<CausalReward>(std::move(model), path, policy, options);
 }
 
-std::shared_ptr<GgufReward> MakeReward(const std::string& spec,
-                                       const std::shared_ptr<Model>& policy,
-                                       const RewardSpecOptions& options) {
+namespace {
+
+std::shared_ptr<GgufReward> MakeRewardOf(const std::string& spec,
+                                         const std::shared_ptr<Model>& policy,
+                                         const RewardSpecOptions& options) {
   const size_t colon = spec.find(':');
   const std::string kind = spec.substr(0, colon);
   const std::string rest = colon == std::string::npos ? "" : spec.substr(colon + 1);
-  const bool judge_options = !options.question.empty() || !options.yes.empty() ||
-                             !options.no.empty() || !options.layout.empty();
+  const JudgeOptions defaults;
+  const bool judge_options = options.judge.question != defaults.question ||
+                             options.judge.yes != defaults.yes || options.judge.no != defaults.no ||
+                             options.judge.layout != defaults.layout;
   if (judge_options && kind != "judge") {
-    throw ParameterError("--judge-* flags need a judge reward (--reward judge:PATH|policy)");
+    throw ParameterError("reward",
+                         "--judge-* options need a judge reward (--reward judge:PATH|policy)");
   }
   if (colon == std::string::npos || rest.empty()) {
-    throw ParameterError(std::string(kSpecForms) + ", got '" + spec + "'");
+    throw ParameterError("reward", std::string(kSpecForms));
   }
   const int32_t n_ctx = options.policy_n_ctx + kTemplateRoom;
   if (kind == "classifier") return MakeClassifier(rest, options);
   if (kind == "judge") {
-    JudgeOptions judge;
-    if (!options.question.empty()) judge.question = options.question;
-    if (!options.yes.empty()) judge.yes = options.yes;
-    if (!options.no.empty()) judge.no = options.no;
-    if (!options.layout.empty()) judge.layout = ParseJudgeLayout(options.layout);
+    JudgeOptions judge = options.judge;
     judge.n_ctx = n_ctx;
     judge.n_threads = options.n_threads;
     judge.kv_type = options.kv_type;
@@ -123,9 +124,32 @@ std::shared_ptr<GgufReward> MakeReward(const std::string& spec,
     return MakeCausalReward(Model::Load(rest, options.n_gpu_layers), rest, policy, causal);
   }
   if (kind == "python") {
-    throw ParameterError("--reward python:... needs the Python package (stars-cpp generate)");
+    throw ParameterError("reward", "python: rewards need the Python package (stars-cpp generate)");
   }
-  throw ParameterError("--reward kind must be classifier, judge or causal, got '" + kind + "'");
+  throw ParameterError("reward",
+                       "the reward kind must be classifier, judge or causal, got '" + kind + "'");
+}
+
+}  // namespace
+
+std::shared_ptr<GgufReward> MakeReward(const std::string& spec,
+                                       const std::shared_ptr<Model>& policy,
+                                       const RewardSpecOptions& options) {
+  // The error names the spec, keeping its class: a reward's file is not the policy's.
+  const std::string where = "--reward '" + spec + "': ";
+  try {
+    return MakeRewardOf(spec, policy, options);
+  } catch (const ModelNotFoundError& e) {
+    throw ModelNotFoundError(where + e.what());
+  } catch (const ModelLoadError& e) {
+    throw ModelLoadError(where + e.what());
+  } catch (const ParameterError& e) {
+    throw ParameterError(e.param().empty() ? "reward" : e.param(), where + e.what());
+  } catch (const RewardError& e) {
+    throw RewardError(where + e.what());
+  } catch (const ChatTemplateError& e) {
+    throw ChatTemplateError(where + e.what());
+  }
 }
 
 }  // namespace stars
