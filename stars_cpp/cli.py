@@ -5,12 +5,10 @@ models to GGUF (``convert-reward``)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from stars_cpp.engine import STATS_FIELDS, result_to_dict
 from stars_cpp.errors import error_class
 from stars_cpp.settings import GENERATION, add_flags, default, names, output_settings
 
@@ -143,20 +141,6 @@ def _reward(args: argparse.Namespace):
     return reward_from_settings(values)
 
 
-def _print_trace(result, out) -> None:
-    for i, segment in enumerate(result.segments):
-        rewards = ", ".join(f"{r:.3f}" for r in segment.rewards)
-        threshold = "-" if segment.threshold is None else f"{segment.threshold:.3f}"
-        flag = " fallback" if segment.fallback else ""
-        print(f"segment {i}: attempts={segment.attempts} tau={threshold} rewards=[{rewards}]"
-              f"{flag} {segment.text!r}", file=out)
-    stats = result.stats
-    print("stats: " + " ".join(f"{name}={getattr(stats, name):.4g}" if isinstance(
-        getattr(stats, name), float) else f"{name}={getattr(stats, name)}"
-        for name in STATS_FIELDS), file=out)
-    print(f"finish_reason={result.finish_reason} reward={result.reward}", file=out)
-
-
 def _model_path(args: argparse.Namespace) -> str:
     from stars_cpp.models import default_model_path
 
@@ -182,10 +166,10 @@ def _generate(args: argparse.Namespace) -> int:
     engine = _engine(args, model, reward)
     prompt = args.prompt if args.raw else [{"role": "user", "content": args.prompt}]
     result = engine.generate(prompt, **_settings(args, "generation"))
-    if args.verbose:
-        _print_trace(result, sys.stderr)
+    if args.verbose:  # the core writes the trace and the JSON, so stars-cli prints the same bytes
+        sys.stderr.write(result.trace())
     if args.json:
-        print(json.dumps(result_to_dict(result), indent=2))
+        print(result.to_json())
     else:
         print(result.text)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import queue
 import threading
@@ -400,44 +401,10 @@ def generate(prompt: PromptLike | Sequence[PromptLike], *, model: object,
 
 
 def result_to_dict(result: Result) -> dict[str, Any]:
-    """A JSON-ready dict of a Result, with the same names as the Python API."""
-    stats = result.stats
-    return {
-        "text": result.text,
-        "tokens": list(result.tokens),
-        "finish_reason": result.finish_reason,
-        "reward": result.reward,
-        "segments": [
-            {
-                "text": s.text,
-                "tokens": list(s.tokens),
-                "attempts": s.attempts,
-                "rewards": list(s.rewards),
-                "reward": s.reward,
-                "threshold": s.threshold,
-                "fallback": s.fallback,
-            }
-            for s in result.segments
-        ],
-        "stats": {name: getattr(stats, name) for name in STATS_FIELDS},
-    }
+    """A JSON-ready dict of a Result, with the same names as the Python API: the core's JSON
+    (``Result.to_json``), read back."""
+    return json.loads(result.to_json(indent=0))
 
 
-STATS_FIELDS = (
-    "policy_tokens_sampled",
-    "tokens_accepted",
-    "tokens_wasted",
-    "prompt_tokens",
-    "policy_tokens_decoded",
-    "reward_calls",
-    "reward_rows",
-    "reward_tokens_decoded",
-    "reward_rows_truncated",
-    "rounds",
-    "mean_round_width",
-    "backend_tokens_sampled",
-    "sampling_fallback",
-    "seconds_policy",
-    "seconds_reward",
-    "seconds_total",
-)
+# The Stats fields, in the order of the Result's JSON; the list lives in the C++ core.
+STATS_FIELDS = _core.STATS_FIELDS

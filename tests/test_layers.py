@@ -1,6 +1,7 @@
 """The layering of cpp/, read off the sources: every llama_* call lives in the llama layer, the
-algorithm never sees llama.h, and the public headers, the bindings and the native CLI include
-only the public headers (cpp/include/stars) and files of their own folder."""
+algorithm and the Result serializer never see llama.h, and the public headers, the bindings
+and the native CLI include only the public headers (cpp/include/stars) and files of their own
+folder."""
 
 from __future__ import annotations
 
@@ -48,3 +49,10 @@ def test_public_side_includes_only_public_headers(folder):
         own = {p.name for p in path.parent.iterdir()}
         for inc in _includes(path):
             assert inc in public or inc in own, f"{path.relative_to(CPP)} includes {inc}"
+
+
+def test_the_result_serializer_includes_only_public_headers():
+    # The Result's JSON and trace: the standard library and the public headers, no llama.h.
+    public = {p.relative_to(CPP / "include").as_posix() for p in _sources(CPP / "include")}
+    for path in (CPP / "src" / "result_json.cc", CPP / "src" / "json_writer.cc"):
+        assert set(_includes(path)) <= public, path

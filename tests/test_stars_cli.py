@@ -4,11 +4,14 @@ Python CLI: the same flags give the same Result, and bad input exits 2 with one 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tiny_models import LLAMA_HPARAMS, write_tiny_llama
 
 STARS_CLI = Path(__file__).resolve().parent.parent / "build" / "native" / "stars-cli"
 TIMING = ("seconds_policy", "seconds_reward", "seconds_total")
@@ -27,13 +30,27 @@ def _run(argv: list[str], cwd) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
-def _both(stars_cli, args: list[str], cwd) -> tuple[dict, dict, str, str]:
+def _both_raw(stars_cli, args: list[str], cwd) -> tuple[subprocess.CompletedProcess, ...]:
     native = _run([stars_cli, "generate", *args, "--json", "--verbose"], cwd)
     python = _run([sys.executable, "-m", "stars_cpp", "generate", *args, "--json", "--verbose"],
                   cwd)
     assert native.returncode == 0, native.stderr
     assert python.returncode == 0, python.stderr
+    return native, python
+
+
+def _both(stars_cli, args: list[str], cwd) -> tuple[dict, dict, str, str]:
+    native, python = _both_raw(stars_cli, args, cwd)
     return json.loads(native.stdout), json.loads(python.stdout), native.stderr, python.stderr
+
+
+def _untimed(stdout: str, stderr: str) -> tuple[str, list[str]]:
+    """The --json text and the --verbose trace's lines, with the seconds_* values blanked: all
+    else must be the same bytes in both CLIs (llama.cpp's own log lines are left out)."""
+    json_text = re.sub(r'("seconds_\w+": )[-+.e\d]+', r"\1T", stdout)
+    trace = [re.sub(r"(seconds_\w+=)\S+", r"\1T", line) for line in stderr.splitlines()
+             if line.startswith(("segment ", "stats: ", "finish_reason="))]
+    return json_text, trace
 
 
 def _without(result: dict, names: tuple[str, ...] = TIMING) -> dict:
@@ -66,14 +83,47 @@ def test_same_result_as_the_python_cli(stars_cli, smollm2, mode, kv_layout, tmp_
     assert trace(native_err) == trace(python_err)
 
 
-def test_same_json_layout_as_the_python_cli(stars_cli, tiny_llama, tmp_path):
-    # The tiny F32 model: byte-for-byte the same JSON but for the timings.
-    args = ["hello", "--model", str(tiny_llama), "--mode", "best_of_n", "--reward",
-            "judge:policy", "--judge-yes", " yes", "--judge-no", " no", "--max-tokens", "12",
-            "--segment-tokens", "4", "--seed", "3", "--n-ctx", "512", "--stop", "\n\n",
-            "--width", "fixed"]
-    native, python, _, _ = _both(stars_cli, args, tmp_path)
-    assert _without(native) == _without(python)
+@pytest.fixture(scope="module")
+def reward_models(model_dir, tiny_bert, tmp_path_factory) -> dict[str, Path]:
+    """A judge, a classifier under a path with colons (the two CLIs once split
+    classifier:PATH:LABEL at different colons) and a causal reward model, all tiny."""
+    odd = tmp_path_factory.mktemp("models") / "dir:with:colons"
+    odd.mkdir()
+    shutil.copy(tiny_bert, odd / "bert:v1.gguf")
+    n_embd = int(LLAMA_HPARAMS["n_embd"])
+    head = [0.05 * ((i * 7) % 11 - 5) for i in range(n_embd)]
+    return {
+        "judge": write_tiny_llama(model_dir / "tiny-cli-judge.gguf", seed=4),
+        "classifier": odd / "bert:v1.gguf",
+        "causal": write_tiny_llama(model_dir / "tiny-cli-causal-rm.gguf", seed=3,
+                                   metadata={"stars.reward.head.weight": head,
+                                             "stars.reward.head.bias": 0.25,
+                                             "stars.reward.head.row": -1}),
+    }
+
+
+@pytest.mark.parametrize("reward, mode", [
+    ("judge:policy", "best_of_n"), ("judge:policy", "stars"), ("judge:JUDGE", "stars"),
+    ("classifier:CLASSIFIER:1", "stars"), ("causal:CAUSAL", "stars"),
+])
+def test_same_json_and_trace_bytes_as_the_python_cli(stars_cli, tiny_llama, reward_models,
+                                                     reward, mode, tmp_path):
+    # The tiny F32 models at a fixed width: both CLIs print the core's --json and --verbose
+    # text for the same Result, so the bytes match but for the timings.
+    for name, path in reward_models.items():
+        reward = reward.replace(name.upper(), str(path))
+    args = ["hello", "--model", str(tiny_llama), "--mode", mode, "--reward", reward,
+            "--max-tokens", "12", "--segment-tokens", "4", "--seed", "3", "--n-ctx", "512",
+            "--stop", "\n\n", "--width", "fixed"]
+    if reward.startswith("judge:"):
+        args += ["--judge-yes", " yes", "--judge-no", " no"]
+    native, python = _both_raw(stars_cli, args, tmp_path)
+    native_json, native_trace = _untimed(native.stdout, native.stderr)
+    python_json, python_trace = _untimed(python.stdout, python.stderr)
+    assert native_json == python_json
+    assert native_trace == python_trace
+    assert len(native_trace) == len(json.loads(native.stdout)["segments"]) + 2
+    assert json.loads(native.stdout)["reward"] is not None
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -82,7 +132,7 @@ def test_same_json_layout_as_the_python_cli(stars_cli, tiny_llama, tmp_path):
     (["generate", "--model", "M"], "required: prompt"),
     (["generate", "hi"], "required: --model"),
     (["frobnicate"], "invalid choice"),
-    (["generate", "hi", "--model", "M", "--reward", "python:m:f"], "needs the Python package"),
+    (["generate", "hi", "--model", "M", "--reward", "python:m:f"], "need the Python package"),
 ])
 def test_bad_arguments_exit_2_with_one_line(stars_cli, tiny_llama, argv, message, tmp_path):
     argv = [str(tiny_llama) if a == "M" else a for a in argv]
@@ -137,19 +187,3 @@ def test_public_cpp_api_scores_a_round_like_the_python_package(tiny_llama, tmp_p
     n_prompt = len(judge.model.tokenize("hello", add_special=False))
     assert lines[4] == f"{n_prompt} prompt tokens, round trip exact"
     assert lines[5] == "generated 8 tokens"
-
-
-def test_a_classifier_path_with_colons_reads_the_same_in_both_clis(stars_cli, tiny_llama,
-                                                                   tiny_bert, tmp_path):
-    # The two CLIs once split classifier:PATH:LABEL at different colons.
-    import shutil
-
-    odd = tmp_path / "dir:with:colons"
-    odd.mkdir()
-    shutil.copy(tiny_bert, odd / "bert:v1.gguf")
-    args = ["hello", "--model", str(tiny_llama), "--mode", "best_of_n", "--candidates", "2",
-            "--reward", f"classifier:{odd / 'bert:v1.gguf'}:1", "--max-tokens", "4",
-            "--seed", "3", "--n-ctx", "256"]
-    native, python, _, _ = _both(stars_cli, args, tmp_path)
-    assert _without(native) == _without(python)
-    assert native["reward"] is not None

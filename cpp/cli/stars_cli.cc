@@ -1,6 +1,7 @@
 // stars-cli: STARS decoding from the command line with no Python, for edge boxes. It takes the
 // flags of `stars-cpp generate` (minus python: rewards) and prints the same text, --json Result
-// and --verbose trace. `stars-cli bench` prints the edge numbers as one JSON object.
+// and --verbose trace (both written by stars/result_json.h, as in Python). `stars-cli bench`
+// prints the edge numbers as one JSON object.
 //
 //   stars-cli generate PROMPT --model PATH [--reward SPEC] [flags...] [--json] [--verbose]
 //   stars-cli bench --model PATH [--reward SPEC] [flags...]
@@ -17,31 +18,26 @@
 #include <exception>
 #include <functional>
 #include <iostream>
-#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <thread>
 #include <utility>
-#include <variant>
 #include <vector>
 
-#include "py_format.h"
 #include "stars/engine.h"
 #include "stars/errors.h"
+#include "stars/json_writer.h"
 #include "stars/log.h"
 #include "stars/model.h"
 #include "stars/param_spec.h"
 #include "stars/params.h"
 #include "stars/result.h"
+#include "stars/result_json.h"
 #include "stars/rewards.h"
 
 namespace {
-
-using stars::cli::Json;
-using stars::cli::PyFloat;
-using stars::cli::PyStr;
 
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -149,96 +145,6 @@ Args Parse(int argc, char** argv, const std::vector<std::pair<std::string, std::
   return args;
 }
 
-const char* const kStatsFields[] = {
-    "policy_tokens_sampled", "tokens_accepted", "tokens_wasted",    "prompt_tokens",
-    "policy_tokens_decoded", "reward_calls",    "reward_rows",      "reward_tokens_decoded",
-    "reward_rows_truncated", "rounds",          "mean_round_width", "backend_tokens_sampled",
-    "sampling_fallback",     "seconds_policy",  "seconds_reward",   "seconds_total"};
-
-// Each stats field as an int, a float or a str, in the order of the Python package's
-// STATS_FIELDS.
-using StatValue = std::variant<int64_t, double, std::string>;
-std::vector<std::pair<std::string, StatValue>> StatsFields(const stars::Stats& s) {
-  const StatValue values[] = {
-      s.policy_tokens_sampled, s.tokens_accepted, s.tokens_wasted,    s.prompt_tokens,
-      s.policy_tokens_decoded, s.reward_calls,    s.reward_rows,      s.reward_tokens_decoded,
-      s.reward_rows_truncated, s.rounds,          s.mean_round_width, s.backend_tokens_sampled,
-      s.sampling_fallback,     s.seconds_policy,  s.seconds_reward,   s.seconds_total};
-  std::vector<std::pair<std::string, StatValue>> out;
-  for (size_t i = 0; i < std::size(kStatsFields); ++i) out.emplace_back(kStatsFields[i], values[i]);
-  return out;
-}
-
-Json Tokens(const std::vector<int32_t>& tokens) {
-  Json out = Json::Array();
-  for (int32_t t : tokens) out.Append(Json::Int(t));
-  return out;
-}
-
-// The Python package's result_to_dict.
-Json ResultJson(const stars::Result& result) {
-  Json segments = Json::Array();
-  for (const stars::Segment& s : result.segments) {
-    Json rewards = Json::Array();
-    for (double r : s.rewards) rewards.Append(Json::Float(r));
-    Json segment = Json::Object();
-    segment.Set("text", Json::Str(s.text))
-        .Set("tokens", Tokens(s.tokens))
-        .Set("attempts", Json::Int(s.attempts))
-        .Set("rewards", std::move(rewards))
-        .Set("reward", Json::Float(s.reward))
-        .Set("threshold", Json::Float(s.threshold))
-        .Set("fallback", Json::Bool(s.fallback));
-    segments.Append(std::move(segment));
-  }
-  Json stats = Json::Object();
-  for (const auto& [name, value] : StatsFields(result.stats)) {
-    if (const auto* i = std::get_if<int64_t>(&value)) {
-      stats.Set(name, Json::Int(*i));
-    } else if (const auto* f = std::get_if<double>(&value)) {
-      stats.Set(name, Json::Float(*f));
-    } else {
-      stats.Set(name, Json::Str(std::get<std::string>(value)));
-    }
-  }
-  Json out = Json::Object();
-  out.Set("text", Json::Str(result.text))
-      .Set("tokens", Tokens(result.tokens))
-      .Set("finish_reason", Json::Str(stars::FinishReasonName(result.finish_reason)))
-      .Set("reward", Json::Float(result.reward))
-      .Set("segments", std::move(segments))
-      .Set("stats", std::move(stats));
-  return out;
-}
-
-// The Python CLI's _print_trace.
-void PrintTrace(const stars::Result& result) {
-  for (size_t i = 0; i < result.segments.size(); ++i) {
-    const stars::Segment& s = result.segments[i];
-    std::string rewards;
-    for (size_t k = 0; k < s.rewards.size(); ++k) {
-      rewards += (k ? ", " : "") + stars::cli::Printf("%.3f", s.rewards[k]);
-    }
-    const std::string tau = s.threshold ? stars::cli::Printf("%.3f", *s.threshold) : "-";
-    std::cerr << "segment " << i << ": attempts=" << s.attempts << " tau=" << tau << " rewards=["
-              << rewards << "]" << (s.fallback ? " fallback" : "") << " " << PyStr(s.text) << "\n";
-  }
-  std::string line = "stats:";
-  for (const auto& [name, value] : StatsFields(result.stats)) {
-    line += " " + name + "=";
-    if (const auto* i = std::get_if<int64_t>(&value)) {
-      line += std::to_string(*i);
-    } else if (const auto* f = std::get_if<double>(&value)) {
-      line += stars::cli::Printf("%.4g", *f);
-    } else {
-      line += std::get<std::string>(value);
-    }
-  }
-  std::cerr << line << "\n"
-            << "finish_reason=" << stars::FinishReasonName(result.finish_reason)
-            << " reward=" << (result.reward ? PyFloat(*result.reward) : "None") << "\n";
-}
-
 struct Loaded {
   std::shared_ptr<stars::Model> model;
   std::unique_ptr<stars::Engine> engine;
@@ -280,9 +186,9 @@ int Generate(const Args& args) {
   const std::vector<stars::Result> results =
       loaded.engine->Generate({MakePrompt(args, args.prompt)}, params, {});
   const stars::Result& result = results.at(0);
-  if (args.verbose >= 1) PrintTrace(result);
+  if (args.verbose >= 1) std::cerr << stars::ResultTrace(result);
   if (args.json) {
-    std::cout << ResultJson(result).Dump() << "\n";
+    std::cout << stars::ResultJson(result) << "\n";
   } else {
     std::cout << result.text << "\n";
   }
@@ -313,21 +219,21 @@ int Bench(const Args& args) {
   const double total =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const stars::Stats& stats = results.at(0).stats;
-  Json out = Json::Object();
-  out.Set("build", Json::Str("stars-cli"))
-      .Set("peak_rss_mib", Json::Float(PeakRssMib()))
-      .Set("load_s", Json::Float(loaded.load_seconds))
-      .Set("first_segment_s", Json::Float(first_segment))
-      .Set("ms_per_accepted_token",
-           Json::Float(1000.0 * total / std::max<int64_t>(1, stats.tokens_accepted)))
-      .Set("policy_tokens_per_s",
-           Json::Float(stats.seconds_policy > 0 ? stats.policy_tokens_sampled / stats.seconds_policy
-                                                : 0.0))
-      .Set("reward_ms_per_candidate",
-           Json::Float(stats.reward_rows > 0 ? 1000.0 * stats.seconds_reward / stats.reward_rows
-                                             : 0.0))
-      .Set("accepted_tokens", Json::Int(stats.tokens_accepted));
-  std::cout << out.Dump() << "\n";
+  stars::JsonWriter out;
+  out.BeginObject();
+  out.Key("build").String("stars-cli");
+  out.Key("peak_rss_mib").Number(PeakRssMib());
+  out.Key("load_s").Number(loaded.load_seconds);
+  out.Key("first_segment_s").Number(first_segment);
+  out.Key("ms_per_accepted_token")
+      .Number(1000.0 * total / std::max<int64_t>(1, stats.tokens_accepted));
+  out.Key("policy_tokens_per_s")
+      .Number(stats.seconds_policy > 0 ? stats.policy_tokens_sampled / stats.seconds_policy : 0.0);
+  out.Key("reward_ms_per_candidate")
+      .Number(stats.reward_rows > 0 ? 1000.0 * stats.seconds_reward / stats.reward_rows : 0.0);
+  out.Key("accepted_tokens").Int(stats.tokens_accepted);
+  out.EndObject();
+  std::cout << out.text() << "\n";
   return 0;
 }
 

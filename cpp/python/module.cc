@@ -23,6 +23,7 @@
 #include "stars/param_spec.h"
 #include "stars/params.h"
 #include "stars/result.h"
+#include "stars/result_json.h"
 #include "stars/reward.h"
 #include "stars/rewards.h"
 #include "stars/runtime.h"
@@ -190,7 +191,16 @@ NB_MODULE(_core, m) {
                    [](const stars::Result& r) { return stars::FinishReasonName(r.finish_reason); })
       .def_ro("reward", &stars::Result::reward)
       .def_ro("segments", &stars::Result::segments)
-      .def_ro("stats", &stars::Result::stats);
+      .def_ro("stats", &stars::Result::stats)
+      .def("to_json", &stars::ResultJson, "indent"_a = 2,
+           "The Result as JSON text (ASCII), as stars-cli --json prints it; indent 0: one line.")
+      .def(
+          "trace", [](const stars::Result& r) { return Utf8(stars::ResultTrace(r)); },
+          "The --verbose trace: a line per segment, the stats and the finish reason.");
+
+  nb::list stats_fields;
+  for (const std::string& name : stars::StatsFieldNames()) stats_fields.append(name);
+  m.attr("STATS_FIELDS") = nb::tuple(stats_fields);
 
   nb::class_<stars::Reward>(m, "Reward", "A native batched reward (one per Engine).");
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "glue.h"
+#include "stars/json_writer.h"
 #include "stars/kv_session.h"
 #include "stars/model.h"
 #include "stars/reward.h"
@@ -84,6 +85,11 @@ void RegisterTesting(nb::module_& m) {
       "reward_tokens_decoded",
       [](const Reward& reward, int32_t prompt) { return reward.TokensDecoded(prompt); }, "reward"_a,
       "prompt"_a);
+  // The Result JSON's string literal of any bytes, to check its decoding against Python's.
+  m.def(
+      "json_string",
+      [](const nb::bytes& data) { return JsonString(std::string_view(data.c_str(), data.size())); },
+      "data"_a);
 }
 
 }  // namespace stars::python

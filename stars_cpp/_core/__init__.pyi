@@ -177,6 +177,18 @@ class Result:
     @property
     def stats(self) -> Stats: ...
 
+    def to_json(self, indent: int = 2) -> str:
+        """
+        The Result as JSON text (ASCII), as stars-cli --json prints it; indent 0: one line.
+        """
+
+    def trace(self) -> str:
+        """
+        The --verbose trace: a line per segment, the stats and the finish reason.
+        """
+
+STATS_FIELDS: tuple = ...
+
 class Reward:
     """A native batched reward (one per Engine)."""
 
