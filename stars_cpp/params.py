@@ -59,6 +59,13 @@ class GenerationParams(TypedDict, total=False):
     seed: int | None
     """the same seed, parameters and engine settings give the same tokens. Default random; an
     integer in [0, 2**64) or random."""
+    logprobs: bool
+    """return each emitted token's log-probability under the policy: the log-softmax of its raw
+    logits, before temperature and truncation (the request samples on the host). Default false;
+    true or false."""
+    top_logprobs: int
+    """the likeliest alternatives given with each token's log-probability (needs logprobs).
+    Default 0; in [0, 20]."""
     stop: str | Sequence[str]
     """stop strings, matched on the whole response; the text ends before the first one (a flag
     per string on the command line). Default []; a list of non-empty strings."""

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,7 @@ MAX_CHOICES = 16
 
 # OpenAI fields a client may send that change nothing here; any other unknown field is a 400.
 IGNORED_FIELDS = frozenset({
-    "user", "metadata", "store", "service_tier", "logit_bias", "logprobs", "top_logprobs",
+    "user", "metadata", "store", "service_tier", "logit_bias",
     "response_format", "parallel_tool_calls", "echo", "suffix", "best_of",
     "frequency_penalty", "presence_penalty", "modalities", "reasoning_effort",
 })
@@ -103,6 +103,10 @@ class Job:
     return_trace: bool
     model: str
     n: int
+
+    @property
+    def logprobs(self) -> bool:
+        return bool(self.params.get("logprobs"))
 
 
 def _typed(body: Mapping[str, Any], name: str, kinds: tuple[type, ...], what: str) -> Any:
@@ -176,6 +180,10 @@ def parse_job(body: Any, chat: bool, defaults: Mapping[str, Any], model_name: st
     for name in PARAM_FIELDS:
         if name in body and body[name] is not None:
             params[name] = body[name]
+    legacy = body.get("logprobs")
+    if not chat and isinstance(legacy, int) and not isinstance(legacy, bool):
+        # /v1/completions' logprobs is the count of alternatives: the parameters' two fields.
+        params["logprobs"], params["top_logprobs"] = True, legacy
     for name in ("max_tokens", "max_completion_tokens"):
         value = _typed(body, name, (int,), "an integer")
         if value is not None:
@@ -269,6 +277,24 @@ def usage_of(results: list[Any], n: int) -> dict[str, Any]:
             "total_tokens": prompt_tokens + completion, "stars": stars}
 
 
+def logprobs_of(entries: Sequence[Any], job: Job) -> dict[str, Any]:
+    """Token log-probabilities (TokenLogprob) in the form OpenAI's client reads: a chat's
+    ``content`` list, or a completion's parallel lists."""
+    if job.chat:
+        def one(e: Any) -> dict[str, Any]:
+            return {"token": e.text, "logprob": e.logprob, "bytes": list(e.bytes)}
+
+        return {"content": [{**one(e), "top_logprobs": [one(a) for a in e.top_logprobs]}
+                            for e in entries]}
+    offsets, at = [], 0
+    for e in entries:
+        offsets.append(at)
+        at += len(e.text)
+    return {"tokens": [e.text for e in entries], "token_logprobs": [e.logprob for e in entries],
+            "top_logprobs": [{a.text: a.logprob for a in e.top_logprobs} for e in entries],
+            "text_offset": offsets}
+
+
 def trace_of(result: Any) -> dict[str, Any]:
     record = result_to_dict(result)
     return {"segments": record["segments"], "reward": record["reward"]}
@@ -347,7 +373,7 @@ class Server:
                 item["message"] = {"role": "assistant", "content": result.text}
             else:
                 item["text"] = result.text
-                item["logprobs"] = None
+            item["logprobs"] = logprobs_of(result.logprobs, job) if job.logprobs else None
             if job.return_trace:
                 item["stars_trace"] = trace_of(result)
             out.append(item)
@@ -373,7 +399,7 @@ class Server:
                     body["role"] = "assistant"
                 if text is not None:
                     body["content"] = text
-                return {"index": index, "delta": body, "finish_reason": finish}
+                return {"index": index, "delta": body, "logprobs": None, "finish_reason": finish}
             return {"index": index, "text": text or "", "logprobs": None,
                     "finish_reason": finish}
 
@@ -407,8 +433,10 @@ class Server:
                 if event == "segment":
                     if not value.text and choice.index in started:
                         continue
-                    yield chunk([delta(choice.index, value.text, None,
-                                       choice.index not in started)])
+                    item = delta(choice.index, value.text, None, choice.index not in started)
+                    if job.logprobs:  # the segment's tokens', as it is accepted
+                        item["logprobs"] = logprobs_of(value.logprobs, job)
+                    yield chunk([item])
                     started.add(choice.index)
                 elif event == "result":
                     choice.result, choice.done = value, True

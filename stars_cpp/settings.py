@@ -95,6 +95,8 @@ def add_flags(parser: argparse.ArgumentParser, front_end: str, groups: tuple[str
             kwargs["choices"] = entry["choices"]
         if entry["type"] == "list[str]":  # one item per flag
             kwargs.update(action="append", default=[], metavar="STR", type=str)
+        elif entry["type"] == "bool":  # --logprobs alone is true, as in stars-cli
+            kwargs.update(nargs="?", const=True, metavar="true|false")
         parser.add_argument(*flags, **kwargs)
 
 
@@ -106,7 +108,8 @@ def _text(value: Any) -> str:
 # Generated files: stars_cpp/params.py (typed keywords) and docs/parameters.md.
 
 _PY_TYPES = {"int": "int", "float": "float", "float|auto": "float | Literal['auto']",
-             "str": "str", "list[str]": "str | Sequence[str]", "seed": "int | None"}
+             "str": "str", "list[str]": "str | Sequence[str]", "seed": "int | None",
+             "bool": "bool"}
 
 
 def _py_type(entry: Mapping[str, Any]) -> str:

@@ -40,12 +40,12 @@ def smollm2() -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2_model(smollm2) -> stars_cpp._core.Model:
-    return stars_cpp._core.Model.load(str(smollm2))
+    return stars_cpp._core.Model.load(str(smollm2), 0)
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_llama) -> stars_cpp._core.Model:
-    return stars_cpp._core.Model.load(str(tiny_llama))
+    return stars_cpp._core.Model.load(str(tiny_llama), 0)
 
 
 @pytest.fixture(params=["host", "backend"])

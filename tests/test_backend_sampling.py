@@ -28,7 +28,7 @@ def _draws(tiny_llama, sampling: str) -> tuple[list[int], list]:
 
 def _expected(tiny_llama) -> np.ndarray:
     """softmax of the prompt's next-token logits, read off a KvSession."""
-    model = _core.Model.load(str(tiny_llama))
+    model = _core.Model.load(str(tiny_llama), 0)
     tokens = model.tokenize(PROMPT)
     session = _core.testing.KvSession(model, n_ctx=256)
     seq = session.acquire()

@@ -58,7 +58,7 @@ def test_long_rows_are_truncated_keeping_the_end(tiny_bert):
     long_text = "terrible awful " * 40 + tail
     (score,) = reward([""], [long_text])
     # The kept end of the row scores like a row that only has that end.
-    model = stars_cpp._core.Model.load(str(tiny_bert))
+    model = stars_cpp._core.Model.load(str(tiny_bert), 0)
     body = model.tokenize(long_text, add_special=False)
     kept = model.detokenize(body[-14:])
     assert score == pytest.approx(reward([""], [kept])[0], abs=1e-5)

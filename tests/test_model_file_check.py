@@ -102,5 +102,5 @@ def test_real_models_pass_the_checks(smollm2):
     # Gemma's SentencePiece vocabulary with its byte tokens.
     from stars_cpp.models import gemma3_270m_path
 
-    assert stars_cpp._core.Model.load(str(smollm2)).n_vocab == 49152
-    assert stars_cpp._core.Model.load(str(gemma3_270m_path())).n_vocab == 262144
+    assert stars_cpp._core.Model.load(str(smollm2), 0).n_vocab == 49152
+    assert stars_cpp._core.Model.load(str(gemma3_270m_path()), 0).n_vocab == 262144

@@ -108,7 +108,9 @@ Args Parse(int argc, char** argv, const std::vector<std::pair<std::string, std::
     }
     const stars::ParamSpec* spec = NativeFlag(name);
     if (spec == nullptr && name != "model") throw UsageError("unrecognized arguments: " + arg);
-    if (!has_value) {
+    if (!has_value && spec != nullptr && spec->type == stars::ParamType::kBool) {
+      value = "true";  // --logprobs alone, as in the Python CLI
+    } else if (!has_value) {
       if (i + 1 >= argc) throw UsageError("argument --" + name + ": expected one argument");
       value = argv[++i];
     }

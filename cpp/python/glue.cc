@@ -325,6 +325,9 @@ ParamValue ToParamValue(const ParamSpec& spec, nb::handle value) {
       for (nb::handle item : value) out.push_back(Text(spec, item));
       return out;
     }
+    case ParamType::kBool:
+      if (!PyBool_Check(value.ptr())) WrongType(spec, value);
+      return value.ptr() == Py_True;
     case ParamType::kSeed: {
       if (value.is_none()) return std::monostate{};
       if (PyBool_Check(value.ptr()) || !PyLong_Check(value.ptr())) WrongType(spec, value);
@@ -358,6 +361,7 @@ std::vector<ParamGroup> Groups(const std::vector<std::string>& names) {
 }
 
 nb::object FromParamValue(const ParamValue& value, ParamType type) {
+  if (const bool* b = std::get_if<bool>(&value)) return nb::bool_(*b);
   if (const int64_t* i = std::get_if<int64_t>(&value)) return nb::int_(*i);
   if (const uint64_t* u = std::get_if<uint64_t>(&value)) {
     return nb::steal(PyLong_FromUnsignedLongLong(*u));

@@ -157,9 +157,20 @@ NB_MODULE(_core, m) {
           "values"_a, "From {name: value} on top of the defaults; ParameterError naming a bad one.")
       .def("to_dict", &ParamsDict, "{name: value}, 'auto' and None (random seed) included.");
 
+  nb::class_<stars::TokenLogprob>(m, "TokenLogprob",
+                                  "A token's log-probability under the policy (logprobs=True).")
+      .def_ro("token", &stars::TokenLogprob::token)
+      .def_prop_ro("text", [](const stars::TokenLogprob& t) { return Utf8(t.text); })
+      .def_prop_ro(
+          "bytes",
+          [](const stars::TokenLogprob& t) { return nb::bytes(t.text.data(), t.text.size()); })
+      .def_ro("logprob", &stars::TokenLogprob::logprob)
+      .def_ro("top_logprobs", &stars::TokenLogprob::top);
+
   nb::class_<stars::Segment>(m, "Segment")
       .def_prop_ro("text", [](const stars::Segment& s) { return Utf8(s.text); })
       .def_ro("tokens", &stars::Segment::tokens)
+      .def_ro("logprobs", &stars::Segment::logprobs)
       .def_ro("attempts", &stars::Segment::attempts)
       .def_ro("rewards", &stars::Segment::rewards)
       .def_ro("reward", &stars::Segment::reward)
@@ -187,6 +198,7 @@ NB_MODULE(_core, m) {
   nb::class_<stars::Result>(m, "Result")
       .def_prop_ro("text", [](const stars::Result& r) { return Utf8(r.text); })
       .def_ro("tokens", &stars::Result::tokens)
+      .def_ro("logprobs", &stars::Result::logprobs)
       .def_prop_ro("finish_reason",
                    [](const stars::Result& r) { return stars::FinishReasonName(r.finish_reason); })
       .def_ro("reward", &stars::Result::reward)

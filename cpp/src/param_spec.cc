@@ -189,6 +189,24 @@ std::vector<ParamSpec> MakeSpecs() {
     specs.push_back(std::move(seed));
   }
   {
+    ParamSpec logprobs{"logprobs", G::kGeneration, ParamType::kBool,
+                       "return each emitted token's log-probability under the policy: the "
+                       "log-softmax of its raw logits, before temperature and truncation (the "
+                       "request samples on the host)",
+                       kEveryFrontEnd};
+    logprobs.get = [](const Settings& s) { return ParamValue(s.params.logprobs); };
+    logprobs.set = [](Settings& s, const ParamValue& v) { s.params.logprobs = std::get<bool>(v); };
+    specs.push_back(std::move(logprobs));
+  }
+  {
+    ParamSpec top = Int("top_logprobs", G::kGeneration, kEveryFrontEnd, 0, "",
+                        "the likeliest alternatives given with each token's log-probability "
+                        "(needs logprobs)",
+                        [](auto& s) -> auto& { return s.params.top_logprobs; });
+    top.max = 20;  // OpenAI's bound
+    specs.push_back(std::move(top));
+  }
+  {
     ParamSpec stop{"stop", G::kGeneration, ParamType::kTextList,
                    "stop strings, matched on the whole response; the text ends before the first "
                    "one (a flag per string on the command line)",
@@ -317,6 +335,8 @@ const char* ParamTypeName(ParamType type) {
       return "list[str]";
     case ParamType::kSeed:
       return "seed";
+    case ParamType::kBool:
+      return "bool";
   }
   return "?";
 }
@@ -379,6 +399,8 @@ std::string ParamRule(const ParamSpec& spec) {
       return "a list of non-empty strings";
     case ParamType::kSeed:
       return "an integer in [0, 2**64) or random";
+    case ParamType::kBool:
+      return "true or false";
     default:
       break;
   }
@@ -442,6 +464,9 @@ void CheckParam(const ParamSpec& spec, const ParamValue& value) {
       }
       return;
     }
+    case ParamType::kBool:
+      if (!std::holds_alternative<bool>(value)) Refuse(spec, "a value that is no boolean");
+      return;
     case ParamType::kSeed:
       if (!std::holds_alternative<uint64_t>(value) &&
           !std::holds_alternative<std::monostate>(value)) {
@@ -491,6 +516,11 @@ ParamValue ParseParamText(const ParamSpec& spec, const std::string& text) {
     }
     case ParamType::kTextList:
       return std::vector<std::string>{text};
+    case ParamType::kBool:
+      if (text == "true" || text == "1") return true;
+      if (text == "false" || text == "0") return false;
+      invalid("bool");
+      break;
     case ParamType::kChoice:
     case ParamType::kText:
       return text;
@@ -499,6 +529,7 @@ ParamValue ParseParamText(const ParamSpec& spec, const std::string& text) {
 }
 
 std::string FormatParamValue(const ParamSpec& spec, const ParamValue& value) {
+  if (const bool* b = std::get_if<bool>(&value)) return *b ? "true" : "false";
   if (const int64_t* i = std::get_if<int64_t>(&value)) return std::to_string(*i);
   if (const uint64_t* u = std::get_if<uint64_t>(&value)) return std::to_string(*u);
   if (const double* d = std::get_if<double>(&value)) return Number(*d);

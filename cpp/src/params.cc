@@ -145,6 +145,9 @@ void GenerationParams::Validate(bool has_reward) const {
   for (const ParamSpec& spec : ParamSpecs()) {
     if (spec.group == ParamGroup::kGeneration) CheckParam(spec, spec.get(settings));
   }
+  if (top_logprobs > 0 && !logprobs) {
+    throw ParameterError("top_logprobs", "top_logprobs needs logprobs=true");
+  }
   if (mode != Mode::kPlain && !has_reward) {
     throw ParameterError("mode", std::string("mode='") + ModeName(mode) +
                                      "' needs a reward: pass reward= to the Engine");

@@ -49,6 +49,30 @@ void Tokens(JsonWriter& json, const std::vector<int32_t>& tokens) {
   json.EndArray();
 }
 
+// {"token", "text", "bytes", "logprob"[, "top_logprobs": [...]]}: the bytes as OpenAI gives
+// them, since a token may hold part of a UTF-8 character (its text then shows U+FFFD).
+void Logprob(JsonWriter& json, const TokenLogprob& entry, bool with_top) {
+  json.BeginObject();
+  json.Key("token").Int(entry.token);
+  json.Key("text").String(entry.text);
+  json.Key("bytes").BeginArray();
+  for (unsigned char byte : entry.text) json.Int(byte);
+  json.EndArray();
+  json.Key("logprob").Number(entry.logprob);
+  if (with_top) {
+    json.Key("top_logprobs").BeginArray();
+    for (const TokenLogprob& alternative : entry.top) Logprob(json, alternative, false);
+    json.EndArray();
+  }
+  json.EndObject();
+}
+
+void Logprobs(JsonWriter& json, const std::vector<TokenLogprob>& logprobs) {
+  json.BeginArray();
+  for (const TokenLogprob& entry : logprobs) Logprob(json, entry, true);
+  json.EndArray();
+}
+
 }  // namespace
 
 const std::vector<std::string>& StatsFieldNames() {
@@ -66,6 +90,8 @@ std::string ResultJson(const Result& result, int indent) {
   json.Key("text").String(result.text);
   json.Key("tokens");
   Tokens(json, result.tokens);
+  json.Key("logprobs");
+  Logprobs(json, result.logprobs);
   json.Key("finish_reason").String(FinishReasonName(result.finish_reason));
   json.Key("reward").Number(result.reward);
   json.Key("segments").BeginArray();
@@ -74,6 +100,8 @@ std::string ResultJson(const Result& result, int indent) {
     json.Key("text").String(segment.text);
     json.Key("tokens");
     Tokens(json, segment.tokens);
+    json.Key("logprobs");
+    Logprobs(json, segment.logprobs);
     json.Key("attempts").Int(segment.attempts);
     json.Key("rewards").BeginArray();
     for (double reward : segment.rewards) json.Number(reward);

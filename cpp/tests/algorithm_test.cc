@@ -5,7 +5,9 @@
 #include <functional>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "algorithm/acceptance.h"
@@ -16,8 +18,10 @@
 #include "algorithm/round_width.h"
 #include "algorithm/segment_search.h"
 #include "algorithm/threshold_schedule.h"
+#include "algorithm/token_logprobs.h"
 #include "algorithm/ubatch_guard.h"
 #include "stars/errors.h"
+#include "stars/param_spec.h"
 #include "stars/params.h"
 
 namespace {
@@ -542,6 +546,54 @@ void TestSamplingNames() {
   CHECK(Throws([&] { params.Validate(true); }, "typical_p"));
 }
 
+void TestTokenLogprobs() {
+  const float logits[] = {1.0f, 3.0f, 3.0f, -2.0f};
+  double z = 0.0;
+  for (float l : logits) z += std::exp(static_cast<double>(l));
+  const stars::LogprobsOf lp = stars::TokenLogprobs(logits, 4, 0, 3);
+  CHECK(std::fabs(lp.logprob - (1.0 - std::log(z))) < 1e-12);
+  // Likeliest first; a tie keeps the lower id first.
+  CHECK(lp.top.size() == 3 && lp.top[0].first == 1 && lp.top[1].first == 2 && lp.top[2].first == 0);
+  CHECK(std::fabs(lp.top[2].second - lp.logprob) < 1e-12);
+  CHECK(stars::TokenLogprobs(logits, 4, 3, 0).top.empty());
+  CHECK(stars::TokenLogprobs(logits, 4, 3, 9).top.size() == 4);  // at most the vocabulary
+  // A row far from 0 stays exact: the sum is taken about the maximum.
+  const float big[] = {1000.0f, 1000.0f};
+  CHECK(std::fabs(stars::TokenLogprobs(big, 2, 1, 0).logprob - std::log(0.5)) < 1e-12);
+}
+
+void TestParamSpec() {
+  // Every default is the struct's own, and passes its own checks.
+  for (const stars::ParamSpec& spec : stars::ParamSpecs()) stars::CheckParam(spec, spec.Default());
+  stars::Settings settings;
+  stars::SetParam(settings, "segment_tokens", int64_t{8});
+  CHECK(settings.params.segment_tokens == 8);
+  CHECK(Throws([&] { stars::SetParam(settings, "segment_tokens", int64_t{0}); },
+               "segment_tokens must be >= 1, got 0"));
+  CHECK(Throws([&] { stars::SetParam(settings, "top_p", 0.0); }, "top_p must be in (0.0, 1.0]"));
+  CHECK(Throws([&] { stars::SetParam(settings, "max_tokens", int64_t{1} << 40); }, "32-bit"));
+  CHECK(Throws([&] { stars::SetParam(settings, "bogus", int64_t{1}); }, "unknown parameter"));
+  try {
+    stars::SetParam(settings, "kv_type", std::string("q4"));
+    CHECK(false);
+  } catch (const stars::ParameterError& e) {
+    CHECK(e.param() == "kv_type");
+  }
+  const stars::ParamSpec& threshold = stars::FindParam("threshold");
+  CHECK(std::holds_alternative<std::monostate>(stars::ParseParamText(threshold, "auto")));
+  CHECK(std::get<double>(stars::ParseParamText(threshold, "-0.5")) == -0.5);
+  CHECK(Throws([&] { stars::ParseParamText(threshold, "high"); }, "invalid float value"));
+  CHECK(stars::FormatParamValue(stars::FindParam("temperature"),
+                                stars::FindParam("temperature").Default()) == "0.8");
+  CHECK(stars::FormatParamValue(stars::FindParam("seed"), std::monostate{}) == "random");
+  // The reward's options follow the engine's.
+  settings.engine.kv_type = stars::KvType::kF32;
+  CHECK(stars::RewardOptionsOf(settings).kv_type == stars::KvType::kF32);
+  CHECK(std::string(stars::ClassifyError(stars::QueueFullError("x")).name) == "QueueFullError");
+  CHECK(stars::ClassifyError(stars::ModelNotFoundError("x")).exit_code == 2);
+  CHECK(stars::ClassifyError(std::runtime_error("x")).http_status == 500);
+}
+
 int main() {
   TestSoftProbability();
   TestFixedThreshold();
@@ -561,6 +613,8 @@ int main() {
   TestValidation();
   TestUbatchGuard();
   TestSamplingNames();
+  TestTokenLogprobs();
+  TestParamSpec();
   std::printf("algorithm tests: %s\n", failures == 0 ? "all passed" : "FAILED");
   return failures == 0 ? 0 : 1;
 }

@@ -87,12 +87,33 @@ class GenerationParams:
     def to_dict(self) -> dict:
         """{name: value}, 'auto' and None (random seed) included."""
 
+class TokenLogprob:
+    """A token's log-probability under the policy (logprobs=True)."""
+
+    @property
+    def token(self) -> int: ...
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def bytes(self) -> bytes: ...
+
+    @property
+    def logprob(self) -> float: ...
+
+    @property
+    def top_logprobs(self) -> list[TokenLogprob]: ...
+
 class Segment:
     @property
     def text(self) -> str: ...
 
     @property
     def tokens(self) -> list[int]: ...
+
+    @property
+    def logprobs(self) -> list[TokenLogprob]: ...
 
     @property
     def attempts(self) -> int: ...
@@ -164,6 +185,9 @@ class Result:
 
     @property
     def tokens(self) -> list[int]: ...
+
+    @property
+    def logprobs(self) -> list[TokenLogprob]: ...
 
     @property
     def finish_reason(self) -> str: ...

@@ -36,8 +36,8 @@ RewardSpecOptions RewardOptionsOf(const Settings& settings);
 
 // A setting's value as the front ends hand it over. monostate: "auto" for a float-or-auto
 // setting, "random" for the seed.
-using ParamValue =
-    std::variant<std::monostate, int64_t, uint64_t, double, std::string, std::vector<std::string>>;
+using ParamValue = std::variant<std::monostate, bool, int64_t, uint64_t, double, std::string,
+                                std::vector<std::string>>;
 
 enum class ParamType {
   kInt,          // int64_t, within the int32 range
@@ -47,6 +47,7 @@ enum class ParamType {
   kText,         // std::string
   kTextList,     // std::vector<std::string>
   kSeed,         // uint64_t or monostate (a random seed)
+  kBool,         // bool
 };
 const char* ParamTypeName(ParamType type);  // "int", "float", "float|auto", ...
 

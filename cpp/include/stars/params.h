@@ -96,6 +96,11 @@ struct GenerationParams {
   // Empty: a random seed, drawn when the request is submitted.
   std::optional<uint64_t> seed;
   std::vector<std::string> stop;
+  // Each emitted token's log-probability under the policy (result.h, TokenLogprob), with its
+  // top_logprobs likeliest alternatives. It needs the logits on the host: a request that asks
+  // for it samples there.
+  bool logprobs = false;
+  int32_t top_logprobs = 0;
 
   // Throws ParameterError naming the first parameter that is out of range (param_spec.h holds
   // the ranges). `has_reward` says

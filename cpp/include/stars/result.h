@@ -11,9 +11,19 @@ namespace stars {
 enum class FinishReason { kStop, kLength, kCancelled };
 const char* FinishReasonName(FinishReason reason);
 
+// A token's log-probability under the policy: the log-softmax of its raw logits, before
+// temperature and truncation (as llama.cpp's server reports by default).
+struct TokenLogprob {
+  int32_t token = 0;
+  std::string text;  // the token's bytes (a piece of a UTF-8 character, possibly)
+  double logprob = 0.0;
+  std::vector<TokenLogprob> top;  // the top_logprobs likeliest tokens, likeliest first
+};
+
 struct Segment {
   std::string text;
   std::vector<int32_t> tokens;
+  std::vector<TokenLogprob> logprobs;  // one per token, when logprobs was asked for
   int32_t attempts = 0;
   std::vector<double> rewards;   // of the candidates considered, in order
   std::optional<double> reward;  // the chosen candidate's (not in plain mode)
@@ -51,6 +61,7 @@ struct Stats {
 struct Result {
   std::string text;
   std::vector<int32_t> tokens;
+  std::vector<TokenLogprob> logprobs;  // one per token, when logprobs was asked for
   FinishReason finish_reason = FinishReason::kLength;
   std::optional<double> reward;  // of the final text, when the engine has a reward
   std::vector<Segment> segments;

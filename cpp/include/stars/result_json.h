@@ -12,8 +12,10 @@ namespace stars {
 // The Stats fields' names, in the order ResultJson and ResultTrace write them.
 const std::vector<std::string>& StatsFieldNames();
 
-// {"text", "tokens", "finish_reason", "reward", "segments": [{"text", "tokens", "attempts",
-// "rewards", "reward", "threshold", "fallback"}...], "stats": {StatsFieldNames()...}}, with
+// {"text", "tokens", "logprobs", "finish_reason", "reward", "segments": [{"text", "tokens",
+// "logprobs", "attempts", "rewards", "reward", "threshold", "fallback"}...], "stats":
+// {StatsFieldNames()...}}, a logprob being {"token", "text", "bytes", "logprob",
+// "top_logprobs": [{"token", "text", "bytes", "logprob"}...]} (empty lists without logprobs), with
 // json_writer.h's numbers and strings; an absent reward or threshold is null. indent: as
 // JsonWriter's (0: one line).
 std::string ResultJson(const Result& result, int indent = 2);

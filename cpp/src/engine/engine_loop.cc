@@ -16,6 +16,11 @@
 namespace stars {
 namespace {
 
+// The alternatives a sampling job computes: -1 when the request asked for no logprobs.
+int32_t LogprobsWanted(const GenerationParams& params) {
+  return params.logprobs ? params.top_logprobs : -1;
+}
+
 using Clock = std::chrono::steady_clock;
 
 double SecondsSince(Clock::time_point start) {
@@ -369,7 +374,10 @@ void EngineLoop::Start(PromptRun& run) {
   if (run.params.mode == Mode::kPlain) {
     run.plain_sampler.emplace(run.params.sampling, AttemptKey(*run.params.seed, run.key, 0, 0));
   }
-  if (backend_) {
+  if (backend_ && run.params.logprobs) {
+    run.result.stats.sampling_fallback =
+        "logprobs needs each token's logits, which backend sampling leaves on the device";
+  } else if (backend_) {
     const Sampler probe(run.params.sampling, 0);
     run.backend = probe.backend_capable();
     if (!run.backend) {
@@ -630,7 +638,7 @@ void EngineLoop::StartRound(PromptRun& run, int32_t cap_limit, const float* logi
   jobs.clear();
   if (trunk_chain == nullptr) {
     for (Candidate& candidate : run.candidates) {
-      jobs.push_back({&candidate.sampler, logits});
+      jobs.push_back({&candidate.sampler, logits, LogprobsWanted(run.params)});
     }
     sampling_->Sample(jobs, tokenizer_.n_vocab());
   }
@@ -639,13 +647,16 @@ void EngineLoop::StartRound(PromptRun& run, int32_t cap_limit, const float* logi
     ++run.result.stats.policy_tokens_sampled;
     ++counters_.tokens_sampled;
     llama_token token = LLAMA_TOKEN_NULL;
+    const LogprobsOf* logprobs = nullptr;
     if (trunk_chain != nullptr) {
       token = run.first_token;
       ++run.result.stats.backend_tokens_sampled;
     } else {
       token = jobs[i].token;
+      if (jobs[i].n_top >= 0) logprobs = &jobs[i].logprobs;
     }
-    const bool more = PushToken(tokenizer_, run.params.stop, run.response_text, token, &candidate);
+    const bool more =
+        PushToken(tokenizer_, run.params.stop, run.response_text, token, logprobs, &candidate);
     // A plain candidate at its cap still carries the chain: as the trunk, its sequence draws
     // the next round's first token.
     const bool carries = more || (run.params.mode == Mode::kPlain && !candidate.ends_response);
@@ -718,7 +729,8 @@ void EngineLoop::DecodeCandidates() {
         }
         // Only the rows sampled on the host are read as logits.
         if (!candidate->on_backend) {
-          sampling.push_back({&candidate->sampler, context_->Logits(out.batch_index)});
+          sampling.push_back({&candidate->sampler, context_->Logits(out.batch_index),
+                              LogprobsWanted(run->params)});
         }
       }
       sampling_->Sample(sampling, tokenizer_.n_vocab());
@@ -729,13 +741,16 @@ void EngineLoop::DecodeCandidates() {
         ++run->result.stats.policy_tokens_sampled;
         ++counters_.tokens_sampled;
         llama_token token = LLAMA_TOKEN_NULL;
+        const LogprobsOf* logprobs = nullptr;
         if (candidate->on_backend) {
           token = context_->SampledToken(out.batch_index);
           ++run->result.stats.backend_tokens_sampled;
         } else {
-          token = sampling[i++].token;
+          const SamplingJob& job = sampling[i++];
+          token = job.token;
+          if (job.n_top >= 0) logprobs = &job.logprobs;
         }
-        PushToken(tokenizer_, run->params.stop, run->response_text, token, candidate);
+        PushToken(tokenizer_, run->params.stop, run->response_text, token, logprobs, candidate);
       }
       seconds += SecondsSince(start);
     });
@@ -959,6 +974,8 @@ void EngineLoop::AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segm
   const size_t base = run.response_text.size();
   for (size_t offset : chosen.offsets) run.response_offsets.push_back(base + offset);
   run.response_tokens.insert(run.response_tokens.end(), chosen.tokens.begin(), chosen.tokens.end());
+  run.response_logprobs.insert(run.response_logprobs.end(), chosen.logprobs.begin(),
+                               chosen.logprobs.end());
   run.response_text += chosen.text;
   run.result.stats.tokens_accepted += n_tokens;
 
@@ -973,6 +990,7 @@ void EngineLoop::AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segm
   segment.text = run.response_text.substr(run.n_shown, shown - run.n_shown);
   run.n_shown = shown;
   segment.tokens.assign(chosen.tokens.begin(), chosen.tokens.end());
+  segment.logprobs = std::move(chosen.logprobs);
   const bool chosen_ends = chosen.ends_response;
   std::string chosen_text = std::move(chosen.text);  // the candidate is released below
   if (params.mode == Mode::kPlain && !chosen.on_backend) {
@@ -1009,6 +1027,7 @@ void EngineLoop::CutResponse(PromptRun& run, size_t size) {
   while (!run.response_offsets.empty() && run.response_offsets.back() >= size) {
     run.response_offsets.pop_back();
     run.response_tokens.pop_back();
+    if (!run.response_logprobs.empty()) run.response_logprobs.pop_back();
     ++dropped;
   }
   run.response_text.resize(size);
@@ -1018,6 +1037,7 @@ void EngineLoop::CutResponse(PromptRun& run, size_t size) {
        ++it) {
     const int64_t n = std::min<int64_t>(dropped, static_cast<int64_t>(it->tokens.size()));
     it->tokens.resize(it->tokens.size() - static_cast<size_t>(n));
+    if (!it->logprobs.empty()) it->logprobs.resize(it->tokens.size());
     dropped -= n;
   }
 }
@@ -1032,6 +1052,7 @@ void EngineLoop::Finish(PromptRun& run, FinishReason reason) {
   run.result.finish_reason = reason;
   run.result.text = run.response_text;
   run.result.tokens.assign(run.response_tokens.begin(), run.response_tokens.end());
+  run.result.logprobs = run.response_logprobs;
 }
 
 }  // namespace stars

@@ -6,7 +6,8 @@
 namespace stars {
 
 bool PushToken(const Tokenizer& tokenizer, const std::vector<std::string>& stop,
-               std::string_view trunk_text, llama_token token, Candidate* candidate) {
+               std::string_view trunk_text, llama_token token, const LogprobsOf* logprobs,
+               Candidate* candidate) {
   if (tokenizer.IsEog(token)) {
     candidate->done = candidate->ends_response = true;
     return false;
@@ -15,6 +16,13 @@ bool PushToken(const Tokenizer& tokenizer, const std::vector<std::string>& stop,
   candidate->offsets.push_back(old_size);
   candidate->tokens.push_back(token);
   candidate->text += tokenizer.Piece(token);
+  if (logprobs != nullptr) {
+    TokenLogprob entry{token, tokenizer.Piece(token), logprobs->logprob, {}};
+    for (const auto& [id, logprob] : logprobs->top) {
+      entry.top.push_back({id, tokenizer.Piece(id), logprob, {}});
+    }
+    candidate->logprobs.push_back(std::move(entry));
+  }
   if (!stop.empty()) {
     const std::optional<std::ptrdiff_t> at = FindStop(trunk_text, candidate->text, old_size, stop);
     if (at) {
@@ -26,6 +34,7 @@ bool PushToken(const Tokenizer& tokenizer, const std::vector<std::string>& stop,
       while (keep < candidate->offsets.size() && candidate->offsets[keep] < keep_bytes) ++keep;
       candidate->tokens.resize(keep);
       candidate->offsets.resize(keep);
+      if (candidate->logprobs.size() > keep) candidate->logprobs.resize(keep);
       candidate->done = candidate->ends_response = true;
       return false;
     }

@@ -12,6 +12,7 @@
 
 #include "algorithm/calibration.h"
 #include "algorithm/segment_search.h"
+#include "algorithm/token_logprobs.h"
 #include "llama.h"
 #include "llama/sampler.h"
 #include "stars/engine.h"
@@ -32,7 +33,8 @@ struct Candidate {
   int32_t batch_index = -1;
   bool on_backend = false;  // its sampler is attached to `seq`: llama.cpp draws its tokens
   std::vector<llama_token> tokens;
-  std::vector<size_t> offsets;  // byte offset of each token's text in `text`
+  std::vector<TokenLogprob> logprobs;  // one per token, when the request asked for them
+  std::vector<size_t> offsets;         // byte offset of each token's text in `text`
   std::string text;
   bool done = false;
   bool ends_response = false;  // end-of-generation token or stop string
@@ -76,7 +78,8 @@ struct PromptRun {
   bool backend = false;
   llama_token first_token = LLAMA_TOKEN_NULL;
   std::vector<llama_token> response_tokens;
-  std::vector<size_t> response_offsets;  // byte offset of each response token's text
+  std::vector<TokenLogprob> response_logprobs;  // when the request asked for them
+  std::vector<size_t> response_offsets;         // byte offset of each response token's text
   std::string response_text;
   size_t n_shown = 0;  // bytes of response_text already given out in segments
 
@@ -102,8 +105,10 @@ struct PromptRun {
 
 // Appends `token` to `candidate`, or ends it at an end-of-generation token, a stop string or its
 // cap. Stop strings are matched on the whole response, `trunk_text` (the accepted response)
-// followed by the candidate. Returns false once the candidate is done.
+// followed by the candidate. `logprobs`, when not null, go with the token (their texts filled
+// in). Returns false once the candidate is done.
 bool PushToken(const Tokenizer& tokenizer, const std::vector<std::string>& stop,
-               std::string_view trunk_text, llama_token token, Candidate* candidate);
+               std::string_view trunk_text, llama_token token, const LogprobsOf* logprobs,
+               Candidate* candidate);
 
 }  // namespace stars

@@ -45,7 +45,10 @@ void SamplingPool::Work(std::vector<llama_token_data>* scratch) {
   std::vector<SamplingJob>& jobs = *jobs_;
   for (size_t i = next_.fetch_add(1); i < jobs.size(); i = next_.fetch_add(1)) {
     try {
-      jobs[i].token = jobs[i].sampler->SampleFromLogits(jobs[i].logits, n_vocab_, scratch);
+      SamplingJob& job = jobs[i];
+      job.token = job.sampler->SampleFromLogits(job.logits, n_vocab_, scratch);
+      // From the raw row: the chain worked on a copy.
+      if (job.n_top >= 0) job.logprobs = TokenLogprobs(job.logits, n_vocab_, job.token, job.n_top);
     } catch (...) {
       std::lock_guard<std::mutex> lock(mutex_);
       if (!error_) error_ = std::current_exception();

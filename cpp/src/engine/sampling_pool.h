@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "algorithm/token_logprobs.h"
 #include "llama.h"
 #include "llama/sampler.h"
 
@@ -21,7 +22,10 @@ namespace stars {
 struct SamplingJob {
   Sampler* sampler;
   const float* logits;  // n_vocab values, valid until the next decode
+  // >= 0: also the drawn token's log-probability and this many alternatives (logprobs).
+  int32_t n_top = -1;
   llama_token token = LLAMA_TOKEN_NULL;
+  LogprobsOf logprobs;
 };
 
 class SamplingPool {

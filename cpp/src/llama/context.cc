@@ -68,6 +68,7 @@ Context::Context(std::shared_ptr<Model> model, const ContextOptions& options)
   // max(outputs, n_seq_max) rows and aborts when that exceeds n_outputs_max.
   params.n_outputs_max =
       options.embeddings ? std::max(params.n_batch, params.n_seq_max) : params.n_seq_max;
+  n_outputs_max_ = static_cast<int32_t>(params.n_outputs_max);
   const int32_t threads = ResolveThreads(options.n_threads);
   params.n_threads = threads;
   params.n_threads_batch = threads;
@@ -121,6 +122,16 @@ Context::~Context() {
 void Context::Decode(const Batch& batch) { Decode(batch.get()); }
 
 void Context::Decode(const llama_batch& batch) {
+  // Validated here: llama.cpp would abort the process on more output rows than it reserved.
+  if (!embeddings_ && batch.logits != nullptr) {
+    int32_t outputs = 0;
+    for (int32_t i = 0; i < batch.n_tokens; ++i) outputs += batch.logits[i] != 0;
+    if (outputs > n_outputs_max_) {
+      throw ParameterError("a decode asked for " + std::to_string(outputs) +
+                           " output rows; this context gives at most " +
+                           std::to_string(n_outputs_max_) + " (one per sequence)");
+    }
+  }
   const int32_t code = llama_decode(ctx_, batch);
   if (code == 0) return;
   const std::string size = std::to_string(batch.n_tokens) + " tokens";

@@ -89,6 +89,7 @@ class Context {
   llama_context* ctx_ = nullptr;
   bool embeddings_ = false;
   KvLayout layout_ = KvLayout::kShared;
+  int32_t n_outputs_max_ = 0;  // rows one decode may output (llama.cpp aborts past them)
 };
 
 }  // namespace stars
