@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import openai
 import pytest
+from test_server import launch
 
 import stars_cpp
 from stars_cpp import _core
-from test_server import launch
 
 CHAT = [{"role": "user", "content": "Tell me a story"}]
 PROMPT = "Once upon a time"

@@ -83,6 +83,8 @@ stars::Result SampleResult() {
   stars::Segment cut;
   cut.text = " \xe2\x82";
   cut.tokens = {7};
+  // A token that holds part of a character: its text shows U+FFFD, its bytes are exact.
+  cut.logprobs = {{7, " \xe2\x82", -0.5, {{7, " \xe2\x82", -0.5, {}}, {3, "a", -1.25, {}}}}};
   cut.attempts = 1;
   cut.rewards = {1.0};
   cut.reward = 1.0;
@@ -98,10 +100,14 @@ stars::Result SampleResult() {
 void TestResult() {
   const stars::Result result = SampleResult();
   const std::string json = stars::ResultJson(result, 0);
-  CHECK_EQ(json, R"({"text":"Hi \ufffd","tokens":[5,7],"finish_reason":"stop","reward":0.5,)"
-                 R"("segments":[{"text":"Hi","tokens":[5],"attempts":2,"rewards":[0.25,0.5],)"
-                 R"("reward":0.5,"threshold":null,"fallback":true},)"
-                 R"({"text":" \ufffd","tokens":[7],"attempts":1,"rewards":[1.0],"reward":1.0,)"
+  CHECK_EQ(json, R"({"text":"Hi \ufffd","tokens":[5,7],"logprobs":[],"finish_reason":"stop",)"
+                 R"("reward":0.5,"segments":[{"text":"Hi","tokens":[5],"logprobs":[],)"
+                 R"("attempts":2,"rewards":[0.25,0.5],"reward":0.5,"threshold":null,)"
+                 R"("fallback":true},{"text":" \ufffd","tokens":[7],"logprobs":[{"token":7,)"
+                 R"("text":" \ufffd","bytes":[32,226,130],"logprob":-0.5,"top_logprobs":[)"
+                 R"({"token":7,"text":" \ufffd","bytes":[32,226,130],"logprob":-0.5},)"
+                 R"({"token":3,"text":"a","bytes":[97],"logprob":-1.25}]}],)"
+                 R"("attempts":1,"rewards":[1.0],"reward":1.0,)"
                  R"("threshold":0.75,"fallback":false}],)"
                  R"("stats":{"policy_tokens_sampled":0,"tokens_accepted":2,"tokens_wasted":0,)"
                  R"("prompt_tokens":0,"policy_tokens_decoded":0,"reward_calls":0,"reward_rows":0,)"
