@@ -21,7 +21,7 @@ endif
 
 DEMO_PROMPT ?= Give me three tips for staying focused while studying.
 
-.PHONY: params all install install-test native demo test test-cpp lint stubs bench bench-full bench-quick bench-sweep bench-install rebuild-llama clean
+.PHONY: generated all install install-test native demo test test-cpp lint stubs bench bench-full bench-quick bench-sweep bench-install rebuild-llama clean
 
 all: install
 
@@ -113,9 +113,9 @@ bench-quick: bench-install
 	$(BIN)/python bench/edge.py
 
 # Regenerates the extension's typed stubs; tests/test_stubs.py checks they are current.
-# The files generated from the core's settings table (tests/test_settings.py checks them).
-params: install
-	$(BIN)/python tools/generate_params.py
+# The files generated from the core's tables (tests/test_settings.py checks them).
+generated: install
+	$(BIN)/python tools/generate.py
 
 stubs: install
 	rm -rf stars_cpp/_core

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 
 class StarsError(Exception):
-    """Base of every stars_cpp error."""
+    """Base of every stars_cpp error.
+
+    ``param`` names the setting or field at fault (as the server's ``error.param``), or is None
+    when no single one is."""
+
+    def __init__(self, message: str = "", param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class ModelLoadError(StarsError, ValueError):
@@ -30,14 +37,7 @@ class DecodeError(StarsError, RuntimeError):
 
 
 class ParameterError(StarsError, ValueError):
-    """A parameter or an argument is out of range, of the wrong type, or unknown.
-
-    ``param`` names the setting or field at fault (as the server's ``error.param``), or is
-    None when no single one is."""
-
-    def __init__(self, message: str = "", param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
+    """A parameter or an argument is out of range, of the wrong type, or unknown."""
 
 
 class ChatTemplateError(StarsError, ValueError):

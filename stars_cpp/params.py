@@ -1,5 +1,5 @@
 """The keyword parameters of the public API, typed. Generated from the core's table
-by ``make params``: do not edit (tests/test_settings.py checks it).
+by ``make generated``: do not edit (tests/test_settings.py checks it).
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ class GenerationParams(TypedDict, total=False):
     Default auto; a finite number or 'auto'."""
     target_attempts: float
     """with threshold auto: about how many attempts a segment takes, i.e. how selective STARS is
-    (1 accepts everything). Default 3.0; >= 1.0."""
+    (1 accepts everything). Default 3.0; >= 1."""
     alpha: float
-    """where the threshold's ramp starts. Default 0.5; in [0.0, 1.0]."""
+    """where the threshold's ramp starts. Default 0.5; in [0, 1]."""
     beta: float | Literal['auto']
     """temperature of the soft rule, accept with probability exp(min(0, (R - tau) / beta)); auto
-    is half the spread of the recent attempts' rewards. Default auto; > 0.0 or 'auto'."""
+    is half the spread of the recent attempts' rewards. Default auto; > 0 or 'auto'."""
     acceptance: Literal['soft', 'hard']
     """soft (the rule above) or hard (accept when R >= tau). Default soft; one of 'soft',
     'hard'."""
@@ -44,18 +44,17 @@ class GenerationParams(TypedDict, total=False):
     max_tokens: int
     """T: the response's length cap, never exceeded. Default 256; >= 1."""
     temperature: float
-    """proposal sampling through llama.cpp's sampler chain (0 is greedy). Default 0.8; >=
-    0.0."""
+    """proposal sampling through llama.cpp's sampler chain (0 is greedy). Default 0.8; >= 0."""
     top_k: int
     """proposal sampling: the k likeliest tokens. Default 40; >= 0 (0 switches it off)."""
     top_p: float
-    """proposal sampling: nucleus (1 switches it off). Default 1.0; in (0.0, 1.0]."""
+    """proposal sampling: nucleus (1 switches it off). Default 1.0; in (0, 1]."""
     min_p: float
     """proposal sampling: tokens at least min_p times the likeliest's probability (0 switches it
-    off). Default 0.0; in [0.0, 1.0]."""
+    off). Default 0.0; in [0, 1]."""
     typical_p: float
     """proposal sampling: locally typical (1 switches it off; below 1 a request samples on the
-    host). Default 1.0; in (0.0, 1.0]."""
+    host). Default 1.0; in (0, 1]."""
     seed: int | None
     """the same seed, parameters and engine settings give the same tokens. Default random; an
     integer in [0, 2**64) or random."""

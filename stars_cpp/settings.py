@@ -5,7 +5,7 @@ options, each with its type, default, range or choices, help and the front ends 
 The Python defaults and keyword checks, the argparse flags of ``generate``, ``serve`` and
 ``run``, the server's accepted fields, the Ray workers' arguments, a dataset run's recorded
 settings, ``stars_cpp/params.py`` (the typed keywords) and docs/parameters.md all come from here
-(``make params`` rewrites the two generated files; a test checks them).
+(``make generated`` rewrites the generated files; a test checks them).
 """
 
 from __future__ import annotations
@@ -73,8 +73,9 @@ def _cli_value(name: str):
     def parse(text: str) -> Any:
         try:
             return _core.parse_param_text(name, text)
-        except ParameterError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
+        except ParameterError:  # argparse's words, the value as repr() shows it
+            raise argparse.ArgumentTypeError(
+                f"invalid {PARAMS[name]['type']} value: {text!r}") from None
     parse.__name__ = PARAMS[name]["type"]
     return parse
 
@@ -122,7 +123,7 @@ def params_py() -> str:
     """stars_cpp/params.py: the keywords of Engine.generate, stream and submit, and of Engine,
     as TypedDicts (PEP 692), so that type checkers and IDEs see each one."""
     out = ['"""The keyword parameters of the public API, typed. Generated from the core\'s table',
-           "by ``make params``: do not edit (tests/test_settings.py checks it).",
+           "by ``make generated``: do not edit (tests/test_settings.py checks it).",
            '"""', "", "from __future__ import annotations", "",
            "from collections.abc import Sequence", "from typing import Literal, TypedDict", ""]
     for cls, group, doc in (
@@ -150,7 +151,7 @@ def parameters_md() -> str:
     """docs/parameters.md: the table of every setting."""
     out = ["# Parameters", "",
            "Generated from the core's table (`cpp/src/param_spec.cc`) by "
-           "`make params`; a test checks that it is current. Every name is the "
+           "`make generated`; a test checks that it is current. Every name is the "
            "same in Python, on both command lines (`--name` or `--name-with-dashes`), in JSON "
            "and over HTTP. A value outside its range is refused before anything is decoded: "
            "`ParameterError` with `.param` set to the name, exit status 2, or HTTP 400 with "

@@ -154,12 +154,12 @@ def test_ray_workers_give_the_single_process_outputs(tiny_llama, tmp_path, monke
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         lines = list(stars_ray.run(records, tmp_path / "ray.jsonl", model=str(tiny_llama),
-                                   reward_spec=LEXICAL, params=PARAMS, workers=2, batch=4,
-                                   trace=True, quiet=True))
+                                   engine_settings={"reward": LEXICAL}, params=PARAMS,
+                                   workers=2, batch=4, trace=True, quiet=True))
         # The workers' engines take the engine options too.
         backend = list(stars_ray.run(records, tmp_path / "backend.jsonl", model=str(tiny_llama),
-                                     reward_spec=LEXICAL, params=PARAMS, workers=2, batch=4,
-                                     quiet=True, sampling="backend"))
+                                     engine_settings={"reward": LEXICAL, "sampling": "backend"},
+                                     params=PARAMS, workers=2, batch=4, quiet=True))
     finally:
         ray.shutdown()
     assert len(lines) == 24 and len(backend) == 24

@@ -178,7 +178,8 @@ def test_a_dataset_gives_each_id_its_text_whatever_the_batch_resume_or_workers(
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         lines = list(stars_ray.run(records, tmp_path / "ray.jsonl", model=path,
-                                   reward_spec=reward, workers=2, batch=4, quiet=True,
+                                   engine_settings={"reward": reward}, workers=2, batch=4,
+                                   quiet=True,
                                    params=dict(segment_tokens=8, max_tokens=16, seed=7)))
     finally:
         ray.shutdown()

@@ -19,16 +19,26 @@ from stars_cpp.engine import STATS_FIELDS, result_to_dict
 def result(tiny_llama) -> stars_cpp.Result:
     engine = stars_cpp.Engine(str(tiny_llama), stars_cpp.JudgeReward("policy", yes=" yes",
                                                                      no=" no"), n_ctx=512)
-    return engine.generate("hello", segment_tokens=4, max_tokens=16, seed=3)
+    return engine.generate("hello", segment_tokens=4, max_tokens=16, seed=3, logprobs=True,
+                           top_logprobs=2)
+
+
+def _logprobs(entries) -> list:
+    def one(e) -> dict:
+        return {"token": e.token, "text": e.text, "bytes": list(e.bytes), "logprob": e.logprob}
+
+    return [{**one(e), "top_logprobs": [one(a) for a in e.top_logprobs]} for e in entries]
 
 
 def _attributes(result) -> dict:
-    segment_fields = ("text", "tokens", "attempts", "rewards", "reward", "threshold", "fallback")
+    segment_fields = ("text", "tokens", "logprobs", "attempts", "rewards", "reward", "threshold",
+                      "fallback")
     return {
         "text": result.text, "tokens": list(result.tokens),
+        "logprobs": _logprobs(result.logprobs),
         "finish_reason": result.finish_reason, "reward": result.reward,
-        "segments": [{name: getattr(s, name) for name in segment_fields}
-                     for s in result.segments],
+        "segments": [{name: _logprobs(s.logprobs) if name == "logprobs" else getattr(s, name)
+                      for name in segment_fields} for s in result.segments],
         "stats": {name: getattr(result.stats, name) for name in STATS_FIELDS},
     }
 

@@ -78,10 +78,11 @@ def test_native_cli_defaults_are_the_tables(stars_cli):
 
 
 def test_generated_files_are_current():
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "generate_params.py"), "--check"],
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "generate.py"), "--check"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "docs/parameters.md" in (ROOT / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert "docs/parameters.md" in readme and "docs/errors.md" in readme
 
 
 def test_typed_keywords_list_every_python_setting():
@@ -108,6 +109,8 @@ def _bad_values(name: str) -> list:
         return [[""]]
     if kind == "seed":
         return [-1]
+    if kind == "bool":
+        return ["maybe"]
     if kind == "str":
         return ["nonsense:x"] if name == "reward" else []
     out = []
@@ -206,7 +209,7 @@ def _non_default(name: str):
         step = 1 if kind == "int" else 0.25
         high = entry["max"]
         return value + step if high is None or value + step <= high else value - step
-    return {"float|auto": 0.75, "seed": 7, "list[str]": ["END"],
+    return {"float|auto": 0.75, "seed": 7, "list[str]": ["END"], "bool": True,
             "str": "judge:policy" if name == "reward" else "x"}[kind]
 
 

@@ -23,10 +23,9 @@ void TranslateException(const std::exception_ptr& p, void*) {
     e.Raise();
   } catch (const stars::Error& e) {
     PyObject* type = classes.at(stars::ClassifyError(e).name);
-    const auto* parameter = dynamic_cast<const stars::ParameterError*>(&e);
     PyObject* value = nullptr;
-    if (parameter != nullptr && !parameter->param().empty()) {
-      value = PyObject_CallFunction(type, "ss", e.what(), parameter->param().c_str());
+    if (!e.param().empty()) {
+      value = PyObject_CallFunction(type, "ss", e.what(), e.param().c_str());
     } else {
       value = PyObject_CallFunction(type, "s", e.what());
     }

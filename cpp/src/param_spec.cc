@@ -297,11 +297,16 @@ std::vector<ParamSpec> MakeSpecs() {
   return specs;
 }
 
-std::string Number(double value) {
+// The shortest digits that read back as `value`: 1, 0.5, 1e-05.
+std::string Shortest(double value) {
   char buffer[64];
   const auto [end, ec] = std::to_chars(buffer, buffer + sizeof(buffer), value);
-  std::string text(buffer, ec == std::errc() ? end : buffer);
-  // Python writes floats with a point ("3.0"); a float setting reads as one.
+  return std::string(buffer, ec == std::errc() ? end : buffer);
+}
+
+// A float value as Python writes it, with a point ("3.0"): a float setting reads as one.
+std::string Number(double value) {
+  std::string text = Shortest(value);
   if (text.find_first_of(".eninf") == std::string::npos) text += ".0";
   return text;
 }
@@ -404,9 +409,7 @@ std::string ParamRule(const ParamSpec& spec) {
     default:
       break;
   }
-  const auto bound = [&](double v) {
-    return spec.type == ParamType::kInt ? std::to_string(static_cast<int64_t>(v)) : Number(v);
-  };
+  const auto bound = [](double v) { return Shortest(v); };
   if (spec.min && spec.max) {
     rule = std::string("in ") + (spec.min_exclusive ? "(" : "[") + bound(*spec.min) + ", " +
            bound(*spec.max) + (spec.max_exclusive ? ")" : "]");
@@ -517,8 +520,8 @@ ParamValue ParseParamText(const ParamSpec& spec, const std::string& text) {
     case ParamType::kTextList:
       return std::vector<std::string>{text};
     case ParamType::kBool:
-      if (text == "true" || text == "1") return true;
-      if (text == "false" || text == "0") return false;
+      if (text == "true" || text == "True" || text == "1") return true;
+      if (text == "false" || text == "False" || text == "0") return false;
       invalid("bool");
       break;
     case ParamType::kChoice:

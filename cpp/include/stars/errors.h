@@ -10,10 +10,18 @@
 
 namespace stars {
 
-// Base of every stars_cpp error.
+// Base of every stars_cpp error. `param` names the setting or field at fault (param_spec.h),
+// empty when no single one is; Python has it in the exception's `param` attribute and the
+// server in the OpenAI error's.
 class Error : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit Error(const std::string& message) : std::runtime_error(message) {}
+  Error(std::string param, const std::string& message)
+      : std::runtime_error(message), param_(std::move(param)) {}
+  const std::string& param() const { return param_; }
+
+ private:
+  std::string param_;
 };
 
 // A model file could not be loaded: empty, not a GGUF, or rejected by llama.cpp.
@@ -40,18 +48,11 @@ class DecodeError : public Error {
   using Error::Error;
 };
 
-// A parameter or argument is out of range, of the wrong type or unknown. `param` names the
-// setting or field (param_spec.h), empty when no single one is at fault. Python: ValueError,
-// with the name in its `param` attribute.
+// A parameter or argument is out of range, of the wrong type or unknown (its name in
+// `param`). Python: ValueError.
 class ParameterError : public Error {
  public:
-  explicit ParameterError(const std::string& message) : Error(message) {}
-  ParameterError(std::string param, const std::string& message)
-      : Error(message), param_(std::move(param)) {}
-  const std::string& param() const { return param_; }
-
- private:
-  std::string param_;
+  using Error::Error;
 };
 
 // The model has no chat template, or llama.cpp does not support it. Python: also a ValueError.

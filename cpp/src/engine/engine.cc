@@ -57,9 +57,9 @@ std::unique_ptr<PromptRun> PrepareRun(const Tokenizer& tokenizer, const EngineOp
                         : PromptKeyOfTokens(run->prompt_tokens, prompt.occurrence);
   const int64_t n_prompt = static_cast<int64_t>(run->prompt_tokens.size());
   if (n_prompt >= n_ctx) {
-    throw ContextLengthError(where + " is " + std::to_string(n_prompt) +
-                             " tokens, longer than the context (n_ctx=" + std::to_string(n_ctx) +
-                             ")");
+    throw ContextLengthError(
+        "prompt", where + " is " + std::to_string(n_prompt) +
+                      " tokens, longer than the context (n_ctx=" + std::to_string(n_ctx) + ")");
   }
   run->reserved_cells = EngineLoop::CellsPerPrompt(params, n_prompt, options.kv_layout);
   run->reserved_seqs = EngineLoop::SequencesPerPrompt(params);
@@ -67,10 +67,11 @@ std::unique_ptr<PromptRun> PrepareRun(const Tokenizer& tokenizer, const EngineOp
     const std::string per =
         options.kv_layout == KvLayout::kIsolated ? " KV cells per sequence" : " KV cells";
     throw ContextLengthError(
+        "max_tokens",
         where + " (" + std::to_string(n_prompt) + " tokens) with " +
-        "max_tokens=" + std::to_string(params.max_tokens) + " in mode '" + ModeName(params.mode) +
-        "' needs up to " + std::to_string(run->reserved_cells) + per +
-        ", more than n_ctx=" + std::to_string(n_ctx) + ": raise n_ctx or lower max_tokens");
+            "max_tokens=" + std::to_string(params.max_tokens) + " in mode '" +
+            ModeName(params.mode) + "' needs up to " + std::to_string(run->reserved_cells) + per +
+            ", more than n_ctx=" + std::to_string(n_ctx) + ": raise n_ctx or lower max_tokens");
   }
   return run;
 }
