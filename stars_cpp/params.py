@@ -55,6 +55,9 @@ class GenerationParams(TypedDict, total=False):
     typical_p: float
     """proposal sampling: locally typical (1 switches it off; below 1 a request samples on the
     host). Default 1.0; in (0, 1]."""
+    repeat_penalty: float
+    """proposal sampling: llama.cpp's repetition penalty over the response's last 64 tokens (1
+    switches it off; other values sample on the host). Default 1.0; > 0."""
     seed: int | None
     """the same seed, parameters and engine settings give the same tokens. Default random; an
     integer in [0, 2**64) or random."""

@@ -171,6 +171,10 @@ std::vector<ParamSpec> MakeSpecs() {
                         "proposal sampling: locally typical (1 switches it off; below 1 a request "
                         "samples on the host)",
                         [](auto& s) -> auto& { return s.params.sampling.typical_p; }));
+  specs.push_back(Float("repeat_penalty", kEveryFrontEnd, 0.0, true, std::nullopt, false,
+                        "proposal sampling: llama.cpp's repetition penalty over the response's "
+                        "last 64 tokens (1 switches it off; other values sample on the host)",
+                        [](auto& s) -> auto& { return s.params.sampling.repeat_penalty; }));
   {
     ParamSpec seed{"seed", G::kGeneration, ParamType::kSeed,
                    "the same seed, parameters and engine settings give the same tokens",

@@ -72,7 +72,11 @@ struct SamplingParams {
   // Locally typical sampling; below 1 it has no backend sampler in llama.cpp, and the request
   // samples on the host.
   float typical_p = 1.0f;
+  // llama.cpp's repetition penalty over the response's last kRepeatLastN tokens (1: off); it
+  // has no backend sampler either.
+  float repeat_penalty = 1.0f;
 };
+inline constexpr int32_t kRepeatLastN = 64;  // llama.cpp's default window
 
 struct GenerationParams {
   Mode mode = Mode::kStars;

@@ -372,18 +372,19 @@ void EngineLoop::Start(PromptRun& run) {
     run.calibration.emplace(run.params);
   }
   if (run.params.mode == Mode::kPlain) {
-    run.plain_sampler.emplace(run.params.sampling, AttemptKey(*run.params.seed, run.key, 0, 0));
+    run.plain_sampler.emplace(run.params.sampling, AttemptKey(*run.params.seed, run.key, 0, 0),
+                              tokenizer_.n_vocab());
   }
   if (backend_ && run.params.logprobs) {
     run.result.stats.sampling_fallback =
         "logprobs needs each token's logits, which backend sampling leaves on the device";
   } else if (backend_) {
-    const Sampler probe(run.params.sampling, 0);
+    const Sampler probe(run.params.sampling, 0, tokenizer_.n_vocab());
     run.backend = probe.backend_capable();
     if (!run.backend) {
       run.result.stats.sampling_fallback =
-          "a sampler of this request's chain (typical_p) has no backend implementation in "
-          "llama.cpp";
+          "a sampler of this request's chain (typical_p, repeat_penalty) has no backend "
+          "implementation in llama.cpp";
     } else if (run.params.mode == Mode::kPlain) {
       // The trunk draws each round's first token in the graph, with the response's one chain.
       run.backend = pool_->AttachSampler(run.trunk, &*run.plain_sampler);
@@ -626,8 +627,13 @@ void EngineLoop::StartRound(PromptRun& run, int32_t cap_limit, const float* logi
     // Plain mode: one chain for the whole response (lent from round to round, or on the
     // backend continued from the trunk's, which drew this round's first token).
     Sampler chain = trunk_chain != nullptr ? trunk_chain->Clone()
-                    : run.plain_sampler    ? std::move(*run.plain_sampler)
-                                           : Sampler(run.params.sampling, key);
+                    : run.plain_sampler ? std::move(*run.plain_sampler)
+                                        : Sampler(run.params.sampling, key, tokenizer_.n_vocab());
+    // An attempt's own chain starts fresh: a repetition penalty must see the response so far.
+    if (trunk_chain == nullptr && !run.plain_sampler &&
+        run.params.sampling.repeat_penalty != 1.0f) {
+      chain.Prime(run.response_tokens);
+    }
     run.candidates.emplace_back(pool_->Fork(run.trunk), key, std::move(chain), run.n_past, cap);
     counters_.kv_stream_copies += StreamCopies();
     run.plain_sampler.reset();

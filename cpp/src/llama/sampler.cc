@@ -1,5 +1,7 @@
 #include "llama/sampler.h"
 
+#include <cstring>
+
 namespace stars {
 namespace {
 
@@ -12,10 +14,15 @@ uint32_t SeedOf(uint64_t key) {
 
 }  // namespace
 
-Sampler::Sampler(const SamplingParams& params, uint64_t key) {
+Sampler::Sampler(const SamplingParams& params, uint64_t key, int32_t n_vocab) {
   llama_sampler_chain_params chain_params = llama_sampler_chain_default_params();
   chain_params.no_perf = true;
   chain_ = llama_sampler_chain_init(chain_params);
+  // First, as in llama.cpp's common sampler: the penalty moves logits before any truncation.
+  if (params.repeat_penalty != 1.0f) {
+    llama_sampler_chain_add(chain_, llama_sampler_init_penalties(
+                                        n_vocab, kRepeatLastN, params.repeat_penalty, 0.0f, 0.0f));
+  }
   if (params.temperature <= 0.0f) {
     llama_sampler_chain_add(chain_, llama_sampler_init_greedy());
     return;
@@ -60,6 +67,11 @@ llama_token Sampler::SampleFromLogits(const float* logits, int32_t n_vocab,
   return token;
 }
 
+void Sampler::Prime(const std::vector<llama_token>& history) {
+  const size_t from = history.size() > kRepeatLastN ? history.size() - kRepeatLastN : 0;
+  for (size_t i = from; i < history.size(); ++i) llama_sampler_accept(chain_, history[i]);
+}
+
 Sampler Sampler::Clone() const { return Sampler(llama_sampler_clone(chain_)); }
 
 bool Sampler::backend_capable() const {
@@ -69,6 +81,9 @@ bool Sampler::backend_capable() const {
     if (sampler->iface->backend_init == nullptr || sampler->iface->backend_apply == nullptr) {
       return false;
     }
+    // llama.cpp's backend penalties count no drawn token (greedy draws with a penalty differed
+    // from the host's on the tiny test model): the chain stays on the host.
+    if (std::strcmp(llama_sampler_name(sampler), "penalties") == 0) return false;
   }
   return n > 0;
 }

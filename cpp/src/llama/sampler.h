@@ -12,8 +12,9 @@ namespace stars {
 
 class Sampler {
  public:
-  // `key` seeds the dist sampler (an attempt key: algorithm/attempt_key.h).
-  Sampler(const SamplingParams& params, uint64_t key);
+  // `key` seeds the dist sampler (an attempt key: algorithm/attempt_key.h); `n_vocab` is the
+  // model's (the repetition penalty's table).
+  Sampler(const SamplingParams& params, uint64_t key, int32_t n_vocab);
   ~Sampler();
   Sampler(Sampler&& other) noexcept;
   Sampler& operator=(Sampler&& other) noexcept;
@@ -24,11 +25,16 @@ class Sampler {
   llama_token SampleFromLogits(const float* logits, int32_t n_vocab,
                                std::vector<llama_token_data>* scratch);
 
+  // Feeds the chain the last kRepeatLastN tokens of `history` (the accepted response), as if it
+  // had drawn them: a repetition penalty then counts them.
+  void Prime(const std::vector<llama_token>& history);
+
   // A new chain in this one's state (its random stream where this one's stands), not attached.
   Sampler Clone() const;
 
-  // True when every sampler of the chain has a backend implementation in llama.cpp, so that
-  // the chain can be attached to a sequence (SequencePool::AttachSampler).
+  // True when every sampler of the chain has a backend implementation in llama.cpp that draws
+  // what the host would, so that the chain can be attached to a sequence
+  // (SequencePool::AttachSampler). Not with a repetition penalty.
   bool backend_capable() const;
 
   llama_sampler* get() const { return chain_; }
