@@ -570,7 +570,7 @@ void TestParamSpec() {
   CHECK(settings.params.segment_tokens == 8);
   CHECK(Throws([&] { stars::SetParam(settings, "segment_tokens", int64_t{0}); },
                "segment_tokens must be >= 1, got 0"));
-  CHECK(Throws([&] { stars::SetParam(settings, "top_p", 0.0); }, "top_p must be in (0.0, 1.0]"));
+  CHECK(Throws([&] { stars::SetParam(settings, "top_p", 0.0); }, "top_p must be in (0, 1]"));
   CHECK(Throws([&] { stars::SetParam(settings, "max_tokens", int64_t{1} << 40); }, "32-bit"));
   CHECK(Throws([&] { stars::SetParam(settings, "bogus", int64_t{1}); }, "unknown parameter"));
   try {

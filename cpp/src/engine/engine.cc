@@ -10,6 +10,7 @@
 #include <string>
 #include <utility>
 
+#include "algorithm/admission.h"
 #include "algorithm/attempt_key.h"
 #include "engine/engine_loop.h"
 #include "llama/context.h"
@@ -61,8 +62,8 @@ std::unique_ptr<PromptRun> PrepareRun(const Tokenizer& tokenizer, const EngineOp
         "prompt", where + " is " + std::to_string(n_prompt) +
                       " tokens, longer than the context (n_ctx=" + std::to_string(n_ctx) + ")");
   }
-  run->reserved_cells = EngineLoop::CellsPerPrompt(params, n_prompt, options.kv_layout);
-  run->reserved_seqs = EngineLoop::SequencesPerPrompt(params);
+  run->reserved_cells = CellsPerPrompt(params, n_prompt, options.kv_layout);
+  run->reserved_seqs = SequencesPerPrompt(params.mode, params.candidates);
   if (run->reserved_cells > n_ctx) {
     const std::string per =
         options.kv_layout == KvLayout::kIsolated ? " KV cells per sequence" : " KV cells";
@@ -80,7 +81,7 @@ std::unique_ptr<PromptRun> PrepareRun(const Tokenizer& tokenizer, const EngineOp
 GenerationParams CheckParams(const GenerationParams& params, bool has_reward) {
   params.Validate(has_reward);
   const int32_t max_seq = MaxSequences();
-  if (EngineLoop::SequencesPerPrompt(params) > max_seq) {
+  if (SequencesPerPrompt(params.mode, params.candidates) > max_seq) {
     throw ParameterError("candidates", "candidates must be at most " + std::to_string(max_seq - 2) +
                                            " (llama.cpp holds at most " + std::to_string(max_seq) +
                                            " sequences), got " + std::to_string(params.candidates));

@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "algorithm/admission.h"
 #include "algorithm/attempt_key.h"
 #include "algorithm/response_text.h"
 #include "algorithm/round_width.h"
@@ -58,37 +59,6 @@ EngineLoop::EngineLoop(std::shared_ptr<Model> model, std::shared_ptr<const Token
       costs_(options.kv_layout == KvLayout::kIsolated) {}
 
 EngineLoop::~EngineLoop() { Close(); }
-
-int32_t EngineLoop::SequencesPerPrompt(const GenerationParams& params) {
-  switch (params.mode) {
-    case Mode::kPlain:
-      return 2;
-    case Mode::kBestOfN:
-      return params.candidates + 1;
-    case Mode::kStars:
-      // The trunk, this round's candidates and the best of earlier rounds for the fallback.
-      return params.candidates + 2;
-  }
-  return 0;
-}
-
-int64_t EngineLoop::CellsPerPrompt(const GenerationParams& params, int64_t n_prompt,
-                                   KvLayout layout) {
-  const int64_t t = params.max_tokens;
-  if (layout == KvLayout::kIsolated) return n_prompt + t;
-  switch (params.mode) {
-    case Mode::kPlain:
-      return n_prompt + t;
-    case Mode::kBestOfN:
-      return n_prompt + static_cast<int64_t>(params.candidates) * t;
-    case Mode::kStars:
-      // No segment is longer than the response may be.
-      return n_prompt + t +
-             static_cast<int64_t>(params.candidates + 1) *
-                 std::min<int64_t>(params.segment_tokens, t);
-  }
-  return 0;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Requests in and out (any thread).
@@ -283,32 +253,24 @@ void EngineLoop::Admit() {
     std::lock_guard<std::mutex> lock(mutex_);
     for (const auto& run : queue_) wanted += run->reserved_seqs;
   }
-  const int32_t have = context_ ? pool_->n_total() : 0;
   const bool isolated = options_.kv_layout == KvLayout::kIsolated;
-  int32_t n_seq = std::max(kMinSequences, options_.n_seq_max);
-  // Isolated: every id is a whole stream of cells, so by eights rather than by doubling.
+  ContextDemand demand;
+  demand.wanted_seqs = wanted;
   if (isolated) {
-    n_seq = std::max(n_seq, (wanted + 7) / 8 * 8);
-  } else {
-    while (n_seq < wanted) n_seq *= 2;
-  }
-  n_seq = std::min(std::max(n_seq, have), MaxSequences());
-  // Isolated: every stream holds the longest request's prompt and response, and no more, since a
-  // fork copies a whole stream. Sized from the queue like the ids, from 256 cells by doubling.
-  int32_t n_cells = options_.n_ctx;
-  if (isolated) {
-    int64_t longest = 0;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      for (const auto& run : queue_) longest = std::max(longest, run->reserved_cells);
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& run : queue_) {
+      demand.longest_cells = std::max(demand.longest_cells, run->reserved_cells);
     }
-    int64_t cells = 256;
-    while (cells < longest) cells *= 2;
-    const int32_t have_cells = context_ ? context_->n_ctx_seq() : 0;
-    n_cells = static_cast<int32_t>(
-        std::max<int64_t>(std::min<int64_t>(cells, options_.n_ctx), have_cells));
   }
-  const bool grow = context_ && (n_seq > have || (isolated && n_cells > context_->n_ctx_seq()));
+  demand.have = context_ ? ContextSize{pool_->n_total(), context_->n_ctx_seq()} : ContextSize{};
+  demand.n_seq_max = options_.n_seq_max;
+  demand.n_ctx = options_.n_ctx;
+  demand.layout = options_.kv_layout;
+  demand.max_sequences = MaxSequences();
+  const ContextSize size = SizeContext(demand);
+  const int32_t n_seq = size.n_seq, n_cells = size.n_cells;
+  const bool grow = context_ && (n_seq > demand.have.n_seq ||
+                                 (isolated && n_cells > context_->n_ctx_seq()));
   // Made again only when that is larger: a queue beyond 256 ids waits, it does not remake.
   if (!context_ || (active_.empty() && grow)) {
     runner_.reset();

@@ -36,15 +36,6 @@ class EngineLoop {
   EngineLoop(const EngineLoop&) = delete;
   EngineLoop& operator=(const EngineLoop&) = delete;
 
-  // Sequence ids one request holds at once in `params.mode`.
-  static int32_t SequencesPerPrompt(const GenerationParams& params);
-  // The fewest sequence ids the policy context is made with.
-  static constexpr int32_t kMinSequences = 8;
-  // KV cells one request of `n_prompt` tokens may hold at once in `params.mode`: in all of its
-  // sequences together (shared layout), or in its longest sequence (isolated: each sequence has
-  // a stream of its own).
-  static int64_t CellsPerPrompt(const GenerationParams& params, int64_t n_prompt, KvLayout layout);
-
   // Queues validated, tokenized requests and wakes the loop; returns their ids. With `bounded`,
   // throws QueueFullError when they do not fit within max_queue. Throws EngineClosedError after
   // Close().
