@@ -21,13 +21,13 @@ struct ContextSize {
 };
 
 struct ContextDemand {
-  int32_t wanted_seqs = 0;     // the ids the waiting requests reserve together
-  int64_t longest_cells = 0;   // the most cells one waiting request reserves (isolated)
-  ContextSize have;            // the context now ({0, 0}: none yet)
-  int32_t n_seq_max = 0;       // EngineOptions::n_seq_max (0: sized to the requests)
-  int32_t n_ctx = 0;           // EngineOptions::n_ctx
+  int32_t wanted_seqs = 0;    // the ids the waiting requests reserve together
+  int64_t longest_cells = 0;  // the most cells one waiting request reserves (isolated)
+  ContextSize have;           // the context now ({0, 0}: none yet)
+  int32_t n_seq_max = 0;      // EngineOptions::n_seq_max (0: sized to the requests)
+  int32_t n_ctx = 0;          // EngineOptions::n_ctx
   KvLayout layout = KvLayout::kIsolated;
-  int32_t max_sequences = 0;   // llama.cpp's limit
+  int32_t max_sequences = 0;  // llama.cpp's limit
 };
 
 // The fewest sequence ids the policy context is made with.

@@ -38,6 +38,7 @@ std::unique_ptr<PromptRun> PrepareRun(const Tokenizer& tokenizer, const EngineOp
   const int32_t n_ctx = options.n_ctx;
   auto run = std::make_unique<PromptRun>();
   run->params = params;
+  run->policy = MakeModePolicy(params);
   run->reward_text = RewardText(prompt);
   if (prompt.roles.empty()) {
     run->prompt_tokens = tokenizer.Tokenize(prompt.text, true, false);

@@ -8,7 +8,6 @@
 #include "algorithm/admission.h"
 #include "algorithm/attempt_key.h"
 #include "algorithm/response_text.h"
-#include "algorithm/round_width.h"
 #include "engine/sampling_pool.h"
 #include "llama/sampler.h"
 #include "stars/errors.h"
@@ -269,8 +268,8 @@ void EngineLoop::Admit() {
   demand.max_sequences = MaxSequences();
   const ContextSize size = SizeContext(demand);
   const int32_t n_seq = size.n_seq, n_cells = size.n_cells;
-  const bool grow = context_ && (n_seq > demand.have.n_seq ||
-                                 (isolated && n_cells > context_->n_ctx_seq()));
+  const bool grow =
+      context_ && (n_seq > demand.have.n_seq || (isolated && n_cells > context_->n_ctx_seq()));
   // Made again only when that is larger: a queue beyond 256 ids waits, it does not remake.
   if (!context_ || (active_.empty() && grow)) {
     runner_.reset();
@@ -300,7 +299,7 @@ std::vector<PromptRun*> EngineLoop::AdmitQueued(bool plain_only) {
     std::lock_guard<std::mutex> lock(mutex_);
     while (!queue_.empty()) {
       const PromptRun& run = *queue_.front();
-      if (plain_only && run.params.mode != Mode::kPlain) break;
+      if (plain_only && !run.policy->OneChain()) break;
       // Reserve a request's peak needs up front, so a round never runs out of ids or cells.
       const bool cells_fit = pool_->isolated()
                                  ? run.reserved_cells <= context_->n_ctx_seq()
@@ -329,11 +328,7 @@ void EngineLoop::Start(PromptRun& run) {
   run.trunk = pool_->AcquireLasting();
   run.pending = run.prompt_tokens;
   run.result.stats.prompt_tokens = static_cast<int64_t>(run.prompt_tokens.size());
-  if (run.params.mode == Mode::kStars) {
-    run.search.emplace(run.params.max_attempts);
-    run.calibration.emplace(run.params);
-  }
-  if (run.params.mode == Mode::kPlain) {
+  if (run.policy->OneChain()) {
     run.plain_sampler.emplace(run.params.sampling, AttemptKey(*run.params.seed, run.key, 0, 0),
                               tokenizer_.n_vocab());
   }
@@ -347,7 +342,7 @@ void EngineLoop::Start(PromptRun& run) {
       run.result.stats.sampling_fallback =
           "a sampler of this request's chain (typical_p, repeat_penalty) has no backend "
           "implementation in llama.cpp";
-    } else if (run.params.mode == Mode::kPlain) {
+    } else if (run.policy->OneChain()) {
       // The trunk draws each round's first token in the graph, with the response's one chain.
       run.backend = pool_->AttachSampler(run.trunk, &*run.plain_sampler);
       if (run.backend) {
@@ -486,7 +481,7 @@ void EngineLoop::DecodePending() {
     const auto start = Clock::now();
     for (const DecodedOutput& out : view.outputs) {
       PromptRun& run = *runs[out.job];
-      StartFromTrunk(run, out.batch_index, Cap(run));
+      StartFromTrunk(run, out.batch_index, run.policy->Cap(run));
     }
     seconds += SecondsSince(start);
   });
@@ -506,55 +501,12 @@ void EngineLoop::StartFromTrunk(PromptRun& run, int32_t batch_index, int32_t cap
     row = context_->Logits(batch_index);
     // A STARS round that accepts nothing starts the next one from the same logits: keep them.
     // Otherwise the row is read in place, before the next decode overwrites it.
-    if (run.params.mode == Mode::kStars) {
+    if (run.policy->MayRetry()) {
       run.logits.assign(row, row + tokenizer_.n_vocab());
       row = run.logits.data();
     }
   }
   StartRound(run, cap_limit, row);
-}
-
-int32_t EngineLoop::RoundSize(const PromptRun& run) const {
-  const GenerationParams& params = run.params;
-  switch (params.mode) {
-    case Mode::kPlain:
-      return 1;
-    case Mode::kBestOfN:
-      return params.candidates;
-    case Mode::kStars:
-      break;
-  }
-  const int32_t left = run.search->attempts_left();
-  const int32_t widest = std::min(params.candidates, left);
-  if (params.width == Width::kFixed) return widest;
-  // A warm-up accepts nothing: exactly the attempts it still needs, in as few rounds as allowed.
-  if (run.calibration->warming_up()) return std::min(widest, run.calibration->warmup_left());
-  // The acceptance rate: the request's own so far, else the rate an auto threshold aims for,
-  // else even odds (the first round at a float threshold).
-  const int32_t length = run.response_length() + Cap(run);
-  const std::optional<double> target = run.calibration->TargetAcceptance(length);
-  const int32_t other_prompts =
-      static_cast<int32_t>(
-          std::count_if(active_.begin(), active_.end(),
-                        [](const std::unique_ptr<PromptRun>& r) { return Live(r.get()); })) -
-      1;
-  // No round goes wide just to measure a wider step: the cost model's line learns its slope
-  // from the sizes the rounds take anyway (prompts joining and ending), and forcing every new
-  // prompt's first round wide wasted its extra candidates whenever the first was accepted.
-  const double p = run.attempts_considered > 0 || !target
-                       ? EstimateAcceptance(run.segments_accepted, run.attempts_considered)
-                       : *target;
-  // A candidate's first token comes from the trunk's logits and its last is decoded only if it
-  // is accepted: cap - 1 batched steps. The other requests' sequences decode alongside.
-  const int32_t steps = Cap(run) - 1;
-  return ChooseRoundWidth(widest, left, p, [&](int32_t width) {
-    return costs_.RoundSeconds(other_prompts, width, steps);
-  });
-}
-
-int32_t EngineLoop::Cap(const PromptRun& run) {
-  const int32_t left = run.params.max_tokens - run.response_length();
-  return run.params.mode == Mode::kBestOfN ? left : std::min(run.params.segment_tokens, left);
 }
 
 void EngineLoop::RestartRounds() {
@@ -564,23 +516,29 @@ void EngineLoop::RestartRounds() {
     // DecodePending started the rounds of every trunk it decoded.
     if (!Live(owned.get()) || !owned->candidates.empty()) continue;
     runs.push_back(owned.get());
-    StartRound(*owned, Cap(*owned), owned->logits.data());
+    StartRound(*owned, owned->policy->Cap(*owned), owned->logits.data());
   }
   AddPolicySeconds(runs, SecondsSince(start));
 }
 
 void EngineLoop::StartRound(PromptRun& run, int32_t cap_limit, const float* logits) {
-  const int32_t n = RoundSize(run);
+  RoundPricing pricing;
+  pricing.other_prompts = static_cast<int32_t>(std::count_if(
+                              active_.begin(), active_.end(),
+                              [](const std::unique_ptr<PromptRun>& r) { return Live(r.get()); })) -
+                          1;
+  pricing.costs = &costs_;
+  const int32_t n = run.policy->RoundSize(run, pricing);
   run.candidates.clear();
   run.candidates.reserve(static_cast<size_t>(n));
   ++run.result.stats.rounds;
   run.candidates_sampled += n;
   ++counters_.rounds;
   counters_.candidates_sampled += n;
-  const int32_t cap = std::min(Cap(run), cap_limit);
+  const int32_t cap = std::min(run.policy->Cap(run), cap_limit);
   // Attempt j of segment s: the j-th attempt whatever round it falls in (best-of-N's N
   // responses are the attempts of one segment).
-  const int32_t first_attempt = run.search ? run.search->attempts() : 0;
+  const int32_t first_attempt = run.policy->FirstAttempt();
   const Sampler* trunk_chain = pool_->AttachedSampler(run.trunk);
   for (int32_t slot = 0; slot < n; ++slot) {
     const uint64_t key =
@@ -627,7 +585,7 @@ void EngineLoop::StartRound(PromptRun& run, int32_t cap_limit, const float* logi
         PushToken(tokenizer_, run.params.stop, run.response_text, token, logprobs, &candidate);
     // A plain candidate at its cap still carries the chain: as the trunk, its sequence draws
     // the next round's first token.
-    const bool carries = more || (run.params.mode == Mode::kPlain && !candidate.ends_response);
+    const bool carries = more || (run.policy->OneChain() && !candidate.ends_response);
     if (run.backend && carries) {
       candidate.on_backend = pool_->AttachSampler(candidate.seq, &candidate.sampler);
       if (!candidate.on_backend) {
@@ -811,43 +769,38 @@ void EngineLoop::ScoreRound() {
   std::vector<std::vector<RewardRow>> rows;
   for (auto& owned : active_) {
     PromptRun& run = *owned;
-    if (!Live(&run) || run.params.mode == Mode::kPlain) continue;
+    if (!Live(&run) || !run.policy->ScoresCandidates()) continue;
     std::vector<RewardRow>& mine = rows.emplace_back();
     // r(x, empty) for the threshold ramp rides along with the first round's call.
-    if (run.params.mode == Mode::kStars && run.calibration->needs_empty_reward()) {
-      mine.push_back(MakeRow(run, nullptr));
-    }
+    if (run.policy->WantsEmptyRow()) mine.push_back(MakeRow(run, nullptr));
     for (const Candidate& candidate : run.candidates) mine.push_back(MakeRow(run, &candidate));
     scored.push_back(&run);
   }
   const std::vector<std::vector<double>> scores = ScoreIsolated(scored, rows);
-  for (size_t i = 0; i < scored.size(); ++i) {
-    if (!Live(scored[i])) continue;
-    try {
-      Decide(*scored[i], scores[i]);
-    } catch (...) {
-      Fail(*scored[i], std::current_exception());
-    }
-  }
-  // Plain mode accepts its one candidate, and reports the reward of each finished response.
-  std::vector<PromptRun*> finished;
+  std::vector<PromptRun*> finished;  // ended without their final text scored (plain)
   std::vector<std::vector<RewardRow>> final_rows;
+  size_t next = 0;
   for (auto& owned : active_) {
     PromptRun& run = *owned;
-    if (!Live(&run) || run.params.mode != Mode::kPlain) continue;
+    const bool scores_candidates = run.policy->ScoresCandidates();
+    const std::vector<double>* rewards = nullptr;
+    if (scores_candidates) {
+      if (next >= scored.size() || scored[next] != &run) continue;  // not live at scoring
+      rewards = &scores[next++];
+    }
+    if (!Live(&run)) continue;
     try {
-      Segment segment;
-      segment.attempts = 1;
-      AcceptCandidate(run, run.candidates.front(), std::move(segment));
+      Decide(run, rewards != nullptr ? *rewards : std::vector<double>{});
     } catch (...) {
       Fail(run, std::current_exception());
       continue;
     }
-    if (run.finished && reward_ != nullptr && !run.error) {
+    if (!scores_candidates && run.finished && reward_ != nullptr && !run.error) {
       finished.push_back(&run);
       final_rows.push_back({MakeRow(run, nullptr)});
     }
   }
+  // The reward of each finished response that no round scored.
   const std::vector<std::vector<double>> finals = ScoreIsolated(finished, final_rows);
   for (size_t i = 0; i < finished.size(); ++i) {
     if (!finished[i]->error) finished[i]->result.reward = finals[i].at(0);
@@ -855,50 +808,17 @@ void EngineLoop::ScoreRound() {
 }
 
 void EngineLoop::Decide(PromptRun& run, const std::vector<double>& rewards) {
-  std::vector<double> round_rewards = rewards;
-  for (size_t j = 0; j < run.candidates.size(); ++j) {
-    run.candidates[j].reward = round_rewards[round_rewards.size() - run.candidates.size() + j];
+  // The candidates' own rewards: the last of the rows (the empty response's may lead).
+  for (size_t j = 0; j < run.candidates.size() && rewards.size() >= run.candidates.size(); ++j) {
+    run.candidates[j].reward = rewards[rewards.size() - run.candidates.size() + j];
   }
-  if (run.params.mode == Mode::kBestOfN) {
-    size_t best = 0;
-    for (size_t j = 1; j < run.candidates.size(); ++j) {
-      if (run.candidates[j].reward > run.candidates[best].reward) best = j;
-    }
-    Segment segment;
-    segment.attempts = static_cast<int32_t>(run.candidates.size());
-    segment.rewards = round_rewards;
-    segment.reward = run.candidates[best].reward;
-    run.result.reward = run.candidates[best].reward;
-    AcceptCandidate(run, run.candidates[best], std::move(segment));
-    return;
-  }
-  if (run.calibration->needs_empty_reward()) {
-    run.calibration->SetEmptyReward(round_rewards.front());
-    round_rewards.erase(round_rewards.begin());
-  }
-  std::vector<int32_t> lengths;
-  std::vector<double> draws;
-  lengths.reserve(run.candidates.size());
-  draws.reserve(run.candidates.size());
-  for (const Candidate& candidate : run.candidates) {
-    lengths.push_back(run.response_length() + static_cast<int32_t>(candidate.tokens.size()));
-    draws.push_back(AcceptanceDraw(candidate.attempt_key));
-  }
-  const SegmentSearch::Decision decision =
-      run.search->Consider(round_rewards, lengths, draws, *run.calibration);
-  // Candidates after the chosen one were sampled and scored for nothing: waste, and nothing
-  // else (they must not move the width estimate, or outputs would depend on the width). A
-  // warm-up's attempts could not be accepted: they say nothing of the acceptance rate.
-  if (decision.outcome != SegmentSearch::Outcome::kWarmup) {
-    run.attempts_considered += decision.considered;
-  }
-  if (decision.outcome == SegmentSearch::Outcome::kAccepted) ++run.segments_accepted;
-  if (decision.outcome == SegmentSearch::Outcome::kContinue) {
-    if (decision.new_best_slot >= 0) {
+  Verdict verdict = run.policy->Decide(run, rewards);
+  if (verdict.kind == Verdict::Kind::kContinue) {
+    if (verdict.keep_slot >= 0) {
       // This round holds the best so far: keep its sequence for a later fallback.
       if (run.best) pool_->Release(run.best->seq);
-      run.best.emplace(std::move(run.candidates[decision.new_best_slot]));
-      run.candidates.erase(run.candidates.begin() + decision.new_best_slot);
+      run.best.emplace(std::move(run.candidates[verdict.keep_slot]));
+      run.candidates.erase(run.candidates.begin() + verdict.keep_slot);
       // Out of the ids next round's candidates take (isolated: a copy under a lasting id).
       run.best->seq = pool_->Keep(run.best->seq);
       counters_.kv_stream_copies += StreamCopies();
@@ -907,16 +827,9 @@ void EngineLoop::Decide(PromptRun& run, const std::vector<double>& rewards) {
     ReleaseRound(run);
     return;
   }
-  Segment segment;
-  segment.attempts = run.search->attempts();
-  segment.rewards = run.search->rewards();
-  segment.threshold = decision.threshold;
-  segment.reward = decision.reward;
-  segment.fallback = decision.outcome == SegmentSearch::Outcome::kFallback;
-  run.result.reward = decision.reward;
-  Candidate& chosen = decision.chosen_slot >= 0 ? run.candidates[decision.chosen_slot] : *run.best;
-  AcceptCandidate(run, chosen, std::move(segment));
-  run.search.emplace(run.params.max_attempts);
+  if (verdict.result_reward) run.result.reward = verdict.result_reward;
+  Candidate& chosen = verdict.chosen_slot >= 0 ? run.candidates[verdict.chosen_slot] : *run.best;
+  AcceptCandidate(run, chosen, std::move(verdict.segment));
 }
 
 void EngineLoop::ReleaseRound(PromptRun& run) {
@@ -961,9 +874,9 @@ void EngineLoop::AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segm
   segment.logprobs = std::move(chosen.logprobs);
   const bool chosen_ends = chosen.ends_response;
   std::string chosen_text = std::move(chosen.text);  // the candidate is released below
-  if (params.mode == Mode::kPlain && !chosen.on_backend) {
+  if (run.policy->OneChain() && !chosen.on_backend) {
     run.plain_sampler.emplace(std::move(chosen.sampler));
-  } else if (params.mode != Mode::kPlain) {
+  } else if (!run.policy->OneChain()) {
     // The trunk's logits feed the next round's host draws of every candidate.
     pool_->DetachSampler(run.trunk);
   }

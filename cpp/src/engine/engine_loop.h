@@ -89,9 +89,7 @@ class EngineLoop {
   void FailAll(std::exception_ptr error, bool queued_too);
   void CheckScores(const std::vector<RewardRow>& rows, const std::vector<double>& scores) const;
   void AddPolicySeconds(const std::vector<PromptRun*>& runs, double seconds);
-  int32_t RoundSize(const PromptRun& run) const;
   void CutResponse(PromptRun& run, size_t size);
-  static int32_t Cap(const PromptRun& run);
   // What a fork, keep or adoption copies: a whole KV stream in the isolated layout (llama.cpp
   // copies it at the next decode), nothing in the shared one.
   int64_t StreamCopies() const { return options_.kv_layout == KvLayout::kIsolated ? 1 : 0; }

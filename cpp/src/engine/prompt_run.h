@@ -10,9 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "algorithm/calibration.h"
-#include "algorithm/segment_search.h"
 #include "algorithm/token_logprobs.h"
+#include "engine/mode_policy.h"
 #include "llama.h"
 #include "llama/sampler.h"
 #include "stars/engine.h"
@@ -86,13 +85,9 @@ struct PromptRun {
   // Plain mode: one sampler for the whole response, lent to each round's candidate, so that the
   // text does not depend on where segments (and a request's joining step) fall.
   std::optional<Sampler> plain_sampler;
-  std::vector<Candidate> candidates;  // this round's
-  std::optional<Candidate> best;      // the best of earlier rounds of this segment
-  std::optional<SegmentSearch> search;
-  std::optional<Calibration> calibration;  // the prompt's threshold and beta (stars)
-  // The prompt's own acceptance record, for the width of its next round.
-  int64_t attempts_considered = 0;
-  int64_t segments_accepted = 0;
+  std::vector<Candidate> candidates;   // this round's
+  std::optional<Candidate> best;       // the best of earlier rounds of this segment
+  std::unique_ptr<ModePolicy> policy;  // what its mode decides (mode_policy.h)
   int64_t candidates_sampled = 0;
 
   bool finished = false;     // done: a Result, or `error`
