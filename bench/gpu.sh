@@ -198,7 +198,7 @@ if [[ "$mode" == gpu ]]; then
   # llama.cpp's automatic flash-attention setting resolves to off on this build.
   cmake_args="-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=$arch -DGGML_CUDA_FA=${GGML_CUDA_FA:-OFF}"
   cmake_args+=" -DGGML_CUDA_FA_ALL_QUANTS=OFF -DGGML_CUDA_NCCL=OFF"
-  # No -march=native: it would also enable AMX, which dies on some VMs (README, "Two commands").
+  # No -march=native: it would also enable AMX, which dies on some VMs (docs/install.md, "The AMX trap").
   cmake_args+=" -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
   cmake_args+=" -DGGML_BMI2=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF"
   cmake_args+=" -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF"

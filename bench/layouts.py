@@ -244,7 +244,7 @@ def attention(quick: bool) -> list[dict[str, Any]]:
 
 
 def markdown(payload: dict[str, Any]) -> str:
-    """The README's tables, from a layouts JSON."""
+    """The tables of docs/stars.md ("KV layouts and reproducibility"), from a layouts JSON."""
     lines = []
     if "batching" in payload:
         lines += ["| layout | reward | width | one call, ms / accepted token | one by one | "
@@ -287,7 +287,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--markdown", action="store_true",
-                        help="print the README's tables from the results JSON and exit")
+                        help="print the tables of docs/stars.md from the results JSON and exit")
     args = parser.parse_args()
     if args.one:
         model, layout, method, *numbers = args.one

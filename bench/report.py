@@ -1,9 +1,10 @@
-"""Renders the README's Performance tables from bench/results/*.json.
+"""Renders the Performance tables (docs/performance.md) from bench/results/*.json.
 
-    python bench/report.py            # print the tables
-    python bench/report.py --readme   # replace README.md's generated block with them
+    python bench/report.py          # print the tables
+    python bench/report.py --docs   # replace docs/performance.md's generated block with them
 
-Only the numbers are generated; the prose around them in README.md is written by hand.
+Only the numbers are generated; the prose around them in docs/performance.md is written by hand.
+`--readme` is the old name of `--docs` (the tables lived in README.md once).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+DOC = ROOT / "docs" / "performance.md"
+# Images as docs/performance.md links them.
+IMAGES = "../bench/results"
 BEGIN, END = "<!-- bench/report.py: begin -->", "<!-- bench/report.py: end -->"
 
 
@@ -62,7 +66,7 @@ def decode_ceiling(name: str, title: str) -> list[str]:
                      [[r["sampling"], f"{r['plain_ms_per_accepted_token']:.2f}",
                        f"{r['stars_ms_per_accepted_token']:.2f}", f"{r['stars_over_plain']:.2f}x"]
                       for r in data["stars_vs_plain"]]) + [""]
-    return out + [f"![{name}](bench/results/{name}.png)", ""]
+    return out + [f"![{name}]({IMAGES}/{name}.png)", ""]
 
 
 def vs_python() -> list[str]:
@@ -85,7 +89,7 @@ def vs_python() -> list[str]:
                          else "", ])
     return out + table(["tau*", "method", "ms / accepted token", "candidate tok/s",
                         "attempts / segment", "stars_cpp speedup per accepted token"], rows) + [
-        "", "![vs_python](bench/results/vs_python.png)", ""]
+        "", f"![vs_python]({IMAGES}/vs_python.png)", ""]
 
 
 def reward_cost() -> list[str]:
@@ -102,7 +106,7 @@ def reward_cost() -> list[str]:
     return [f"**Reward cost**: one round of {data['candidates']} candidates of "
             f"{data['segment_tokens']} tokens; {where(data)}; `{data['command']}`", ""] + table(
         ["reward", "prefix tokens", "round ms", "ms / candidate", "tokens decoded / candidate",
-         "peak RSS MiB"], rows) + ["", "![reward_cost](bench/results/reward_cost.png)", ""]
+         "peak RSS MiB"], rows) + ["", f"![reward_cost]({IMAGES}/reward_cost.png)", ""]
 
 
 def quality() -> list[str]:
@@ -124,7 +128,7 @@ def quality() -> list[str]:
         out += table(["method", "mean reward", "held-out", "win vs plain", "policy tokens",
                       "reward tokens", "wall s", "first segment s", "peak RSS MiB"], rows)
         out.append("")
-    return out + ["![quality](bench/results/quality.png)", ""]
+    return out + [f"![quality]({IMAGES}/quality.png)", ""]
 
 
 def render() -> str:
@@ -138,20 +142,20 @@ def render() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--readme", action="store_true", help="rewrite README.md's block")
+    parser.add_argument("--docs", "--readme", dest="docs", action="store_true",
+                        help="rewrite docs/performance.md's block (--readme: the old name)")
     args = parser.parse_args()
     text = render()
-    if not args.readme:
+    if not args.docs:
         print(text)
         return
-    readme = ROOT / "README.md"
-    old = readme.read_text()
+    old = DOC.read_text()
     if BEGIN not in old or END not in old:
-        raise SystemExit(f"README.md has no {BEGIN} ... {END} block")
+        raise SystemExit(f"{DOC} has no {BEGIN} ... {END} block")
     new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END),
                  lambda _: f"{BEGIN}\n{text}{END}", old, flags=re.S)
-    readme.write_text(new)
-    print(f"rewrote the Performance tables in {readme}")
+    DOC.write_text(new)
+    print(f"rewrote the Performance tables in {DOC}")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ import os
 
 # ggml's tiled CPU kernels for K-quants take over a matrix product from 8 rows up, with other
 # rounding: a sequence's text would depend on how many others step with it. Off before any
-# llama.cpp computation in this process, unless the environment says otherwise (README,
-# "Reproducible").
+# llama.cpp computation in this process, unless the environment says otherwise (docs/stars.md,
+# "KV layouts and reproducibility").
 os.environ.setdefault("GGML_CPU_TILED_MM", "0")
 
 import llama_cpp  # noqa: E402, F401  (must precede the extension)

@@ -166,7 +166,7 @@ def test_engine_from_llama_cpp_llama_on_smollm2(smollm2):
     engine = stars_cpp.Engine(llm, hash_reward, n_ctx=1024)
     assert not engine.model.owned
     # A fixed width: the adaptive one follows measured timings, and on a quantized model a
-    # different width can change the logits' last bits (README, "Attempts, keys and rounds").
+    # different width can change the logits' last bits (docs/stars.md, "Attempts, keys and rounds").
     params = dict(segment_tokens=8, max_tokens=24, seed=4, width="fixed")
     result = engine.generate([{"role": "user", "content": "Name a fruit."}], **params)
     assert result.text and len(result.tokens) <= 24

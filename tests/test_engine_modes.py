@@ -1,4 +1,4 @@
-"""The STARS engine's contract (README, "Parameters"), checked from its outputs."""
+"""The STARS engine's contract (docs/stars.md, docs/parameters.md), checked from its outputs."""
 
 from __future__ import annotations
 

@@ -67,7 +67,8 @@ def test_kv_types_generate_and_judge(kv_type, smollm2):
         assert len(result.tokens) == 12 and np.isfinite(result.reward)
         judge = stars_cpp.JudgeReward(str(smollm2), kv_type=kind)
         scores[kind] = np.array(judge(prompts, texts))
-    # The cache's precision moves scores a little, not their order (README, "Memory").
+    # The cache's precision moves scores a little, not their order
+    # (docs/memory-and-sampling.md, "Memory").
     assert np.corrcoef(scores["f16"], scores[kv_type])[0, 1] > 0.9, scores
 
 

@@ -2,8 +2,8 @@
 // options and the reward spec's options. Each entry has its name, type, default, range or
 // choices, help text and the front ends that take it; parsing, validation and defaults all come
 // from it (as llama.cpp's common/arg.cpp declares each flag once). The Python package, both
-// CLIs, the server, the Ray workers, a dataset run's recorded settings and the README's
-// parameter table are generated from this table (docs/parameters.md).
+// CLIs, the server, the Ray workers, a dataset run's recorded settings and the parameter
+// table of docs/parameters.md are generated from this table.
 #pragma once
 
 #include <cstdint>
@@ -91,7 +91,7 @@ struct ParamSpec {
   bool TakenBy(FrontEnd front_end) const { return (front_ends & front_end) != 0; }
 };
 
-// The table, in the order of the README's parameter table.
+// The table, in the order of docs/parameters.md.
 const std::vector<ParamSpec>& ParamSpecs();
 
 // The entry named `name`; throws ParameterError (param `name`) for an unknown one.
@@ -109,10 +109,10 @@ void CheckParam(const ParamSpec& spec, const ParamValue& value);
 // CheckParam's.
 ParamValue ParseParamText(const ParamSpec& spec, const std::string& text);
 
-// The value as the README and --help write it: 16, 0.8, "auto", "random", "soft", [].
+// The value as docs/parameters.md and --help write it: 16, 0.8, "auto", "random", "soft", [].
 std::string FormatParamValue(const ParamSpec& spec, const ParamValue& value);
 
-// The range or choices in words, as error messages and the README give them: ">= 1",
+// The range or choices in words, as error messages and docs/parameters.md give them: ">= 1",
 // "in (0, 1]", "one of 'soft', 'hard'".
 std::string ParamRule(const ParamSpec& spec);
 

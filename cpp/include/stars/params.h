@@ -1,5 +1,5 @@
-// Generation parameters. Names are the same in C++, Python, the CLI and JSON (README.md,
-// "Parameters").
+// Generation parameters. Names are the same in C++, Python, the CLI and JSON (docs/parameters.md,
+// docs/stars.md).
 #pragma once
 
 #include <cstdint>
