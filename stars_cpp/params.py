@@ -83,7 +83,7 @@ class EngineOptions(TypedDict, total=False):
     every layer)."""
     n_threads: int
     """threads of the policy's and the rewards' decodes, at most the machine's hardware threads.
-    Default 0; in [0, 2] (0: every hardware thread)."""
+    Default 0; in [0, hardware threads] (0: every hardware thread)."""
     kv_type: Literal['f16', 'q8_0', 'f32']
     """the KV cache type of the policy and of a judge or causal reward (q8_0: half of f16's
     memory, needs flash attention). Default f16; one of 'f16', 'q8_0', 'f32'."""

@@ -276,7 +276,8 @@ namespace {
   } catch (...) {  // a repr that raises: its type names it
     shown = std::string("a ") + nb::type_name(value.type()).c_str();
   }
-  throw ParameterError(spec.name, spec.name + " must be " + ParamRule(spec) + ", got " + shown);
+  throw ParameterError(spec.name,
+                       spec.name + " must be " + ParamRule(spec, true) + ", got " + shown);
 }
 
 std::string Text(const ParamSpec& spec, nb::handle value) {

@@ -243,6 +243,7 @@ std::vector<ParamSpec> MakeSpecs() {
     n_threads.changes_output = false;
     // OpenMP exits the process on a count it cannot start: no more than the machine has.
     n_threads.max = std::max(1u, std::thread::hardware_concurrency());
+    n_threads.max_is_hardware_threads = true;
     specs.push_back(std::move(n_threads));
   }
   specs.push_back(Choice<KvType>(
@@ -318,7 +319,8 @@ std::string Number(double value) {
 std::string Quoted(const std::string& text) { return "'" + text + "'"; }
 
 [[noreturn]] void Refuse(const ParamSpec& spec, const std::string& value) {
-  throw ParameterError(spec.name, spec.name + " must be " + ParamRule(spec) + ", got " + value);
+  throw ParameterError(spec.name,
+                       spec.name + " must be " + ParamRule(spec, true) + ", got " + value);
 }
 
 std::string Shown(const ParamSpec& spec, const ParamValue& value) {
@@ -394,7 +396,7 @@ const ParamSpec& FindParam(const std::string& name) {
   throw ParameterError(name, "unknown parameter '" + name + "'");
 }
 
-std::string ParamRule(const ParamSpec& spec) {
+std::string ParamRule(const ParamSpec& spec, bool concrete) {
   std::string rule;
   switch (spec.type) {
     case ParamType::kChoice:
@@ -414,13 +416,17 @@ std::string ParamRule(const ParamSpec& spec) {
       break;
   }
   const auto bound = [](double v) { return Shortest(v); };
+  const std::string high = spec.max && spec.max_is_hardware_threads && !concrete
+                               ? std::string("hardware threads")
+                           : spec.max ? bound(*spec.max)
+                                      : std::string();
   if (spec.min && spec.max) {
-    rule = std::string("in ") + (spec.min_exclusive ? "(" : "[") + bound(*spec.min) + ", " +
-           bound(*spec.max) + (spec.max_exclusive ? ")" : "]");
+    rule = std::string("in ") + (spec.min_exclusive ? "(" : "[") + bound(*spec.min) + ", " + high +
+           (spec.max_exclusive ? ")" : "]");
   } else if (spec.min) {
     rule = std::string(spec.min_exclusive ? "> " : ">= ") + bound(*spec.min);
   } else if (spec.max) {
-    rule = std::string(spec.max_exclusive ? "< " : "<= ") + bound(*spec.max);
+    rule = std::string(spec.max_exclusive ? "< " : "<= ") + high;
   } else {
     rule = spec.type == ParamType::kInt ? "an integer" : "a finite number";
   }

@@ -79,6 +79,8 @@ struct ParamSpec {
   bool min_exclusive = false;
   bool max_exclusive = false;
   std::string note;  // what a special value means, e.g. "0 switches it off"
+  // `max` is this machine's hardware threads: the docs say so in words, errors give the number.
+  bool max_is_hardware_threads = false;
   // Whether a response's text can depend on it: a dataset run records these and refuses to
   // resume under other values.
   bool changes_output = true;
@@ -112,9 +114,9 @@ ParamValue ParseParamText(const ParamSpec& spec, const std::string& text);
 // The value as docs/parameters.md and --help write it: 16, 0.8, "auto", "random", "soft", [].
 std::string FormatParamValue(const ParamSpec& spec, const ParamValue& value);
 
-// The range or choices in words, as error messages and docs/parameters.md give them: ">= 1",
-// "in (0, 1]", "one of 'soft', 'hard'".
-std::string ParamRule(const ParamSpec& spec);
+// The range or choices in words, as docs/parameters.md gives them: ">= 1", "in (0, 1]", "one of
+// 'soft', 'hard'". `concrete`: with this machine's numbers, as error messages give them.
+std::string ParamRule(const ParamSpec& spec, bool concrete = false);
 
 // Throws ParameterError naming the first of the engine's options out of its spec's range.
 void CheckEngineOptions(const EngineOptions& options);
