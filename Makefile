@@ -21,7 +21,7 @@ endif
 
 DEMO_PROMPT ?= Give me three tips for staying focused while studying.
 
-.PHONY: generated all install install-test native demo test test-cpp googletest lint stubs bench bench-full bench-quick bench-sweep bench-install rebuild-llama clean
+.PHONY: generated all install install-test native demo test test-fast test-cpp googletest lint stubs bench bench-full bench-quick bench-sweep bench-install rebuild-llama clean
 
 all: install
 
@@ -90,6 +90,11 @@ test-cpp: googletest
 
 test: install-test native test-cpp
 	$(BIN)/pytest -q --durations=20
+
+# The fast tiers (tests/conftest.py): source checks, the extension alone and the tiny models; no
+# real model, front end, stars-cli or soak. About a minute and a half on 2 cores.
+test-fast: install-test
+	$(BIN)/pytest -q -m "static or unit or engine" --durations=10
 
 lint: install
 	$(BIN)/pip install ruff clang-format
