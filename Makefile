@@ -22,7 +22,7 @@ endif
 
 DEMO_PROMPT ?= Give me three tips for staying focused while studying.
 
-.PHONY: generated all install install-test native demo test test-cpp lint stubs bench bench-full bench-quick bench-sweep bench-install rebuild-llama clean
+.PHONY: generated all install install-test native demo test test-fast test-cpp googletest lint stubs bench bench-full bench-quick bench-sweep bench-install rebuild-llama clean
 
 all: install
 
@@ -63,13 +63,39 @@ native:
 		-DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
 	cmake --build $(NATIVE_DIR) -j $(NPROC) --target stars-cli public_api_test
 
-test-cpp:
+# GoogleTest: Debian's googletest package (its sources, /usr/src/googletest, built by the test
+# projects), installed where missing; elsewhere CMake looks for an installed GTest.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+googletest:
+	@if command -v apt-get >/dev/null 2>&1 && ! dpkg -s googletest >/dev/null 2>&1; then \
+		$(SUDO) apt-get install -y googletest || \
+		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y googletest; }; \
+	fi
+
+# The unit tests (cpp/tests: the algorithm layer and the Result's JSON, no llama.cpp), then,
+# after `make native`, the component tests (cpp/tests/components) in the native build: its
+# CTest fixture writes the tiny models with the venv's python into $(NATIVE_DIR)/tiny-models.
+TEST_PYTHON ?= $(if $(wildcard $(BIN)/python),$(CURDIR)/$(BIN)/python,python3)
+test-cpp: googletest
 	cmake -S cpp/tests -B build/cpp-tests -DCMAKE_BUILD_TYPE=Release
 	cmake --build build/cpp-tests -j $(NPROC)
 	ctest --test-dir build/cpp-tests --output-on-failure
+	@if [ -f $(NATIVE_DIR)/CMakeCache.txt ]; then \
+		cmake -S cpp/cli -B $(NATIVE_DIR) -DSTARS_COMPONENT_TESTS=ON \
+			-DSTARS_TEST_PYTHON=$(TEST_PYTHON) >/dev/null && \
+		cmake --build $(NATIVE_DIR) -j $(NPROC) --target component_test && \
+		ctest --test-dir $(NATIVE_DIR) --output-on-failure; \
+	else \
+		echo "test-cpp: component tests skipped: no $(NATIVE_DIR) (run make native first)"; \
+	fi
 
 test: install-test native test-cpp
 	$(BIN)/pytest -q --durations=20
+
+# The fast tiers (tests/conftest.py): source checks, the extension alone and the tiny models; no
+# real model, front end, stars-cli or soak. About a minute and a half on 2 cores.
+test-fast: install-test
+	$(BIN)/pytest -q -m "static or unit or engine" --durations=10
 
 lint: install
 	$(BIN)/pip install ruff clang-format

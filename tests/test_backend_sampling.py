@@ -72,6 +72,7 @@ def test_backend_draws_follow_the_model_distribution(tiny_llama):
         assert _chi_square_p_ok(Counter(tokens), flat / flat.sum())[0] > 2 * critical
 
 
+@pytest.mark.real
 @pytest.mark.parametrize("mode", ["plain", "best_of_n", "stars"])
 def test_greedy_gives_the_same_tokens(mode, tiny_llama, smollm2):
     def reward(prompts, responses):

@@ -96,6 +96,7 @@ def test_incremental_equals_from_scratch_across_rounds(tiny_llama, causal_rm, te
     assert stats.reward_tokens_decoded == expected
 
 
+@pytest.mark.real
 def test_bridged_vocabulary_across_rounds(smollm2, causal_rm):
     reward = stars_cpp.CausalReward(causal_rm)
     engine = stars_cpp.Engine(str(smollm2), reward, n_ctx=4096)
@@ -125,6 +126,7 @@ def test_missing_or_misfit_head(model_dir, tiny_llama):
     assert engine.generate(PROMPT, segment_tokens=4, max_tokens=8, seed=1).text
 
 
+@pytest.mark.frontends
 def test_cli_causal_reward(tiny_llama, causal_rm, tmp_path):
     import json
     import subprocess
@@ -150,6 +152,7 @@ def test_from_scratch_rows_beyond_one_context(causal_rm):
     assert together == pytest.approx(alone, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_small_reward_context_evicts_and_rebuilds_trunks(tiny_llama, causal_rm):
     # Shared layout: eight prompts' trunks and forks need about 600 cells, so a 256-cell reward
     # context must evict trunks and rebuild them, and still give every chosen segment its

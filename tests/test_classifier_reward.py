@@ -45,6 +45,7 @@ def test_label_pairs_and_names(tiny_bert, llama_rank):
     assert p != n
 
 
+@pytest.mark.slow
 def test_batched_equals_one_at_a_time(tiny_bert):
     reward = stars_cpp.ClassifierReward(str(tiny_bert), label=1)
     batched = reward([""] * 40, TEXTS * 8)

@@ -52,6 +52,7 @@ def test_verbose_prints_trace_and_stats(tiny_llama, tmp_path):
     assert "policy_tokens_decoded=" in out.stderr
 
 
+@pytest.mark.real
 def test_default_model_is_smollm2_judging_itself(tmp_path):
     out = run_cli("generate", "What is 2+2?", "--max-tokens", "16", "--segment-tokens", "8",
                   "--seed", "1", "--json", cwd=tmp_path)

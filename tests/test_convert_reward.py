@@ -352,6 +352,7 @@ def test_converter_dir_order(tmp_path, monkeypatch):
         llama_cpp_source.converter_dir()
 
 
+@pytest.mark.real
 def test_stars_on_smollm2_with_the_converted_reward(smollm2, converted):
     reward = stars_cpp.CausalReward(converted["llama"])
     engine = stars_cpp.Engine(str(smollm2), reward, n_ctx=4096)

@@ -128,6 +128,7 @@ def test_the_runnable_examples_are_marked():
     assert len(where) >= 2, where
 
 
+@pytest.mark.real  # the package and SmolLM2, in a subprocess
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("page,line,code", RUNNABLE,
                          ids=[f"{p.relative_to(ROOT).as_posix()}:{n}" for p, n, _ in RUNNABLE])

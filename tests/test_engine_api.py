@@ -161,6 +161,7 @@ def test_chat_prompt_uses_the_chat_template(tiny_llama):
     assert result.stats.prompt_tokens == len(engine.model.tokenize(rendered, True, True))
 
 
+@pytest.mark.real
 def test_engine_from_llama_cpp_llama_on_smollm2(smollm2):
     llm = llama_cpp.Llama(model_path=str(smollm2), n_ctx=512, verbose=False)
     engine = stars_cpp.Engine(llm, hash_reward, n_ctx=1024)
@@ -291,6 +292,7 @@ print(json.dumps(report), flush=True)
 """
 
 
+@pytest.mark.slow
 def test_keyboard_interrupt_stops_and_leaves_the_engine_usable(tiny_llama):
     child = subprocess.Popen([sys.executable, "-c", INTERRUPT_CHILD, str(tiny_llama)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -63,6 +63,7 @@ def test_scores_equal_from_scratch_across_rounds_and_fallbacks(tiny_llama):
     assert fallbacks > 0  # the fallback path (a best kept from an earlier round) was taken
 
 
+@pytest.mark.real
 def test_bridged_vocabularies_keep_the_common_prefix(smollm2, tiny_llama):
     # A SmolLM2 policy judged by the tiny model: text is re-tokenized for the judge.
     judge = stars_cpp.JudgeReward(str(tiny_llama), **TINY_YES_NO)
@@ -80,6 +81,7 @@ def test_bridged_vocabularies_keep_the_common_prefix(smollm2, tiny_llama):
     assert result.stats.reward_tokens_decoded < full
 
 
+@pytest.mark.real
 @pytest.mark.parametrize("layout", ["question_first", "question_last"])
 def test_smollm2_judges_itself(smollm2, layout):
     judge = stars_cpp.JudgeReward("policy", layout=layout)
@@ -105,6 +107,7 @@ def test_smollm2_judges_itself(smollm2, layout):
         assert native.n_suffix_tokens > 20
 
 
+@pytest.mark.real
 def test_gemma_judges_smollm2_across_rounds(smollm2):
     judge = stars_cpp.JudgeReward(str(gemma3_270m_path()))
     engine = stars_cpp.Engine(str(smollm2), judge, n_ctx=4096)
@@ -122,6 +125,7 @@ def _mappings_of(path) -> int:
         return sum(1 for line in maps if line.rstrip().endswith(str(path)))
 
 
+@pytest.mark.real
 def test_policy_judge_shares_the_loaded_weights(smollm2):
     before = _mappings_of(smollm2)
     engine = stars_cpp.Engine(str(smollm2), n_ctx=1024)

@@ -29,9 +29,9 @@ def from_scratch(model: _core.Model, tokens: list[int]) -> np.ndarray:
     return session.logits(index)
 
 
-@pytest.fixture(params=["tiny", "smollm2"])
-def model(request, tiny_model, smollm2_model) -> _core.Model:
-    return tiny_model if request.param == "tiny" else smollm2_model
+@pytest.fixture(params=["tiny", pytest.param("smollm2", marks=pytest.mark.real)])
+def model(request) -> _core.Model:
+    return request.getfixturevalue("tiny_model" if request.param == "tiny" else "smollm2_model")
 
 
 # Quantized weights make llama.cpp's CPU logits depend on where a sequence's cells sit in the

@@ -183,6 +183,7 @@ print("{}")
 """
 
 
+@pytest.mark.slow
 def test_a_script_that_ends_without_close_exits_cleanly(tiny_llama):
     # The loop thread used to free a finished request's callbacks under the GIL while the
     # interpreter finalized, and Python ended that thread mid-destructor: exit 134 in about 6
@@ -192,6 +193,7 @@ def test_a_script_that_ends_without_close_exits_cleanly(tiny_llama):
     assert reports == [{}] * 12
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["plain", "stars"])
 def test_a_script_that_ends_mid_generation_exits_cleanly(tiny_llama, mode):
     # A request still running at exit: the engine is closed before finalization, the request

@@ -8,6 +8,7 @@ import sys
 import time
 
 import llama_cpp
+import pytest
 
 import stars_cpp
 from stars_cpp import llama_log
@@ -45,6 +46,7 @@ def test_verbose_engine_shows_the_log(tiny_llama, tmp_path):
         done.stderr
 
 
+@pytest.mark.frontends
 def test_cli_verbose_twice_shows_the_log(tiny_llama, tmp_path):
     cli = [sys.executable, "-m", "stars_cpp", "generate", "hi", "--model", str(tiny_llama),
            "--mode", "plain", "--max-tokens", "2", "--n-ctx", "256"]

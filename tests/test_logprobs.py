@@ -85,6 +85,7 @@ def client(tiny_llama):
     proc.communicate(timeout=30)
 
 
+@pytest.mark.frontends
 def test_openai_chat_logprobs_streamed_and_not(client, tiny_model):
     kwargs = dict(model="tiny", messages=CHAT, max_tokens=10, seed=5, logprobs=True,
                   top_logprobs=2, extra_body={"mode": "plain"})
@@ -104,6 +105,7 @@ def test_openai_chat_logprobs_streamed_and_not(client, tiny_model):
     assert "".join(c.token for c in content) == whole.choices[0].message.content
 
 
+@pytest.mark.frontends
 def test_openai_completion_logprobs_streamed_and_not(client, tiny_model):
     kwargs = dict(model="tiny", prompt=PROMPT, max_tokens=9, seed=2, logprobs=2,
                   extra_body={"mode": "plain"})

@@ -53,6 +53,7 @@ def test_policy_context_grows_with_the_queue(tiny_llama, kv_layout, grown):
     assert engine.metrics()["contexts_created"] == 2  # no shrink, no remake for a smaller call
 
 
+@pytest.mark.real
 @pytest.mark.parametrize("kv_type", ["q8_0", "f32"])
 def test_kv_types_generate_and_judge(kv_type, smollm2):
     # SmolLM2: q8_0 blocks of 32 need a head size they divide (the tiny model's is 16).
@@ -79,6 +80,7 @@ def test_a_cache_type_the_model_cannot_take_names_the_reason(tiny_llama, kv_layo
                          kv_layout=kv_layout).generate("hi", mode="plain", max_tokens=2)
 
 
+@pytest.mark.frontends
 def test_bad_kv_type_is_refused(tiny_llama, tmp_path):
     for make in (lambda: stars_cpp.Engine(str(tiny_llama), kv_type="q4"),
                  lambda: stars_cpp.JudgeReward("policy", kv_type="q4")):

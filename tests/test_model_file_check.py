@@ -97,6 +97,7 @@ def test_llama_cpp_refusal_names_its_reason(tmp_path, tiny_llama):
         stars_cpp.Engine(str(path))
 
 
+@pytest.mark.real
 def test_real_models_pass_the_checks(smollm2):
     # SmolLM2's 49,152-token vocabulary and its shapes pass (no false refusal), and so does
     # Gemma's SentencePiece vocabulary with its byte tokens.

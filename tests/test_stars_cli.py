@@ -57,6 +57,7 @@ def _without(result: dict, names: tuple[str, ...] = TIMING) -> dict:
     return {**result, "stats": {k: v for k, v in result["stats"].items() if k not in names}}
 
 
+@pytest.mark.real
 @pytest.mark.parametrize("mode, kv_layout", [("plain", "isolated"), ("stars", "isolated"),
                                              ("stars", "shared")])
 def test_same_result_as_the_python_cli(stars_cli, smollm2, mode, kv_layout, tmp_path):
