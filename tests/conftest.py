@@ -14,10 +14,16 @@ the -m expression are not even imported.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import pytest
+
+# llama.cpp's OpenMP threads spin while they wait; on 2 cores shared with what the tests start
+# (servers, workers, busy loads) that made a tiny decode 20-60 times slower. Passive waiting
+# changes no result. Set before the extension (and OpenMP) loads; subprocesses inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 # Tier -> what it needs; `make test-fast` runs the first three.
 TIERS = {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "algorithm/acceptance.h"
+#include "algorithm/admission.h"
 #include "algorithm/attempt_key.h"
 #include "algorithm/calibration.h"
 #include "algorithm/response_text.h"
@@ -586,3 +587,55 @@ TEST(ParamSpec, SetParseFormatAndClassify) {
 }
 
 }  // namespace
+
+TEST(Admission, PeakSequencesAndCells) {
+  EXPECT_EQ(stars::SequencesPerPrompt(stars::Mode::kPlain, 4), 2);
+  EXPECT_EQ(stars::SequencesPerPrompt(stars::Mode::kBestOfN, 4), 5);
+  EXPECT_EQ(stars::SequencesPerPrompt(stars::Mode::kStars, 4), 6);  // trunk, round, kept best
+  stars::GenerationParams params;
+  params.max_tokens = 100;
+  params.segment_tokens = 16;
+  params.candidates = 4;
+  // Isolated: a stream per sequence, the longest holds the prompt and the response.
+  EXPECT_EQ(stars::CellsPerPrompt(params, 10, stars::KvLayout::kIsolated), 110);
+  // Shared: the trunk plus N + 1 segments (a round and the kept best).
+  EXPECT_EQ(stars::CellsPerPrompt(params, 10, stars::KvLayout::kShared), 110 + 5 * 16);
+  params.mode = stars::Mode::kBestOfN;
+  EXPECT_EQ(stars::CellsPerPrompt(params, 10, stars::KvLayout::kShared), 10 + 4 * 100);
+  params.mode = stars::Mode::kStars;
+  params.max_tokens = 8;  // no segment is longer than the response
+  EXPECT_EQ(stars::CellsPerPrompt(params, 10, stars::KvLayout::kShared), 18 + 5 * 8);
+}
+
+TEST(Admission, ContextSize) {
+  stars::ContextDemand demand;
+  demand.n_ctx = 4096;
+  demand.max_sequences = 256;
+  demand.wanted_seqs = 13;
+  demand.longest_cells = 300;
+  // Isolated: ids by eights, a stream from 256 cells by doubling.
+  stars::ContextSize size = stars::SizeContext(demand);
+  EXPECT_EQ(size.n_seq, 16);
+  EXPECT_EQ(size.n_cells, 512);
+  demand.longest_cells = 100000;  // at most n_ctx
+  EXPECT_EQ(stars::SizeContext(demand).n_cells, 4096);
+  // Never smaller than the context it has; never past llama.cpp's limit.
+  demand.have = {64, 1024};
+  demand.longest_cells = 10;
+  size = stars::SizeContext(demand);
+  EXPECT_EQ(size.n_seq, 64);
+  EXPECT_EQ(size.n_cells, 1024);
+  demand.wanted_seqs = 1000;
+  EXPECT_EQ(stars::SizeContext(demand).n_seq, 256);
+  // Shared: ids by doubling from n_seq_max (at least 8), cells are n_ctx.
+  demand = {};
+  demand.layout = stars::KvLayout::kShared;
+  demand.n_ctx = 2048;
+  demand.max_sequences = 256;
+  demand.wanted_seqs = 20;
+  size = stars::SizeContext(demand);
+  EXPECT_EQ(size.n_seq, 32);
+  EXPECT_EQ(size.n_cells, 2048);
+  demand.n_seq_max = 64;
+  EXPECT_EQ(stars::SizeContext(demand).n_seq, 64);
+}
