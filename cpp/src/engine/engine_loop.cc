@@ -455,6 +455,28 @@ void EngineLoop::ReleaseSequences(PromptRun& run) {
   run.trunk = -1;
 }
 
+// Each event's counters, the request's and the engine's, in one place.
+void EngineLoop::CountDecode(const DecodedView& view) {
+  ++counters_.decode_calls;
+  counters_.decode_tokens += view.n_tokens;
+  counters_.decode_seconds += view.seconds;
+}
+
+void EngineLoop::CountRound(PromptRun& run, int32_t width) {
+  ++run.result.stats.rounds;
+  run.candidates_sampled += width;
+  ++counters_.rounds;
+  counters_.candidates_sampled += width;
+}
+
+void EngineLoop::CountDraw(PromptRun& run, bool on_backend) {
+  ++run.result.stats.policy_tokens_sampled;
+  ++counters_.tokens_sampled;
+  if (on_backend) ++run.result.stats.backend_tokens_sampled;
+}
+
+void EngineLoop::CountStreamCopy() { counters_.kv_stream_copies += StreamCopies(); }
+
 void EngineLoop::AddPolicySeconds(const std::vector<PromptRun*>& runs, double seconds) {
   for (PromptRun* run : runs) run->result.stats.seconds_policy += seconds;
 }
@@ -475,9 +497,7 @@ void EngineLoop::DecodePending() {
   double seconds = 0.0;
   runner_->Run(jobs, [&](const DecodedView& view) {
     seconds += view.seconds;
-    ++counters_.decode_calls;
-    counters_.decode_tokens += view.n_tokens;
-    counters_.decode_seconds += view.seconds;
+    CountDecode(view);
     const auto start = Clock::now();
     for (const DecodedOutput& out : view.outputs) {
       PromptRun& run = *runs[out.job];
@@ -531,10 +551,7 @@ void EngineLoop::StartRound(PromptRun& run, int32_t cap_limit, const float* logi
   const int32_t n = run.policy->RoundSize(run, pricing);
   run.candidates.clear();
   run.candidates.reserve(static_cast<size_t>(n));
-  ++run.result.stats.rounds;
-  run.candidates_sampled += n;
-  ++counters_.rounds;
-  counters_.candidates_sampled += n;
+  CountRound(run, n);
   const int32_t cap = std::min(run.policy->Cap(run), cap_limit);
   // Attempt j of segment s: the j-th attempt whatever round it falls in (best-of-N's N
   // responses are the attempts of one segment).
@@ -555,7 +572,7 @@ void EngineLoop::StartRound(PromptRun& run, int32_t cap_limit, const float* logi
       chain.Prime(run.response_tokens);
     }
     run.candidates.emplace_back(pool_->Fork(run.trunk), key, std::move(chain), run.n_past, cap);
-    counters_.kv_stream_copies += StreamCopies();
+    CountStreamCopy();
     run.plain_sampler.reset();
   }
   // The first tokens: the trunk's in-graph draw, or each candidate's own chain on the trunk's
@@ -570,13 +587,11 @@ void EngineLoop::StartRound(PromptRun& run, int32_t cap_limit, const float* logi
   }
   for (size_t i = 0; i < run.candidates.size(); ++i) {
     Candidate& candidate = run.candidates[i];
-    ++run.result.stats.policy_tokens_sampled;
-    ++counters_.tokens_sampled;
+    CountDraw(run, trunk_chain != nullptr);
     llama_token token = LLAMA_TOKEN_NULL;
     const LogprobsOf* logprobs = nullptr;
     if (trunk_chain != nullptr) {
       token = run.first_token;
-      ++run.result.stats.backend_tokens_sampled;
     } else {
       token = jobs[i].token;
       if (jobs[i].n_top >= 0) logprobs = &jobs[i].logprobs;
@@ -640,9 +655,7 @@ void EngineLoop::DecodeCandidates() {
         costs_.RecordStep(view.n_tokens, view.seconds);
       }
       seconds += view.seconds;
-      ++counters_.decode_calls;
-      counters_.decode_tokens += view.n_tokens;
-      counters_.decode_seconds += view.seconds;
+      CountDecode(view);
       const auto start = Clock::now();
       sampling.clear();
       for (const DecodedOutput& out : view.outputs) {
@@ -664,13 +677,11 @@ void EngineLoop::DecodeCandidates() {
       for (const DecodedOutput& out : view.outputs) {
         auto& [run, candidate] = owners[out.job];
         if (candidate == nullptr) continue;
-        ++run->result.stats.policy_tokens_sampled;
-        ++counters_.tokens_sampled;
+        CountDraw(*run, candidate->on_backend);
         llama_token token = LLAMA_TOKEN_NULL;
         const LogprobsOf* logprobs = nullptr;
         if (candidate->on_backend) {
           token = context_->SampledToken(out.batch_index);
-          ++run->result.stats.backend_tokens_sampled;
         } else {
           const SamplingJob& job = sampling[i++];
           token = job.token;
@@ -821,7 +832,7 @@ void EngineLoop::Decide(PromptRun& run, const std::vector<double>& rewards) {
       run.candidates.erase(run.candidates.begin() + verdict.keep_slot);
       // Out of the ids next round's candidates take (isolated: a copy under a lasting id).
       run.best->seq = pool_->Keep(run.best->seq);
-      counters_.kv_stream_copies += StreamCopies();
+      CountStreamCopy();
       run.best->on_backend = false;
     }
     ReleaseRound(run);
@@ -842,7 +853,7 @@ void EngineLoop::ReleaseRound(PromptRun& run) {
 void EngineLoop::AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segment) {
   const GenerationParams& params = run.params;
   run.trunk = pool_->Adopt(run.trunk, chosen.seq);
-  counters_.kv_stream_copies += StreamCopies();
+  CountStreamCopy();
   const int32_t n_tokens = static_cast<int32_t>(chosen.tokens.size());
   // The trunk now holds the candidate's decoded tokens; the rest waits for the next round.
   const int32_t n_decoded = std::min(chosen.n_decoded(), n_tokens);

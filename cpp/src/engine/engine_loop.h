@@ -89,6 +89,12 @@ class EngineLoop {
   void FailAll(std::exception_ptr error, bool queued_too);
   void CheckScores(const std::vector<RewardRow>& rows, const std::vector<double>& scores) const;
   void AddPolicySeconds(const std::vector<PromptRun*>& runs, double seconds);
+  // The counters of one event (a decode call, a round, a draw, a KV stream copy), the
+  // request's Stats and the engine's metrics together.
+  void CountDecode(const DecodedView& view);
+  void CountRound(PromptRun& run, int32_t width);
+  void CountDraw(PromptRun& run, bool on_backend);
+  void CountStreamCopy();
   void CutResponse(PromptRun& run, size_t size);
   // What a fork, keep or adoption copies: a whole KV stream in the isolated layout (llama.cpp
   // copies it at the next decode), nothing in the shared one.
