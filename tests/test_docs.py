@@ -110,13 +110,6 @@ def test_performance_tables_are_what_bench_report_renders():
     assert f"{report.BEGIN}\n{report.render()}{report.END}" in text
 
 
-def test_no_reference_to_internal_documents():
-    for page in PAGES:
-        text = page.read_text()
-        for word in ("../shared", "DESIGN.md", "DESIGN section"):
-            assert word not in text, f"{page.name} names {word}"
-
-
 RUNNABLE = [(page, line, code) for page in PAGES
             for info, code, line in _blocks(page.read_text())[0]
             if info.split()[:1] == ["python"] and "runnable" in info.split()[1:]]
