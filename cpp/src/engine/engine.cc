@@ -14,6 +14,7 @@
 #include "algorithm/attempt_key.h"
 #include "engine/engine_loop.h"
 #include "llama/context.h"
+#include "llama/policy_decoder.h"
 #include "llama/tokenizer.h"
 #include "stars/errors.h"
 #include "stars/model.h"
@@ -35,13 +36,9 @@ std::string RewardText(const Prompt& prompt) {
 std::unique_ptr<PromptRun> PrepareRun(const Tokenizer& tokenizer, const EngineOptions& options,
                                       const Prompt& prompt, const GenerationParams& params,
                                       const std::string& where) {
-  const int32_t n_ctx = options.n_ctx;
-  auto run = std::make_unique<PromptRun>();
-  run->params = params;
-  run->policy = MakeModePolicy(params);
-  run->reward_text = RewardText(prompt);
+  std::vector<llama_token> tokens;
   if (prompt.roles.empty()) {
-    run->prompt_tokens = tokenizer.Tokenize(prompt.text, true, false);
+    tokens = tokenizer.Tokenize(prompt.text, true, false);
   } else {
     if (prompt.roles.size() != prompt.contents.size()) {
       throw ParameterError("prompt", where + ": roles and contents differ in length");
@@ -50,31 +47,12 @@ std::unique_ptr<PromptRun> PrepareRun(const Tokenizer& tokenizer, const EngineOp
     for (size_t m = 0; m < prompt.roles.size(); ++m) {
       messages.push_back({prompt.roles[m], prompt.contents[m]});
     }
-    run->prompt_tokens = tokenizer.TokenizeChat(tokenizer.ApplyChatTemplate(messages));
+    tokens = tokenizer.TokenizeChat(tokenizer.ApplyChatTemplate(messages));
   }
-  if (run->prompt_tokens.empty()) {
-    throw ParameterError("prompt", where + " is empty (no tokens)");
-  }
+  std::unique_ptr<PromptRun> run = MakePromptRun(params, std::move(tokens), options, where);
+  run->reward_text = RewardText(prompt);
   run->key = prompt.key ? PromptKeyOfId(*prompt.key)
                         : PromptKeyOfTokens(run->prompt_tokens, prompt.occurrence);
-  const int64_t n_prompt = static_cast<int64_t>(run->prompt_tokens.size());
-  if (n_prompt >= n_ctx) {
-    throw ContextLengthError(
-        "prompt", where + " is " + std::to_string(n_prompt) +
-                      " tokens, longer than the context (n_ctx=" + std::to_string(n_ctx) + ")");
-  }
-  run->reserved_cells = CellsPerPrompt(params, n_prompt, options.kv_layout);
-  run->reserved_seqs = SequencesPerPrompt(params.mode, params.candidates);
-  if (run->reserved_cells > n_ctx) {
-    const std::string per =
-        options.kv_layout == KvLayout::kIsolated ? " KV cells per sequence" : " KV cells";
-    throw ContextLengthError(
-        "max_tokens",
-        where + " (" + std::to_string(n_prompt) + " tokens) with " +
-            "max_tokens=" + std::to_string(params.max_tokens) + " in mode '" +
-            ModeName(params.mode) + "' needs up to " + std::to_string(run->reserved_cells) + per +
-            ", more than n_ctx=" + std::to_string(n_ctx) + ": raise n_ctx or lower max_tokens");
-  }
   return run;
 }
 
@@ -145,7 +123,11 @@ Engine::Engine(std::shared_ptr<Model> model, std::shared_ptr<Reward> reward,
                                           "] (0: sized to the requests), got " +
                                           std::to_string(options_.n_seq_max));
   }
-  loop_ = std::make_unique<EngineLoop>(model_, tokenizer_, reward_, options_);
+  const bool backend = options_.sampling == Sampling::kBackend ||
+                       (options_.sampling == Sampling::kAuto && model_->offloaded());
+  loop_ = std::make_unique<EngineLoop>(
+      [model = model_](const ContextOptions& context) { return MakeLlamaDecoder(model, context); },
+      tokenizer_, reward_, options_, backend);
 }
 
 Engine::~Engine() {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "algorithm/token_logprobs.h"
@@ -20,7 +21,7 @@
 
 namespace stars {
 
-class Tokenizer;
+class Vocabulary;
 
 struct Candidate {
   llama_seq_id seq = -1;
@@ -98,11 +99,24 @@ struct PromptRun {
   int32_t segment_index() const { return static_cast<int32_t>(result.segments.size()); }
 };
 
+// A request for `prompt_tokens` under `params` (validated), in the loop of an engine with
+// `options`: its mode's policy and the peak ids and cells it reserves. Throws ParameterError for
+// an empty prompt and ContextLengthError when it cannot fit n_ctx; `where` names the prompt.
+std::unique_ptr<PromptRun> MakePromptRun(const GenerationParams& params,
+                                         std::vector<llama_token> prompt_tokens,
+                                         const EngineOptions& options, const std::string& where);
+
+// `run` failed with `error`: the loop retires it and hands the error to its sink.
+inline void FailRun(PromptRun& run, std::exception_ptr error) {
+  run.finished = true;
+  run.error = std::move(error);
+}
+
 // Appends `token` to `candidate`, or ends it at an end-of-generation token, a stop string or its
 // cap. Stop strings are matched on the whole response, `trunk_text` (the accepted response)
 // followed by the candidate. `logprobs`, when not null, go with the token (their texts filled
 // in). Returns false once the candidate is done.
-bool PushToken(const Tokenizer& tokenizer, const std::vector<std::string>& stop,
+bool PushToken(const Vocabulary& vocabulary, const std::vector<std::string>& stop,
                std::string_view trunk_text, llama_token token, const LogprobsOf* logprobs,
                Candidate* candidate);
 

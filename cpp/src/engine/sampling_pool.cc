@@ -46,6 +46,7 @@ void SamplingPool::Work(std::vector<llama_token_data>* scratch) {
   for (size_t i = next_.fetch_add(1); i < jobs.size(); i = next_.fetch_add(1)) {
     try {
       SamplingJob& job = jobs[i];
+      if (job.on_backend) continue;  // llama.cpp drew it in the graph
       job.token = job.sampler->SampleFromLogits(job.logits, n_vocab_, scratch);
       // From the raw row: the chain worked on a copy.
       if (job.n_top >= 0) job.logprobs = TokenLogprobs(job.logits, n_vocab_, job.token, job.n_top);

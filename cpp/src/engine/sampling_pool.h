@@ -19,13 +19,23 @@
 
 namespace stars {
 
+// One token to draw: on the host by `sampler` from `logits` (null: the decoder's output row
+// `batch_index`), or, `on_backend`, the token llama.cpp drew in the graph for that row (or
+// `token` itself when it was read already). RoundDecoder::Draw fills `token`.
 struct SamplingJob {
-  Sampler* sampler;
-  const float* logits;  // n_vocab values, valid until the next decode
+  Sampler* sampler = nullptr;
+  const float* logits = nullptr;  // n_vocab values, valid until the next decode
   // >= 0: also the drawn token's log-probability and this many alternatives (logprobs).
   int32_t n_top = -1;
+  int32_t batch_index = -1;
+  bool on_backend = false;
   llama_token token = LLAMA_TOKEN_NULL;
   LogprobsOf logprobs;
+
+  // The logprobs drawn with the token, or null (none asked for, or drawn in the graph).
+  const LogprobsOf* drawn_logprobs() const {
+    return n_top >= 0 && !on_backend ? &logprobs : nullptr;
+  }
 };
 
 class SamplingPool {
@@ -37,7 +47,8 @@ class SamplingPool {
   SamplingPool(const SamplingPool&) = delete;
   SamplingPool& operator=(const SamplingPool&) = delete;
 
-  // Fills every job's token. Rethrows the first error a draw raised, after every draw is done.
+  // Fills the token of every job drawn on the host (not `on_backend`). Rethrows the first error a
+  // draw raised, after every draw is done.
   void Sample(std::vector<SamplingJob>& jobs, int32_t n_vocab);
 
   // Worker threads started so far (they are started once).

@@ -6,11 +6,12 @@
 #include <vector>
 
 #include "llama.h"
+#include "llama/vocabulary.h"
 #include "stars/model.h"
 
 namespace stars {
 
-class Tokenizer {
+class Tokenizer : public Vocabulary {
  public:
   explicit Tokenizer(const Model& model);
 
@@ -25,7 +26,7 @@ class Tokenizer {
   std::vector<llama_token> TokenizeChat(const std::string& rendered) const;
 
   // The text of one token; control tokens render as nothing.
-  std::string Piece(llama_token token) const;
+  std::string Piece(llama_token token) const override;
 
   // The text of a token sequence, with llama.cpp's own spacing rules.
   std::string Detokenize(const std::vector<llama_token>& tokens) const;
@@ -36,7 +37,7 @@ class Tokenizer {
   std::string ApplyChatTemplate(const std::vector<ChatMessage>& messages,
                                 bool add_assistant = true) const;
 
-  bool IsEog(llama_token token) const { return llama_vocab_is_eog(vocab_, token); }
+  bool IsEog(llama_token token) const override { return llama_vocab_is_eog(vocab_, token); }
 
   // Special tokens (LLAMA_TOKEN_NULL when the vocabulary has none) and whether tokenizing with
   // add_special adds them.
@@ -50,7 +51,7 @@ class Tokenizer {
   // True when both vocabularies have the same tokens with the same ids, so token ids can pass
   // from one model to the other unchanged.
   bool SameVocabulary(const Tokenizer& other) const;
-  int32_t n_vocab() const { return llama_vocab_n_tokens(vocab_); }
+  int32_t n_vocab() const override { return llama_vocab_n_tokens(vocab_); }
 
  private:
   // Runs a llama.cpp vocabulary call: a C++ exception it lets out (std::out_of_range from a

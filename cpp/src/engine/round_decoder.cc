@@ -1,0 +1,113 @@
+#include "engine/round_decoder.h"
+
+#include <chrono>
+
+namespace stars {
+namespace {
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+void RoundDecoder::Make(const ContextOptions& options) {
+  decoder_.reset();
+  decoder_ = make_decoder_(options);
+  // Kept when the decoder is made again: its threads are started once.
+  if (!sampling_) sampling_ = std::make_unique<SamplingPool>(decoder_->n_threads());
+}
+
+void RoundDecoder::Draw(std::vector<SamplingJob>& jobs) {
+  for (SamplingJob& job : jobs) {
+    if (job.on_backend) {
+      if (job.batch_index >= 0) job.token = decoder_->SampledToken(job.batch_index);
+    } else if (job.logits == nullptr) {
+      job.logits = decoder_->Logits(job.batch_index);
+    }
+  }
+  sampling_->Sample(jobs, vocabulary_.n_vocab());
+}
+
+double RoundDecoder::DecodeTrunks(const std::vector<PromptRun*>& runs,
+                                  const std::function<void(PromptRun&, int32_t)>& on_trunk) {
+  jobs_.clear();
+  for (PromptRun* run : runs) {
+    jobs_.push_back({run->trunk, run->n_past, run->pending.data(),
+                     static_cast<int32_t>(run->pending.size()), true});
+  }
+  double seconds = 0.0;
+  if (jobs_.empty()) return seconds;
+  decoder_->Decode(jobs_, [&](const DecodedView& view) {
+    seconds += view.seconds;
+    counters_->Decode(view.n_tokens, view.seconds);
+    const auto start = std::chrono::steady_clock::now();
+    for (const DecodedOutput& out : view.outputs) on_trunk(*runs[out.job], out.batch_index);
+    seconds += SecondsSince(start);
+  });
+  return seconds;
+}
+
+// A candidate's last token is only decoded if it is accepted (the next round's step 0).
+double RoundDecoder::Step(const std::vector<PromptRun*>& runs,
+                          const std::vector<PromptRun*>& joining,
+                          const std::function<void(PromptRun&, int32_t)>& on_joined) {
+  jobs_.clear();
+  owners_.clear();
+  for (PromptRun* run : runs) {
+    for (Candidate& candidate : run->candidates) {
+      if (candidate.done) continue;
+      jobs_.push_back({candidate.seq, candidate.next_pos, &candidate.tokens.back(), 1, true});
+      owners_.emplace_back(run, &candidate);
+    }
+  }
+  for (PromptRun* run : joining) {
+    jobs_.push_back({run->trunk, run->n_past, run->pending.data(),
+                     static_cast<int32_t>(run->pending.size()), true});
+    owners_.emplace_back(run, nullptr);
+  }
+  double seconds = 0.0;
+  if (jobs_.empty()) return seconds;
+  decoder_->Decode(jobs_, [&](const DecodedView& view) {
+    // Only views of one token per sequence price a step: a prompt's prefill would not.
+    if (view.n_tokens == static_cast<int32_t>(view.outputs.size())) {
+      costs_->RecordStep(view.n_tokens, view.seconds);
+    }
+    seconds += view.seconds;
+    counters_->Decode(view.n_tokens, view.seconds);
+    const auto start = std::chrono::steady_clock::now();
+    draws_.clear();
+    for (const DecodedOutput& out : view.outputs) {
+      auto& [run, candidate] = owners_[out.job];
+      if (candidate == nullptr) {
+        on_joined(*run, out.batch_index);
+        continue;
+      }
+      SamplingJob job;
+      job.sampler = &candidate->sampler;
+      job.n_top = LogprobsWanted(run->params);
+      job.batch_index = out.batch_index;
+      job.on_backend = candidate->on_backend;
+      draws_.push_back(job);
+    }
+    Draw(draws_);
+    size_t i = 0;
+    for (const DecodedOutput& out : view.outputs) {
+      auto& [run, candidate] = owners_[out.job];
+      if (candidate == nullptr) continue;
+      const SamplingJob& job = draws_[i++];
+      counters_->Draw(*run, job.on_backend);
+      PushToken(vocabulary_, run->params.stop, run->response_text, job.token, job.drawn_logprobs(),
+                candidate);
+    }
+    seconds += SecondsSince(start);
+  });
+  for (auto& [run, candidate] : owners_) {
+    if (candidate == nullptr) continue;
+    ++candidate->next_pos;
+    counters_->Decoded(*run, 1);
+  }
+  return seconds;
+}
+
+}  // namespace stars
