@@ -83,7 +83,7 @@ test-cpp: googletest
 	@if [ -f $(NATIVE_DIR)/CMakeCache.txt ]; then \
 		cmake -S cpp/cli -B $(NATIVE_DIR) -DSTARS_COMPONENT_TESTS=ON \
 			-DSTARS_TEST_PYTHON=$(TEST_PYTHON) >/dev/null && \
-		cmake --build $(NATIVE_DIR) -j $(NPROC) --target component_test && \
+		cmake --build $(NATIVE_DIR) -j $(NPROC) --target component_test engine_test && \
 		ctest --test-dir $(NATIVE_DIR) --output-on-failure; \
 	else \
 		echo "test-cpp: component tests skipped: no $(NATIVE_DIR) (run make native first)"; \
