@@ -63,6 +63,7 @@ MODULE_TIERS = {
     "test_rounds": "engine",
     "test_stop_strings": "engine",
     "test_threads": "engine",
+    "test_cards": "real",
     "test_isolated": "real",
     "test_smollm2": "real",
     "test_cli": "frontends",

@@ -35,10 +35,22 @@ double AsDouble(float value) {
 double AsDouble(double value) { return value; }
 
 // A field of Settings, for get and set: `field` is a generic lambda returning a reference.
+// A spec with its identity set; the builders below fill in the rest.
+ParamSpec Base(std::string name, ParamGroup group, ParamType type, std::string help,
+               uint32_t front_ends) {
+  ParamSpec spec;
+  spec.name = std::move(name);
+  spec.group = group;
+  spec.type = type;
+  spec.help = std::move(help);
+  spec.front_ends = front_ends;
+  return spec;
+}
+
 template <typename Field>
 ParamSpec Int(std::string name, ParamGroup group, uint32_t front_ends, std::optional<double> min,
               std::string note, std::string help, Field field) {
-  ParamSpec spec{std::move(name), group, ParamType::kInt, std::move(help), front_ends};
+  ParamSpec spec = Base(std::move(name), group, ParamType::kInt, std::move(help), front_ends);
   spec.min = min;
   spec.note = std::move(note);
   spec.get = [field](const Settings& s) { return ParamValue(int64_t{field(s)}); };
@@ -51,8 +63,8 @@ ParamSpec Int(std::string name, ParamGroup group, uint32_t front_ends, std::opti
 template <typename Field>
 ParamSpec Float(std::string name, uint32_t front_ends, std::optional<double> min, bool min_open,
                 std::optional<double> max, bool max_open, std::string help, Field field) {
-  ParamSpec spec{std::move(name), ParamGroup::kGeneration, ParamType::kFloat, std::move(help),
-                 front_ends};
+  ParamSpec spec = Base(std::move(name), ParamGroup::kGeneration, ParamType::kFloat,
+                        std::move(help), front_ends);
   spec.min = min;
   spec.min_exclusive = min_open;
   spec.max = max;
@@ -68,8 +80,8 @@ ParamSpec Float(std::string name, uint32_t front_ends, std::optional<double> min
 template <typename Field>
 ParamSpec FloatOrAuto(std::string name, std::optional<double> min, bool min_open, std::string help,
                       Field field) {
-  ParamSpec spec{std::move(name), ParamGroup::kGeneration, ParamType::kFloatOrAuto, std::move(help),
-                 kEveryFrontEnd};
+  ParamSpec spec = Base(std::move(name), ParamGroup::kGeneration, ParamType::kFloatOrAuto,
+                        std::move(help), kEveryFrontEnd);
   spec.min = min;
   spec.min_exclusive = min_open;
   spec.get = [field](const Settings& s) {
@@ -88,7 +100,7 @@ ParamSpec FloatOrAuto(std::string name, std::optional<double> min, bool min_open
 template <typename Enum, typename Field>
 ParamSpec Choice(std::string name, ParamGroup group, uint32_t front_ends, std::string help,
                  Enum (*parse)(const std::string&), const char* (*print)(Enum), Field field) {
-  ParamSpec spec{std::move(name), group, ParamType::kChoice, std::move(help), front_ends};
+  ParamSpec spec = Base(std::move(name), group, ParamType::kChoice, std::move(help), front_ends);
   spec.choices = EnumNames<Enum>();
   spec.get = [field, print](const Settings& s) { return ParamValue(std::string(print(field(s)))); };
   spec.set = [field, parse](Settings& s, const ParamValue& v) {
@@ -99,8 +111,8 @@ ParamSpec Choice(std::string name, ParamGroup group, uint32_t front_ends, std::s
 
 template <typename Field>
 ParamSpec Text(std::string name, std::string help, Field field) {
-  ParamSpec spec{std::move(name), ParamGroup::kReward, ParamType::kText, std::move(help),
-                 kRewardFrontEnds};
+  ParamSpec spec = Base(std::move(name), ParamGroup::kReward, ParamType::kText, std::move(help),
+                        kRewardFrontEnds);
   spec.get = [field](const Settings& s) { return ParamValue(field(s)); };
   spec.set = [field](Settings& s, const ParamValue& v) { field(s) = std::get<std::string>(v); };
   return spec;
@@ -112,13 +124,18 @@ std::vector<ParamSpec> MakeSpecs() {
   // Generation parameters: per request.
   specs.push_back(Choice<Mode>(
       "mode", G::kGeneration, kEveryFrontEnd,
-      "plain decoding, best_of_n (N whole responses, the best by reward) or stars (segments "
-      "accepted by reward)",
+      "plain decoding, best_of_n (N whole responses, the best by reward), stars (segments "
+      "accepted by reward) or cards (stars with segments that end where the policy's "
+      "next-token entropy rises)",
       ParseMode, ModeName, [](auto& s) -> auto& { return s.params.mode; }));
   specs.push_back(Int("segment_tokens", G::kGeneration, kEveryFrontEnd, 1, "",
                       "K: tokens per segment; a candidate ends early at end-of-generation or a "
                       "stop string",
                       [](auto& s) -> auto& { return s.params.segment_tokens; }));
+  specs.push_back(Float("entropy_threshold", kEveryFrontEnd, 0.0, true, std::nullopt, false,
+                        "mode cards: a segment ends before a token whose distribution has more "
+                        "entropy than this, in nats (segment_tokens caps it)",
+                        [](auto& s) -> auto& { return s.params.entropy_threshold; }));
   specs.push_back(Int("candidates", G::kGeneration, kEveryFrontEnd, 1, "",
                       "N: the widest a round may be: candidates sampled side by side (one "
                       "batched decode per step)",
@@ -176,9 +193,9 @@ std::vector<ParamSpec> MakeSpecs() {
                         "last 64 tokens (1 switches it off; other values sample on the host)",
                         [](auto& s) -> auto& { return s.params.sampling.repeat_penalty; }));
   {
-    ParamSpec seed{"seed", G::kGeneration, ParamType::kSeed,
-                   "the same seed, parameters and engine settings give the same tokens",
-                   kEveryFrontEnd};
+    ParamSpec seed =
+        Base("seed", G::kGeneration, ParamType::kSeed,
+             "the same seed, parameters and engine settings give the same tokens", kEveryFrontEnd);
     seed.note = "random: drawn per call";
     seed.get = [](const Settings& s) {
       return s.params.seed ? ParamValue(*s.params.seed) : ParamValue(std::monostate{});
@@ -193,11 +210,12 @@ std::vector<ParamSpec> MakeSpecs() {
     specs.push_back(std::move(seed));
   }
   {
-    ParamSpec logprobs{"logprobs", G::kGeneration, ParamType::kBool,
-                       "return each emitted token's log-probability under the policy: the "
-                       "log-softmax of its raw logits, before temperature and truncation (the "
-                       "request samples on the host)",
-                       kEveryFrontEnd};
+    ParamSpec logprobs =
+        Base("logprobs", G::kGeneration, ParamType::kBool,
+             "return each emitted token's log-probability under the policy: the "
+             "log-softmax of its raw logits, before temperature and truncation (the "
+             "request samples on the host)",
+             kEveryFrontEnd);
     logprobs.get = [](const Settings& s) { return ParamValue(s.params.logprobs); };
     logprobs.set = [](Settings& s, const ParamValue& v) { s.params.logprobs = std::get<bool>(v); };
     specs.push_back(std::move(logprobs));
@@ -211,10 +229,11 @@ std::vector<ParamSpec> MakeSpecs() {
     specs.push_back(std::move(top));
   }
   {
-    ParamSpec stop{"stop", G::kGeneration, ParamType::kTextList,
-                   "stop strings, matched on the whole response; the text ends before the first "
-                   "one (a flag per string on the command line)",
-                   kEveryFrontEnd};
+    ParamSpec stop =
+        Base("stop", G::kGeneration, ParamType::kTextList,
+             "stop strings, matched on the whole response; the text ends before the first "
+             "one (a flag per string on the command line)",
+             kEveryFrontEnd);
     stop.get = [](const Settings& s) { return ParamValue(s.params.stop); };
     stop.set = [](Settings& s, const ParamValue& v) {
       s.params.stop = std::get<std::vector<std::string>>(v);

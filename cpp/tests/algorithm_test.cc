@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <random>
 #include <set>
 #include <stdexcept>
@@ -534,6 +535,18 @@ TEST(Params, SamplingNames) {
   stars::GenerationParams params;
   params.sampling.typical_p = 0.0f;
   EXPECT_TRUE(Throws([&] { params.Validate(true); }, "typical_p"));
+}
+
+TEST(Entropy, OfUniformPeakedAndMaskedRows) {
+  const float uniform[4] = {0.5f, 0.5f, 0.5f, 0.5f};
+  EXPECT_NEAR(stars::Entropy(uniform, 4), std::log(4.0), 1e-12);
+  const float inf = std::numeric_limits<float>::infinity();
+  const float masked[4] = {1.0f, -inf, -inf, 1.0f};  // two tokens left, evenly
+  EXPECT_NEAR(stars::Entropy(masked, 4), std::log(2.0), 1e-12);
+  const float one[3] = {3.0f, -inf, -inf};
+  EXPECT_NEAR(stars::Entropy(one, 3), 0.0, 1e-12);
+  const float peaked[2] = {0.0f, static_cast<float>(std::log(3.0))};  // p = 1/4, 3/4
+  EXPECT_NEAR(stars::Entropy(peaked, 2), -(0.25 * std::log(0.25) + 0.75 * std::log(0.75)), 1e-6);
 }
 
 TEST(TokenLogprobs, LogSoftmaxAndTopAlternatives) {

@@ -9,7 +9,7 @@
 
 namespace stars {
 
-enum class Mode { kPlain, kBestOfN, kStars };
+enum class Mode { kPlain, kBestOfN, kStars, kCards };
 enum class Acceptance { kSoft, kHard };
 // How wide a STARS round is: "adaptive" picks each round's width up to `candidates` from the
 // prompt's acceptance rate and the measured decode cost; "fixed" always samples
@@ -81,6 +81,9 @@ inline constexpr int32_t kRepeatLastN = 64;  // llama.cpp's default window
 struct GenerationParams {
   Mode mode = Mode::kStars;
   int32_t segment_tokens = 16;  // K
+  // CARDS: a segment also ends before a token whose next-token distribution has more entropy
+  // than this (nats), where the policy grows unsure; segment_tokens caps it.
+  double entropy_threshold = 2.0;
   int32_t candidates = 4;       // N: the widest a round may be
   int32_t max_attempts = 16;    // M
   // tau*, in the reward's units; empty means "auto": each attempt is held to the threshold that

@@ -11,6 +11,7 @@ int32_t SequencesPerPrompt(Mode mode, int32_t candidates) {
     case Mode::kBestOfN:
       return candidates + 1;
     case Mode::kStars:
+    case Mode::kCards:
       // The trunk, this round's candidates and the best of earlier rounds for the fallback.
       return candidates + 2;
   }
@@ -26,6 +27,7 @@ int64_t CellsPerPrompt(const GenerationParams& params, int64_t n_prompt, KvLayou
     case Mode::kBestOfN:
       return n_prompt + static_cast<int64_t>(params.candidates) * t;
     case Mode::kStars:
+    case Mode::kCards:
       // No segment is longer than the response may be.
       return n_prompt + t +
              static_cast<int64_t>(params.candidates + 1) *

@@ -31,4 +31,20 @@ LogprobsOf TokenLogprobs(const float* logits, int32_t n_vocab, int32_t token, in
   return out;
 }
 
+double Entropy(const float* logits, int32_t n_vocab) {
+  // H = log S - sum(w_i * (l_i - max)) / S with w_i = exp(l_i - max) and S their sum.
+  float max = -std::numeric_limits<float>::infinity();
+  for (int32_t i = 0; i < n_vocab; ++i) max = std::max(max, logits[i]);
+  double sum = 0.0;
+  double weighted = 0.0;
+  for (int32_t i = 0; i < n_vocab; ++i) {
+    const double shifted = static_cast<double>(logits[i]) - max;
+    const double w = std::exp(shifted);
+    if (w == 0.0) continue;  // a masked token (-inf) adds nothing
+    sum += w;
+    weighted += w * shifted;
+  }
+  return std::log(sum) - weighted / sum;
+}
+
 }  // namespace stars

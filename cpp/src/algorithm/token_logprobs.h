@@ -1,4 +1,4 @@
-// A token's log-probability under the policy: the log-softmax of the raw logits row, before
+// A token's log-probability under the policy, and a row's entropy: the log-softmax of the raw logits row, before
 // temperature and truncation (as llama.cpp's server reports it), and the likeliest alternatives.
 #pragma once
 
@@ -16,5 +16,9 @@ struct LogprobsOf {
 // Over `n_vocab` logits, for `token`; `n_top` alternatives (0: none). Ties in the top keep the
 // lower token id first, so the list does not depend on how the row was scanned.
 LogprobsOf TokenLogprobs(const float* logits, int32_t n_vocab, int32_t token, int32_t n_top);
+
+// The entropy (nats) of the softmax of `n_vocab` logits: how unsure the policy is of the next
+// token.
+double Entropy(const float* logits, int32_t n_vocab);
 
 }  // namespace stars

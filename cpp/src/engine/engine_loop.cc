@@ -240,6 +240,9 @@ void EngineLoop::Start(PromptRun& run) {
   if (backend_ && run.params.logprobs) {
     run.result.stats.sampling_fallback =
         "logprobs needs each token's logits, which backend sampling leaves on the device";
+  } else if (backend_ && run.policy->EntropyEnd()) {
+    run.result.stats.sampling_fallback =
+        "mode cards reads each step's entropy from the logits on the host";
   } else if (backend_) {
     const Sampler probe(run.params.sampling, 0, vocabulary_.n_vocab());
     run.backend = probe.backend_capable();
@@ -575,6 +578,8 @@ void EngineLoop::AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segm
   // A stop string cut decoded tokens off the candidate: drop their cells.
   if (chosen.n_decoded() > n_tokens) decoder().Rewind(run.trunk, run.n_past);
   run.pending.assign(chosen.tokens.begin() + n_decoded, chosen.tokens.end());
+  // Every token decoded (an entropy rise ended it): the next round starts from its last row.
+  if (!chosen.next_logits.empty()) run.logits = std::move(chosen.next_logits);
   // A stop string that began in the accepted response ends it where the stop string starts.
   if (chosen.trunk_cut > 0) CutResponse(run, run.response_text.size() - chosen.trunk_cut);
   const size_t base = run.response_text.size();

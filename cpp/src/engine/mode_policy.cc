@@ -10,6 +10,8 @@ std::unique_ptr<ModePolicy> MakeModePolicy(const GenerationParams& params) {
       return MakeBestOfNMode(params);
     case Mode::kStars:
       return MakeStarsMode(params);
+    case Mode::kCards:
+      return MakeCardsMode(params);
   }
   return MakePlainMode(params);
 }

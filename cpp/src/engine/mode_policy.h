@@ -52,6 +52,9 @@ class ModePolicy {
   virtual bool MayRetry() const { return false; }
   // The reward scores each round's candidates (plain mode scores only the final text).
   virtual bool ScoresCandidates() const = 0;
+  // Candidates also end before a token whose distribution's entropy (nats) exceeds this: their
+  // rows are then read on the host. None: they end at their cap (CARDS sets one).
+  virtual std::optional<double> EntropyEnd() const { return std::nullopt; }
   // The next scoring call leads with r(x, empty), the reward of the empty response.
   virtual bool WantsEmptyRow() const { return false; }
   // Decides the round from its rewards (the empty row's first when asked for; none when the
@@ -66,5 +69,6 @@ std::unique_ptr<ModePolicy> MakeModePolicy(const GenerationParams& params);
 std::unique_ptr<ModePolicy> MakePlainMode(const GenerationParams& params);
 std::unique_ptr<ModePolicy> MakeBestOfNMode(const GenerationParams& params);
 std::unique_ptr<ModePolicy> MakeStarsMode(const GenerationParams& params);
+std::unique_ptr<ModePolicy> MakeCardsMode(const GenerationParams& params);
 
 }  // namespace stars

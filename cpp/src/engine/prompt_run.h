@@ -42,6 +42,9 @@ struct Candidate {
   // completed: accepting it cuts the response there.
   size_t trunk_cut = 0;
   double reward = 0.0;
+  // The row after its last token, when an entropy rise ended it (CARDS): every token is then
+  // decoded, and the next round starts from this row.
+  std::vector<float> next_logits;
 
   Candidate(llama_seq_id seq_id, uint64_t key, Sampler&& chain, llama_pos pos, int32_t max_tokens)
       : seq(seq_id),

@@ -1,6 +1,9 @@
 #include "engine/round_decoder.h"
 
 #include <chrono>
+#include <optional>
+
+#include "algorithm/token_logprobs.h"
 
 namespace stars {
 namespace {
@@ -83,6 +86,17 @@ double RoundDecoder::Step(const std::vector<PromptRun*>& runs,
         on_joined(*run, out.batch_index);
         continue;
       }
+      const std::optional<double> entropy_end = run->policy->EntropyEnd();
+      if (entropy_end) {
+        // The segment ends before a token the policy is unsure of: that token is the next
+        // segment's first, drawn from this row.
+        const float* row = decoder_->Logits(out.batch_index);
+        if (Entropy(row, vocabulary_.n_vocab()) > *entropy_end) {
+          candidate->next_logits.assign(row, row + vocabulary_.n_vocab());
+          candidate->done = true;
+          continue;
+        }
+      }
       SamplingJob job;
       job.sampler = &candidate->sampler;
       job.n_top = LogprobsWanted(run->params);
@@ -94,7 +108,7 @@ double RoundDecoder::Step(const std::vector<PromptRun*>& runs,
     size_t i = 0;
     for (const DecodedOutput& out : view.outputs) {
       auto& [run, candidate] = owners_[out.job];
-      if (candidate == nullptr) continue;
+      if (candidate == nullptr || !candidate->next_logits.empty()) continue;
       const SamplingJob& job = draws_[i++];
       counters_->Draw(*run, job.on_backend);
       PushToken(vocabulary_, run->params.stop, run->response_text, job.token, job.drawn_logprobs(),

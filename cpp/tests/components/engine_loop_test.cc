@@ -367,6 +367,86 @@ TEST(EngineLoop, ADecoderFaultFailsTheRunningRequestsOnly) {
   harness.ExpectAllReleased();
 }
 
+// The alphabet, with a planted entropy spike: after an 'e' every letter is as likely.
+FakeModel UnsureAfterE() {
+  FakeModel alphabet = Alphabet();
+  return [alphabet](const std::vector<llama_token>& history) {
+    if (history.back() != 5) return alphabet(history);
+    std::vector<float> flat(FakeVocabulary::kSize, 1.0f);
+    flat[0] = -10.0f;  // log(15) = 2.71 nats
+    return flat;
+  };
+}
+
+// CARDS: a segment ends right after each 'e' (the next token's entropy crosses the threshold),
+// or at its cap; the decisions are STARS's.
+TEST(EngineLoop, CardsSegmentsEndWhereTheEntropyRises) {
+  for (float temperature : {0.0f, 0.8f}) {
+    Harness harness({}, false, UnsureAfterE());
+    GenerationParams params = Params(Mode::kCards);
+    params.sampling.temperature = temperature;
+    params.segment_tokens = 6;
+    params.max_tokens = 40;
+    params.entropy_threshold = 2.0;  // the alphabet's rows hold about 0.5 nats
+    const Result result = harness.Run(params, {{1}}).at(0);
+    ExpectTokenAccounting(result);
+    ASSERT_GE(result.segments.size(), 4u);
+    int32_t ended_by_entropy = 0;
+    for (size_t s = 0; s < result.segments.size(); ++s) {
+      const std::vector<int32_t>& tokens = result.segments[s].tokens;
+      ASSERT_FALSE(tokens.empty());
+      EXPECT_LE(tokens.size(), 6u);  // the cap holds
+      for (size_t t = 0; t + 1 < tokens.size(); ++t) {
+        EXPECT_NE(tokens[t], 5) << "an 'e' inside segment " << s << ": " << result.text;
+      }
+      const bool last = s + 1 == result.segments.size();
+      if (tokens.size() < 6 && !last) {
+        EXPECT_EQ(tokens.back(), 5) << "segment " << s << " ended early without a spike";
+      }
+      ended_by_entropy += tokens.back() == 5 ? 1 : 0;
+    }
+    EXPECT_GE(ended_by_entropy, 3);
+    if (temperature == 0.0f) {
+      EXPECT_EQ(result.text.substr(0, 9), "bcdeabcde");
+    }
+    harness.ExpectAllReleased();
+  }
+}
+
+// As for STARS: the text depends on the key and seed alone, not on the width or the neighbours.
+TEST_P(Layouts, CardsTextDoesNotDependOnWidthOrNeighbours) {
+  EngineOptions options;
+  options.kv_layout = GetParam();
+  options.n_ctx = 512;
+  GenerationParams params = Params(Mode::kCards);
+  params.entropy_threshold = 2.0;
+  std::vector<std::string> texts;
+  for (int32_t candidates : {1, 4}) {
+    Harness harness(options, false, UnsureAfterE());
+    params.candidates = candidates;
+    texts.push_back(harness.Run(params, {{3}}).at(0).text);
+    harness.ExpectAllReleased();
+  }
+  Harness together(options, false, UnsureAfterE());
+  params.candidates = 3;
+  const std::vector<Result> results = together.Run(params, {{3}, {5}, {3, 4}, {9}});
+  texts.push_back(results.at(0).text);
+  for (const std::string& text : texts) EXPECT_EQ(text, texts.front());
+  together.ExpectAllReleased();
+}
+
+// CARDS reads each row's entropy on the host: on a backend it samples there, and says why.
+TEST(EngineLoop, CardsSamplesOnTheHost) {
+  Harness host({}, false, UnsureAfterE());
+  Harness backend({}, true, UnsureAfterE());
+  const GenerationParams params = Params(Mode::kCards);
+  const Result on_host = host.Run(params, {{1}}).at(0);
+  const Result on_backend = backend.Run(params, {{1}}).at(0);
+  EXPECT_EQ(on_backend.text, on_host.text);
+  EXPECT_EQ(on_backend.stats.backend_tokens_sampled, 0);
+  EXPECT_NE(on_backend.stats.sampling_fallback.find("cards"), std::string::npos);
+}
+
 TEST(EngineLoop, ClosedLoopRefusesAndFailsWhatWaits) {
   Harness harness;
   harness.loop->Close();
