@@ -1,5 +1,6 @@
-// A token's log-probability under the policy, and a row's entropy: the log-softmax of the raw logits row, before
-// temperature and truncation (as llama.cpp's server reports it), and the likeliest alternatives.
+// A token's log-probability under the policy (the log-softmax of the raw logits row, before
+// temperature and truncation, as llama.cpp's server reports it) with the likeliest
+// alternatives, and a row's entropy.
 #pragma once
 
 #include <cstdint>
