@@ -26,8 +26,10 @@ template <typename Enum>
 const std::vector<Named<Enum>>& Table();
 template <>
 const std::vector<Named<Mode>>& Table() {
-  static const std::vector<Named<Mode>> t = {
-      {Mode::kPlain, "plain"}, {Mode::kBestOfN, "best_of_n"}, {Mode::kStars, "stars"}, {Mode::kCards, "cards"}};
+  static const std::vector<Named<Mode>> t = {{Mode::kPlain, "plain"},
+                                             {Mode::kBestOfN, "best_of_n"},
+                                             {Mode::kStars, "stars"},
+                                             {Mode::kCards, "cards"}};
   return t;
 }
 template <>
