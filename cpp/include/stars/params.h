@@ -84,8 +84,8 @@ struct GenerationParams {
   // CARDS: a segment also ends before a token whose next-token distribution has more entropy
   // than this (nats), where the policy grows unsure; segment_tokens caps it.
   double entropy_threshold = 2.0;
-  int32_t candidates = 4;       // N: the widest a round may be
-  int32_t max_attempts = 16;    // M
+  int32_t candidates = 4;     // N: the widest a round may be
+  int32_t max_attempts = 16;  // M
   // tau*, in the reward's units; empty means "auto": each attempt is held to the threshold that
   // the prompt's recent attempts would pass at the rate 1 / target_attempts (ramped by alpha).
   std::optional<double> threshold;
