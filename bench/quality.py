@@ -1,25 +1,21 @@
-"""Alignment quality against compute: plain sampling, best-of-N and STARS on two tasks.
+"""Alignment quality against compute over five tasks (bench/quality_tasks.py): plain sampling,
+best-of-N, STARS and CARDS, each task with a reward the methods optimise and a held-out scorer
+they never see, on 48 prompts.
 
-Each task has a reward the methods optimise and a held-out scorer they never see:
+    python bench/quality.py [--sweep] [--throughput] [--task NAME ...] [--prompts N]
 
-- sentiment: Gemma-3-270M continues 50 review openings (bench/data/review_openings.txt);
-  reward = VADER compound of the continuation (a Python callable); held out = AFINN-165, a
-  different lexicon without VADER's rules, summed over the continuation.
-- helpfulness: SmolLM2-135M-Instruct answers 50 instructions (bench/data/instructions.txt);
-  reward = SmolLM2 judging itself (JudgeReward("policy")); held out = Gemma-3-270M asked a
-  different question.
+Without --sweep: plain, best-of-4 and -16, STARS and CARDS at the package's defaults.
+--sweep adds best-of-2 and -8 and moves one STARS setting at a time away from the defaults
+(segment_tokens 8 and 32, target_attempts 2, 4 and 6, hard acceptance, alpha 0.25 and 0.75)
+plus CARDS at two entropy thresholds. Defaults are then chosen by the worst task: the setting
+whose lowest win rate against plain is highest (ties: fewer policy tokens per accepted token).
+It writes quality_sweep.json and .png (held-out score against policy tokens and against wall
+time, per task).
+--throughput compares STARS and CARDS at 1 and 12 prompts per call (ms and decode batch per
+accepted token) on sentiment_smollm2: whether entropy-ended segments batch poorly.
 
 Every method runs in its own process (peak resident memory is per method) on the whole batch
-of prompts. STARS runs at the package's defaults (threshold="auto", beta="auto", soft) unless a
-method says otherwise: no threshold is tuned per task.
-
-    python bench/quality.py [--quick] [--sweep] [--task sentiment|helpfulness] [--prompts N]
-
---sweep runs the frontier that picks the defaults: best-of-N for N = 1, 2, 4, 8, 16 against
-STARS over target_attempts, soft and hard, plus the judge's question_last layout on the
-helpfulness task; it writes quality_sweep.json and .png (held-out score against policy tokens
-and against wall time). --task runs only that task (repeatable) and keeps the other tasks' last
-results in the JSON; each task records its own command, machine and date.
+of prompts. Wall times are this machine's and move with its load; policy tokens do not.
 """
 
 from __future__ import annotations
@@ -36,61 +32,26 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
+import quality_tasks  # noqa: E402
 
-DATA = Path(__file__).resolve().parent / "data"
-HELD_OUT_QUESTION = "Does the response answer the request correctly and clearly?"
-
-TASKS: dict[str, dict[str, Any]] = {
-    "sentiment": {
-        "policy": "gemma3_270m",
-        "reward": "vader",
-        "held_out": "AFINN-165 lexicon score of the continuation",
-        "prompts": "review_openings.txt",
-        "chat": False,
-        "params": {"max_tokens": 32, "stop": ["\n"]},
-    },
-    "helpfulness": {
-        "policy": "smollm2",
-        "reward": "judge:policy",
-        "held_out": f"Gemma-3-270M judge: {HELD_OUT_QUESTION!r}",
-        "prompts": "instructions.txt",
-        "chat": True,
-        "params": {"max_tokens": 32},
-    },
-}
+STARS_AXES: list[tuple[str, Any]] = [
+    ("segment_tokens", 8), ("segment_tokens", 32), ("target_attempts", 2.0),
+    ("target_attempts", 4.0), ("target_attempts", 6.0), ("acceptance", "hard"),
+    ("alpha", 0.25), ("alpha", 0.75)]
+CARDS_THRESHOLDS = (1.5, 3.0)
 
 
-SWEEP_TARGETS = (1.5, 2.0, 3.0, 4.0, 6.0)
-
-
-def methods(quick: bool, sweep: bool = False, task: str = "") -> list[dict[str, Any]]:
-    if sweep:
-        out: list[dict[str, Any]] = [{"name": "plain", "mode": "plain"}]
-        out += [{"name": f"best_of_{n}", "mode": "best_of_n", "candidates": n}
-                for n in (1, 2, 4, 8, 16)]
-        out += [{"name": f"stars_{acceptance}_s{target:g}", "mode": "stars",
-                 "acceptance": acceptance, "target_attempts": target}
-                for acceptance in ("soft", "hard") for target in SWEEP_TARGETS]
-        if task == "helpfulness":
-            out += [{"name": "stars_soft_s3_question_last", "mode": "stars",
-                     "target_attempts": 3.0, "layout": "question_last"}]
-        return out
-    if quick:
-        return [{"name": "plain", "mode": "plain"},
-                {"name": "best_of_4", "mode": "best_of_n", "candidates": 4},
-                {"name": "stars_K16_N4", "mode": "stars", "segment_tokens": 16, "candidates": 4}]
+def methods(sweep: bool) -> list[dict[str, Any]]:
+    sizes = (2, 4, 8, 16) if sweep else (4, 16)
     out: list[dict[str, Any]] = [{"name": "plain", "mode": "plain"}]
-    out += [{"name": f"best_of_{n}", "mode": "best_of_n", "candidates": n} for n in (2, 4, 8, 16)]
-    out += [{"name": f"stars_K{k}_N{n}", "mode": "stars", "segment_tokens": k, "candidates": n}
-            for n in (1, 4) for k in (8, 16, 32)]
+    out += [{"name": f"best_of_{n}", "mode": "best_of_n", "candidates": n} for n in sizes]
+    out += [{"name": "stars", "mode": "stars"}, {"name": "cards", "mode": "cards"}]
+    if sweep:
+        out += [{"name": f"stars_{key}={value}", "mode": "stars", key: value}
+                for key, value in STARS_AXES]
+        out += [{"name": f"cards_entropy_threshold={t}", "mode": "cards",
+                 "entropy_threshold": t} for t in CARDS_THRESHOLDS]
     return out
-
-
-def vader(prompts: list[str], responses: list[str]) -> list[float]:
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    analyzer = vader.__dict__.setdefault("analyzer", SentimentIntensityAnalyzer())
-    return [analyzer.polarity_scores(r)["compound"] for r in responses]
 
 
 def model_path(name: str) -> str:
@@ -99,45 +60,44 @@ def model_path(name: str) -> str:
     return str(models.smollm2_path() if name == "smollm2" else models.gemma3_270m_path())
 
 
-def load_prompts(task: dict[str, Any], n: int) -> list[Any]:
-    lines = (DATA / task["prompts"]).read_text().splitlines()[:n]
-    return [[{"role": "user", "content": t}] for t in lines] if task["chat"] else lines
-
-
-# --- worker: one method on the whole batch, in its own process -------------------------------
+# --- worker: one method on a batch of prompts, in its own process ------------------------------
 
 def run_method(spec: dict[str, Any]) -> dict[str, Any]:
     import stars_cpp
 
-    task = TASKS[spec["task"]]
+    task = quality_tasks.make_tasks(spec["n_prompts"])[spec["task"]]
     method = dict(spec["method"])
     name, mode = method.pop("name"), method.pop("mode")
-    layout = method.pop("layout", "question_first")
-    reward = (vader if task["reward"] == "vader"
-              else stars_cpp.JudgeReward("policy", layout=layout))
-    engine = stars_cpp.Engine(model_path(task["policy"]), reward, n_ctx=4096)
-    prompts = load_prompts(task, spec["n_prompts"])
-    params = {**task["params"], **method, "seed": 1}
-    first: dict[int, float] = {}
+    engine = stars_cpp.Engine(model_path(task.policy), task.reward, n_ctx=4096)
+    params = {**task.params, **method, "seed": 1}
+    per_call = spec.get("per_call") or len(task.prompts)
+    results: list[Any] = []
     start = time.perf_counter()
-    results = engine.generate(prompts, mode=mode, **params,
-                              on_segment=lambda i, _s: first.setdefault(i, time.perf_counter()))
+    for at in range(0, len(task.prompts), per_call):
+        batch = task.prompts[at:at + per_call]
+        out = engine.generate(batch, mode=mode, **params)
+        results += out if isinstance(out, list) else [out]
     wall = time.perf_counter() - start
+    metrics = engine.metrics()
     totals = {f: sum(getattr(r.stats, f) for r in results)
-              for f in ("policy_tokens_sampled", "tokens_accepted", "reward_tokens_decoded",
-                        "reward_rows", "reward_calls")}
+              for f in ("policy_tokens_sampled", "tokens_accepted", "reward_rows",
+                        "reward_calls")}
     segments = [s for r in results for s in r.segments]
     return {
         "name": name,
         "mode": mode,
         "params": {k: v for k, v in params.items() if k != "stop"},
+        "per_call": per_call,
         "texts": [r.text for r in results],
         "rewards": [r.reward for r in results],
         "wall_s": wall,
-        "time_to_first_segment_s": float(np.mean([first[i] - start for i in first])),
         "peak_rss_mib": _common.peak_rss_mib(),
+        "segments": len(segments),
+        "tokens_per_segment": totals["tokens_accepted"] / max(1, len(segments)),
         "fallbacks": sum(s.fallback for s in segments),
         "attempts_per_segment": float(np.mean([s.attempts for s in segments])),
+        "decode_calls": metrics["decode_calls"],
+        "decode_tokens": metrics["decode_tokens"],
         **totals,
     }
 
@@ -150,73 +110,143 @@ def spawn(spec: dict[str, Any]) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-# --- parent: held-out scoring, tables, plots ---------------------------------------------------
+# --- parent: held-out scoring, selection, tables, plots ----------------------------------------
 
-class HeldOut:
-    def __init__(self, task_name: str, prompts: list[Any]):
-        self.task_name = task_name
-        self.users = [p[0]["content"] if isinstance(p, list) else p for p in prompts]
-        if task_name == "sentiment":
-            from afinn import Afinn
+class Fluency:
+    """Mean log-probability per token of a text under Gemma-3-270M (the other model)."""
 
-            self.afinn = Afinn()
-        else:
-            import stars_cpp
+    def __init__(self) -> None:
+        import llama_cpp
 
-            self.judge = stars_cpp.JudgeReward(model_path("gemma3_270m"),
-                                               question=HELD_OUT_QUESTION)
+        self.llm = llama_cpp.Llama(model_path("gemma3_270m"), n_ctx=512, logits_all=True,
+                                   verbose=False)
 
     def __call__(self, texts: list[str]) -> list[float]:
-        if self.task_name == "sentiment":
-            return [float(self.afinn.score(t)) for t in texts]
-        return list(self.judge(self.users, texts))
+        out = []
+        for text in texts:
+            tokens = self.llm.tokenize(text.encode(), add_bos=True)[:256]
+            if len(tokens) < 2:
+                out.append(float("nan"))
+                continue
+            self.llm.reset()
+            self.llm.eval(tokens)
+            logits = np.asarray(self.llm.scores[: len(tokens) - 1], dtype=np.float64)
+            top = logits.max(axis=1, keepdims=True)
+            log_z = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+            picked = logits[np.arange(len(tokens) - 1), tokens[1:]]
+            out.append(float(np.mean(picked - log_z)))
+        return out
 
 
-def run_task(task_name: str, n_prompts: int, quick: bool, sweep: bool) -> dict[str, Any]:
-    task = TASKS[task_name]
-    prompts = load_prompts(task, n_prompts)
-    held_out = HeldOut(task_name, prompts)
+def summarize(row: dict[str, Any], plain: np.ndarray) -> dict[str, Any]:
+    mine = np.array(row["held_out"])
+    accepted = max(1, row["tokens_accepted"])
+    out = {
+        "method": row["name"],
+        "mean_reward": float(np.mean(row["rewards"])),
+        "held_out_mean": float(np.mean(mine)),
+        "win_rate_vs_plain": float(np.mean((mine > plain) + 0.5 * (mine == plain))),
+        "policy_tokens_sampled": row["policy_tokens_sampled"],
+        "policy_tokens_per_accepted": row["policy_tokens_sampled"] / accepted,
+        "ms_per_accepted_token": 1e3 * row["wall_s"] / accepted,
+        "tokens_per_segment": row["tokens_per_segment"],
+        "wall_s": row["wall_s"],
+        "peak_rss_mib": row["peak_rss_mib"],
+    }
+    if "fluency" in row:
+        out["fluency"] = float(np.nanmean(row["fluency"]))
+    return out
+
+
+def run_task(name: str, n_prompts: int, sweep: bool, fluency: Fluency | None) -> dict[str, Any]:
+    task = quality_tasks.make_tasks(n_prompts)[name]
     rows: list[dict[str, Any]] = []
-    for method in methods(quick, sweep, task_name):
-        spec = {"task": task_name, "n_prompts": n_prompts, "method": method}
-        row = spawn(spec)
-        row["held_out"] = held_out(row["texts"])
+    for method in methods(sweep):
+        row = spawn({"task": name, "n_prompts": n_prompts, "method": method})
+        row["held_out"] = task.held_out(row["texts"])
+        if fluency is not None:
+            row["fluency"] = fluency(row["texts"])
         rows.append(row)
-        print(f"  {task_name:11s} {row['name']:13s} reward {np.mean(row['rewards']):7.3f} "
+        print(f"  {name:17s} {row['name']:28s} reward {np.mean(row['rewards']):7.3f} "
               f"held-out {np.mean(row['held_out']):7.3f} tokens {row['policy_tokens_sampled']:6d}"
               f" wall {row['wall_s']:6.1f}s", flush=True)
     plain = np.array(rows[0]["held_out"])
-    summary = []
-    for row in rows:
-        mine = np.array(row["held_out"])
-        summary.append({
-            "method": row["name"],
-            "mean_reward": float(np.mean(row["rewards"])),
-            "held_out_mean": float(np.mean(mine)),
-            "win_rate_vs_plain": float(np.mean((mine > plain) + 0.5 * (mine == plain))),
-            "policy_tokens_sampled": row["policy_tokens_sampled"],
-            "reward_tokens_decoded": row["reward_tokens_decoded"],
-            "reward_rows": row["reward_rows"],
-            "wall_s": row["wall_s"],
-            "ms_per_accepted_token": 1e3 * row["wall_s"] / max(1, row["tokens_accepted"]),
-            "attempts_per_segment": row["attempts_per_segment"],
-            "time_to_first_segment_s": row["time_to_first_segment_s"],
-            "peak_rss_mib": row["peak_rss_mib"],
-        })
-    return {"task": task_name, "n_prompts": n_prompts,
-            "setup": {k: v for k, v in task.items() if k != "chat"},
-            "summary": summary, "runs": rows}
+    return {"task": name, "n_prompts": len(task.prompts),
+            "setup": {"policy": task.policy, "reward": task.reward_name,
+                      "held_out": task.held_out_name, "params": task.params},
+            "summary": [summarize(r, plain) for r in rows], "runs": rows}
+
+
+def best_of_16_target(task: dict[str, Any]) -> dict[str, Any]:
+    """Where STARS and CARDS stand against best-of-16: the cheapest of them that reaches its
+    held-out score, or the best of them with its share of best-of-16's tokens."""
+    rows = {r["method"]: r for r in task["summary"]}
+    target = rows.get("best_of_16")
+    if target is None:
+        return {}
+    ours = [r for r in task["summary"] if r["method"].startswith(("stars", "cards"))]
+    reached = [r for r in ours if r["held_out_mean"] >= target["held_out_mean"]]
+    pick = (min(reached, key=lambda r: r["policy_tokens_sampled"]) if reached
+            else max(ours, key=lambda r: r["held_out_mean"]))
+    return {"best_of_16_held_out": target["held_out_mean"],
+            "best_of_16_tokens": target["policy_tokens_sampled"],
+            "method": pick["method"], "held_out": pick["held_out_mean"],
+            "token_share": pick["policy_tokens_sampled"] / target["policy_tokens_sampled"],
+            "reached": bool(reached)}
+
+
+def choose_defaults(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every STARS and CARDS setting by its worst task's win rate, best first (ties: fewer
+    policy tokens per accepted token, on average over the tasks)."""
+    names = [r["method"] for r in tasks[0]["summary"]
+             if r["method"].startswith(("stars", "cards"))
+             and all(any(s["method"] == r["method"] for s in t["summary"]) for t in tasks)]
+    table = []
+    for name in names:
+        rows = [next(r for r in t["summary"] if r["method"] == name) for t in tasks]
+        wins = {t["task"]: r["win_rate_vs_plain"] for t, r in zip(tasks, rows)}
+        table.append({"method": name, "worst_win_rate": min(wins.values()),
+                      "worst_task": min(wins, key=wins.get),
+                      "mean_win_rate": float(np.mean(list(wins.values()))),
+                      "policy_tokens_per_accepted": float(np.mean(
+                          [r["policy_tokens_per_accepted"] for r in rows])),
+                      "ms_per_accepted_token": float(np.mean(
+                          [r["ms_per_accepted_token"] for r in rows])),
+                      **{f"win_{k}": v for k, v in wins.items()}})
+    table.sort(key=lambda r: (-r["worst_win_rate"], r["policy_tokens_per_accepted"]))
+    return table
+
+
+def throughput(n_prompts: int) -> list[dict[str, Any]]:
+    """STARS and CARDS at 1 and 12 prompts per call: entropy-ended segments end at different
+    steps, so fewer candidates may share each decode."""
+    out = []
+    for mode in ("stars", "cards"):
+        for per_call in (1, 12):
+            row = spawn({"task": "sentiment_smollm2", "n_prompts": n_prompts,
+                         "method": {"name": f"{mode}_x{per_call}", "mode": mode},
+                         "per_call": per_call})
+            accepted = max(1, row["tokens_accepted"])
+            out.append({"method": mode, "prompts_per_call": per_call,
+                        "ms_per_accepted_token": 1e3 * row["wall_s"] / accepted,
+                        "decode_batch_mean": row["decode_tokens"] / max(1, row["decode_calls"]),
+                        "decode_calls_per_accepted": row["decode_calls"] / accepted,
+                        "policy_tokens_per_accepted": row["policy_tokens_sampled"] / accepted,
+                        "tokens_per_segment": row["tokens_per_segment"]})
+            print(f"  throughput {mode} x{per_call}: {out[-1]['ms_per_accepted_token']:.1f} ms"
+                  f" per accepted token, decode batch {out[-1]['decode_batch_mean']:.1f}",
+                  flush=True)
+    return out
 
 
 def group(name: str) -> str:
     """The curve a method belongs to in the plots: its name less its swept value."""
     if name.startswith("best_of_"):
         return "best-of-N"
-    for acceptance in ("soft", "hard"):
-        if name.startswith(f"stars_{acceptance}_s") and name.count("_") == 2:
-            return f"STARS {acceptance} (target_attempts)"
-    if name.startswith("stars_K"):
-        return f"STARS {name.rsplit('_', 1)[1].replace('N', 'N=')} (K)"
+    if name.startswith("stars_"):
+        return f"STARS {name.split('_', 1)[1].split('=')[0]}"
+    if name.startswith("cards_"):
+        return "CARDS entropy_threshold"
     return name
 
 
@@ -224,7 +254,7 @@ def plot(tasks: list[dict[str, Any]], path: Path, title: str) -> None:
     plt = _common.pyplot()
     axes_x = [("policy_tokens_sampled", "policy tokens sampled (all prompts)"),
               ("wall_s", "wall time (s, all prompts)")]
-    fig, axes = plt.subplots(len(axes_x), len(tasks), figsize=(6.2 * len(tasks), 8.4),
+    fig, axes = plt.subplots(len(axes_x), len(tasks), figsize=(5.2 * len(tasks), 8.4),
                              squeeze=False)
     for column, task in enumerate(tasks):
         for row, (key, label) in enumerate(axes_x):
@@ -235,61 +265,74 @@ def plot(tasks: list[dict[str, Any]], path: Path, title: str) -> None:
                     (s[key], s["held_out_mean"], s["method"]))
             for name, points in curves.items():
                 points.sort()
-                style = "k*" if name == "plain" else ("o-" if len(points) > 1 else "s")
+                style = {"plain": "k*", "stars": "rD", "cards": "bs"}.get(
+                    name, "o-" if len(points) > 1 else "^")
                 ax.plot([p[0] for p in points], [p[1] for p in points], style, label=name,
-                        markersize=10 if name == "plain" else 5)
-                for x, y, n in points:
-                    short = n.replace("best_of_", "N=").replace("stars_", "")
-                    ax.annotate(short, (x, y), fontsize=6, xytext=(3, 3),
-                                textcoords="offset points")
+                        markersize=9 if name in ("plain", "stars", "cards") else 5)
             ax.set_xscale("log")
             ax.set_xlabel(label)
             ax.set_ylabel("held-out score (mean)")
-            ax.set_title(f"{task['task']}: {task['setup']['held_out']}", fontsize=8)
+            ax.set_title(f"{task['task']}: {task['setup']['held_out']}", fontsize=7)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="6 prompts, 3 methods")
     parser.add_argument("--sweep", action="store_true",
-                        help="the defaults' frontier: best-of-N and STARS over target_attempts")
-    parser.add_argument("--task", choices=sorted(TASKS), action="append")
-    parser.add_argument("--prompts", type=int, default=None, help="prompts per task (max 50)")
+                        help="best-of-N, and STARS and CARDS settings one at a time")
+    parser.add_argument("--throughput", action="store_true",
+                        help="STARS and CARDS at 1 and 12 prompts per call")
+    parser.add_argument("--task", choices=sorted(quality_tasks.make_tasks(1)), action="append")
+    parser.add_argument("--prompts", type=int, default=48, help="prompts per task (max 48)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(run_method(json.loads(args.worker))))
         return
 
-    n_prompts = args.prompts or (6 if args.quick else 50)
-    name = "quality_sweep" if args.sweep else ("quality_quick" if args.quick else "quality")
+    name = "quality_sweep" if args.sweep else "quality"
     machine = _common.machine()
     command = "python " + " ".join(sys.argv)
+    previous = _common.RESULTS / f"{name}.json"
+    kept: dict[str, Any] = json.loads(previous.read_text()) if previous.exists() else {}
     tasks = []
-    for task_name in args.task or sorted(TASKS):
+    fluency = None
+    for task_name in args.task or sorted(quality_tasks.make_tasks(1)):
+        if task_name == "coverage" and fluency is None:
+            fluency = Fluency()
         start = time.perf_counter()
-        task = run_task(task_name, n_prompts, args.quick, args.sweep)
+        task = run_task(task_name, args.prompts, args.sweep,
+                        fluency if task_name == "coverage" else None)
+        task["best_of_16_target"] = best_of_16_target(task)
         tasks.append({**task, "command": command, "machine": machine,
                       "seconds": time.perf_counter() - start})
     # A run of some tasks replaces those and keeps the others' last results.
-    previous = _common.RESULTS / f"{name}.json"
-    if args.task and previous.exists():
-        kept = [t for t in json.loads(previous.read_text()).get("tasks", [])
-                if t["task"] not in args.task and "machine" in t]
-        tasks = sorted(kept + tasks, key=lambda t: t["task"])
-    payload = {"bench": "quality", "command": command, "machine": machine, "tasks": tasks}
+    if args.task:
+        tasks += [t for t in kept.get("tasks", [])
+                  if t["task"] not in args.task and "best_of_16_target" in t]
+        tasks.sort(key=lambda t: t["task"])
+    payload: dict[str, Any] = {"bench": "quality", "command": command, "machine": machine,
+                               "tasks": tasks}
+    if len(tasks) > 1:
+        payload["defaults_by_worst_task"] = choose_defaults(tasks)
+    payload["throughput"] = (throughput(args.prompts) if args.throughput
+                             else kept.get("throughput", []))
     out = _common.write_json(name, payload)
     plot(tasks, out.with_suffix(".png"),
-         f"held-out score vs compute, {n_prompts} prompts per task, {machine['cpu']}")
+         f"held-out score vs compute, {args.prompts} prompts per task, {machine['cpu']}")
     for task in tasks:
         print(f"\n### {task['task']} ({task['n_prompts']} prompts, {task['seconds']:.0f} s)\n")
         print(_common.markdown_table(task["summary"], list(task["summary"][0])))
+        print(f"best-of-16 target: {task['best_of_16_target']}")
+    if payload.get("defaults_by_worst_task"):
+        print("\n### settings by their worst task\n")
+        rows = payload["defaults_by_worst_task"]
+        print(_common.markdown_table(rows, list(rows[0])))
     print(f"\nwrote {out}")
 
 

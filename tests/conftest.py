@@ -40,6 +40,7 @@ MODULE_TIERS = {
     "test_layers": "static",
     "test_docs": "static",
     "test_tiers": "static",
+    "test_quality_tasks": "static",
     "test_cxx_runtime": "unit",
     "test_stubs": "unit",
     "test_backend_sampling": "engine",

@@ -1,0 +1,65 @@
+"""The quality bench's rewards and held-out scorers on fixed strings (bench/quality_tasks.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import quality_tasks as qt  # noqa: E402
+
+
+def test_coverage_counts_the_concepts_present():
+    prompt = "Write one short sentence that uses all of these words: dog, frisbee, catch, throw."
+    assert qt.concepts_of(prompt) == ["dog", "frisbee", "catch", "throw"]
+    assert qt.coverage_reward([prompt], ["The dog ran after a frisbee"]) == [0.5]
+    assert qt.coverage_reward([prompt], ["The dogs throw and catch a frisbee."]) == [1.0]
+    assert qt.coverage_reward([prompt], [""]) == [0.0]
+    # The lenient partial check takes a word's start; the held-out one whole forms only.
+    assert qt.coverage_so_far(["throw"], "he was throwi") == 1.0
+    assert qt.final_coverage(["throw"], "he was throwi") == 0.0
+    assert qt.final_coverage(["bake", "run", "catch"], "She baked; they run and catches") == 1.0
+    assert qt.final_coverage(["stop"], "it stopped") == 1.0
+    assert qt.final_coverage(["dog"], "a dogma") == 0.0
+
+
+def test_bullets_reward_partial_structure_and_the_exact_check():
+    three = "- Sleep early.\n- Drink water.\n- Walk daily."
+    assert qt.bullet_structure(three) == (3, 0)
+    assert qt.exactly_three_bullets(three) == 1.0
+    assert qt.bullets_so_far("- Sleep early.\n- Dri") == pytest.approx(2 / 3)
+    assert qt.bullets_so_far(three) == 1.0
+    assert qt.bullets_so_far("Here are tips:\n" + three) == pytest.approx(0.75)
+    assert qt.exactly_three_bullets("Here are tips:\n" + three) == 0.0
+    four = three + "\n- Read."
+    assert qt.bullets_so_far(four) == pytest.approx(0.5)
+    assert qt.exactly_three_bullets(four) == 0.0
+    assert qt.bullet_structure("1. One\n2) Two\n* Three\n\u2022 Four") == (4, 0)
+
+
+def test_lexicon_rewards_and_scorers_order_fixed_strings():
+    good, bad = "What a wonderful, lovely day.", "This is a terrible, awful mess."
+    assert qt.vader_compound([], [good, bad])[0] > 0.5 > -0.5 > qt.vader_compound([], [bad])[0]
+    assert qt.afinn_score([], [good, bad]) == [7.0, -8.0]  # 4 + 3; -3 - 3 - 2
+    assert qt.vader_negativity([], [good]) == [0.0]
+    assert qt.vader_negativity([], [bad])[0] < -0.3
+
+
+def test_the_learned_civility_scorer():
+    polite, rude = qt.civility(["Thank you for your help today.", "Shut up, you stupid idiot."])
+    assert polite > 0.9
+    assert rude < 0.1
+    assert qt.civility([]) == []
+
+
+def test_every_task_has_48_prompts_and_scores_its_texts():
+    tasks = qt.make_tasks(48)
+    assert sorted(tasks) == ["bullets", "civility", "coverage", "sentiment_gemma",
+                             "sentiment_smollm2"]
+    for task in tasks.values():
+        assert len(task.prompts) == 48, task.name
+        scores = task.held_out(["- One.\n- Two.\n- Three."] * 48)
+        assert len(scores) == 48 and all(isinstance(s, float) for s in scores)
+        assert len(task.reward(task.users(), [""] * 48)) == 48
