@@ -95,7 +95,11 @@ NB_MODULE(_core, m) {
             return stars::Model::Load(path, n_gpu_layers);
           },
           "path"_a, "n_gpu_layers"_a)
-      .def_static("borrow", &BorrowModel, "address"_a, "owner"_a, "description"_a, "n_gpu_layers"_a)
+      .def_static("borrow", &BorrowModel, "address"_a, "owner"_a, "description"_a, "n_gpu_layers"_a,
+                  "path"_a = "")
+      .def_prop_ro("path", &stars::Model::path)
+      .def_prop_ro("architecture", &stars::Model::architecture)
+      .def_prop_ro("n_layer", &stars::Model::n_layer)
       .def_prop_ro("description", &stars::Model::description)
       .def_prop_ro("owned", &stars::Model::owned)
       .def_prop_ro("n_vocab", &stars::Model::n_vocab)
