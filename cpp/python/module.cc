@@ -17,6 +17,7 @@
 
 #include "exceptions.h"
 #include "glue.h"
+#include "probe.h"
 #include "stars/engine.h"
 #include "stars/log.h"
 #include "stars/model.h"
@@ -42,6 +43,7 @@ using stars::python::ParamsDict;
 using stars::python::ParamsTable;
 using stars::python::PythonHooks;
 using stars::python::RegisterExceptions;
+using stars::python::RegisterProbe;
 using stars::python::RegisterTesting;
 using stars::python::ToPrompt;
 using stars::python::ToPrompts;
@@ -299,6 +301,7 @@ NB_MODULE(_core, m) {
       },
       "policy"_a, "settings"_a,
       "The GGUF reward a spec names (settings['reward']), as stars-cli builds it.");
+  RegisterProbe(m);
 
   nb::class_<stars::Engine>(m, "Engine", "Plain, best-of-N and STARS decoding on one model.",
                             nb::type_slots(EngineSlots()))

@@ -75,6 +75,14 @@ class Reader {
     params.ctx = nullptr;
     const GgufPtr header(gguf_init_from_file(path_.c_str(), params));
     if (header == nullptr) Fail("not a readable GGUF file: it is truncated or corrupt");
+    const int64_t arch = gguf_find_key(header.get(), "general.architecture");
+    const std::string kind = arch >= 0 && gguf_get_kv_type(header.get(), arch) == GGUF_TYPE_STRING
+                                 ? gguf_get_val_str(header.get(), arch)
+                                 : "";
+    if (kind != kProbeArchitecture) {
+      Fail("not a probe file (general.architecture is '" + kind + "', not '" +
+           kProbeArchitecture + "')");
+    }
     std::error_code ec;
     const uint64_t file_size = std::filesystem::file_size(path_, ec);
     const int64_t n = gguf_get_n_tensors(header.get());
