@@ -317,3 +317,44 @@ def test_fit_probe_cli_end_to_end(tiny_llama, rows, features, tmp_path):
     bad = cli("fit-probe", str(data), "-o", str(out), "--model", str(tiny_llama), "--holdout",
               "1.5")
     assert bad.returncode == 2 and "--holdout" in bad.stderr
+
+
+@pytest.mark.real
+def test_smollm2_probe_scores_and_layers(smollm2, smollm2_model, tmp_path):
+    # A random head on SmolLM2's hidden states: every layer's input is exposed (llama), and a row
+    # scored alone matches it scored among others within the tolerance below.
+    model = smollm2_model
+    prompts = ["Tell me a story.", "What is 2+2?", "Write a haiku about rain.", "Hello!"] * 2
+    responses = ["Once upon a time there was a fox.", "4", "", "Hi there, how can I help?",
+                 "No.", "Rain falls", "Sure, here it is", "Good day to you, friend."]
+    rng = np.random.default_rng(0)
+    identity = _core.identify_policy(model)
+    assert (identity["architecture"], identity["n_layer"], identity["n_embd"]) == ("llama", 30,
+                                                                                   576)
+    for layer in (15, 30):
+        feats = extract_features(model, prompts, responses, layer=layer, progress=False)
+        mean, std = feats.mean(axis=0), feats.std(axis=0) + 1e-3
+        probe = {"layer": layer, "mean": mean.tolist(), "std": std.tolist(),
+                 "weight": (rng.normal(size=576) / 24).tolist(), "bias": 0.0,
+                 "policy": identity}
+        path = tmp_path / f"smollm2-{layer}.gguf"
+        _core.write_probe(str(path), probe)
+        reward = stars_cpp.ProbeReward(path, str(smollm2))
+        batched = np.array(reward(prompts, responses))
+        alone = np.array([reward([p], [r])[0] for p, r in zip(prompts, responses)])
+        np.testing.assert_allclose(batched, _head({**probe, "output_scale": 1.0,
+                                                   "output_offset": 0.0}, feats), atol=1e-4)
+        # SmolLM2's Q4_1 weights and F16 cache: a row's place in the shared KV pool moves the
+        # vector kernels' rounding, which its large activations (|h| ~ 40-100) carry into up to
+        # ~1% of the feature scale; scores stay within 0.05 of a unit-variance score.
+        assert np.abs(batched - alone).max() < 0.05, (batched, alone)
+
+
+@pytest.mark.real
+def test_an_unexposed_layer_is_refused():
+    from stars_cpp.models import gemma3_270m_path
+
+    gemma = _core.Model.load(str(gemma3_270m_path()), 0)
+    with pytest.raises(stars_cpp.ParameterError, match="layer 3: .*gemma3.*use layer 18"):
+        _core.make_feature_extractor(gemma, 3)
+    assert _core.make_feature_extractor(gemma, gemma.n_layer).n_embd == 640
