@@ -80,8 +80,8 @@ class Reader {
                                  ? gguf_get_val_str(header.get(), arch)
                                  : "";
     if (kind != kProbeArchitecture) {
-      Fail("not a probe file (general.architecture is '" + kind + "', not '" +
-           kProbeArchitecture + "')");
+      Fail("not a probe file (general.architecture is '" + kind + "', not '" + kProbeArchitecture +
+           "')");
     }
     std::error_code ec;
     const uint64_t file_size = std::filesystem::file_size(path_, ec);
