@@ -29,7 +29,7 @@ ProbeFile ReadFor(const std::string& path, const Model& policy) {
   if (fitted.architecture != actual.architecture || fitted.n_embd != actual.n_embd ||
       fitted.n_layer != actual.n_layer || fitted.token_embd_hash != actual.token_embd_hash) {
     throw ModelLoadError("probe file '" + path + "' was fitted on another model" +
-                         (fitted.name.empty() ? "" : " ('" + fitted.name + "'") + " (" +
+                         (fitted.name.empty() ? "" : ", '" + fitted.name + "',") + " (" +
                          Describe(fitted) + ") than the policy '" + policy.path() + "' (" +
                          Describe(actual) + ")");
   }
