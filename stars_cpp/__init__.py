@@ -38,7 +38,8 @@ from stars_cpp.errors import (
     SourceNotFoundError,
     StarsError,
 )
-from stars_cpp.rewards import CausalReward, ClassifierReward, JudgeReward
+from stars_cpp.probe import fit_probe
+from stars_cpp.rewards import CausalReward, ClassifierReward, JudgeReward, ProbeReward
 
 llama_log.install()
 
@@ -56,6 +57,7 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFoundError",
     "ParameterError",
+    "ProbeReward",
     "QueueFullError",
     "ReentrantCallError",
     "Result",
@@ -67,6 +69,7 @@ __all__ = [
     "__version__",
     "_core",
     "convert_reward",
+    "fit_probe",
     "generate",
     "run_dataset",
 ]

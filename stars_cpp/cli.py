@@ -1,6 +1,7 @@
 """``stars-cpp`` / ``python -m stars_cpp``: generate from the command line, serve an
-OpenAI-compatible API (``serve``), run a JSONL dataset (``run``), and convert causal reward
-models to GGUF (``convert-reward``)."""
+OpenAI-compatible API (``serve``), run a JSONL dataset (``run``), convert causal reward
+models to GGUF (``convert-reward``) and fit probes on the policy's hidden states
+(``fit-probe``)."""
 
 from __future__ import annotations
 
@@ -129,6 +130,41 @@ def build_parser() -> argparse.ArgumentParser:
                       "$STARS_CPP_LLAMA_CPP_DIR, else the installed llama-cpp-python's sdist)")
     conv.add_argument("--verbose", action="store_true",
                       help="show the converter's and the quantizer's logs")
+
+    fit = commands.add_parser(
+        "fit-probe", help="fit a probe (a linear head on the policy's hidden states)",
+        description="Fits a probe for --reward probe:PATH: ridge regression on JSONL records of "
+        "{prompt, response, score}, or Bradley-Terry logistic regression on {prompt, chosen, "
+        "rejected}, over the policy's hidden state at each response's last decoded token. "
+        "Reports the held-out Pearson correlation or pairwise accuracy.")
+    fit.add_argument("input", help="JSONL records: {prompt, response, score}, {prompt, chosen, "
+                     "rejected}, {prompt, response} with --score-with, or {prompt} with "
+                     "--generate and --score-with")
+    fit.add_argument("--output", "-o", required=True, help="the probe file to write")
+    fit.add_argument("--model", help="the policy GGUF (default: the packaged "
+                     "SmolLM2-135M-Instruct)")
+    fit.add_argument("--layer", type=int, default=None,
+                     help="the hidden state: n_layer (default) the last layer's output, a "
+                     "smaller l the input of layer l")
+    fit.add_argument("--ridge", type=float, default=1.0,
+                     help="the L2 penalty on the normalised weights (default 1.0)")
+    fit.add_argument("--holdout", type=float, default=0.2,
+                     help="the fraction of records held out and reported on (default 0.2)")
+    fit.add_argument("--seed", type=int, default=0,
+                     help="the held-out split's seed, and --generate's first seed (default 0)")
+    _flag(fit, "score_with", default=None, metavar="SPEC",
+          help="score {prompt, response} records first: python:MODULE:FUNCTION, "
+          "MODULE:FUNCTION, or a reward spec (judge:PATH|policy, causal:PATH, classifier:PATH)")
+    fit.add_argument("--generate", type=int, default=0, metavar="N",
+                     help="sample N plain-mode responses per prompt with the policy first")
+    _flag(fit, "max_tokens", type=int, default=64,
+          help="--generate's response length in tokens (default 64)")
+    _flag(fit, "scored_output", default=None, metavar="PATH",
+          help="also write the scored training set (JSONL)")
+    fit.add_argument("--raw", action="store_true",
+                     help="render string prompts as plain text instead of a user chat message")
+    fit.add_argument("--quiet", action="store_true", help="no progress bars")
+    fit.add_argument("--verbose", action="store_true", help="show llama.cpp's whole log")
     return parser
 
 
@@ -256,11 +292,32 @@ def _convert_reward(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_probe(args: argparse.Namespace) -> int:
+    from stars_cpp.probe import fit_probe
+
+    _llama_log(args.verbose)
+    if not 0 <= args.holdout < 1:
+        raise UsageError(f"--holdout must be in [0, 1), got {args.holdout}")
+    if args.generate < 0:
+        raise UsageError(f"--generate must be >= 0, got {args.generate}")
+    if args.generate and args.score_with is None:
+        raise UsageError("--generate needs --score-with to score the responses it samples")
+    report = fit_probe(args.input, args.output, model=_model_path(args), layer=args.layer,
+                       ridge=args.ridge, holdout=args.holdout, seed=args.seed,
+                       chat=not args.raw, score_with=args.score_with, generate=args.generate,
+                       max_tokens=args.max_tokens, progress=not args.quiet,
+                       scored_output=args.scored_output)
+    print(report.summary())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command == "convert-reward":
             return _convert_reward(args)
+        if args.command == "fit-probe":
+            return _fit_probe(args)
         if args.command == "serve":
             return _serve(args)
         if args.command == "run":

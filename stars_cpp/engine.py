@@ -164,7 +164,7 @@ def load_model(model: object, n_gpu_layers: int = 0, what: str = "model") -> _co
     if isinstance(model, llama_cpp.Llama):
         address = ctypes.cast(model.model, ctypes.c_void_p).value
         return _core.Model.borrow(address, model, f"llama_cpp.Llama({model.model_path})",
-                                  model.model_params.n_gpu_layers)
+                                  model.model_params.n_gpu_layers, path=str(model.model_path))
     raise ParameterError(
         f"{what} must be a GGUF path or a llama_cpp.Llama, got {type(model).__name__}"
     )

@@ -253,10 +253,67 @@ class CausalReward:
         return self._native.score_texts(list(prompts), list(responses))
 
 
+class ProbeReward:
+    """A probe: a small head over the policy's own hidden state, from a probe file that
+    ``stars-cpp fit-probe`` (:func:`stars_cpp.probe.fit_probe`) writes.
+
+    ``policy`` is ``"policy"`` (the Engine's model, bound when an Engine takes the reward), a
+    GGUF path or a ``llama_cpp.Llama``. The probe must have been fitted on that model: another
+    one is refused with ``ModelLoadError`` naming both files. A row's feature is the hidden
+    state at its last decoded token (the response's second-to-last). Scored on its own (a
+    call), a row is decoded from scratch on a context of the probe's own, its prompt rendered
+    as a user chat message (``chat=True``, when the model has a chat template) or as plain text.
+    """
+
+    def __init__(self, path: str | os.PathLike, policy: object = "policy", *,
+                 chat: bool = True, kv_type: str = "f16") -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise ParameterError(f"path must be a probe file path, got {type(path).__name__}")
+        settings.check({"kv_type": kv_type}, ("engine",))
+        self.path, self.chat, self.kv_type = os.fspath(path), bool(chat), kv_type
+        self.model = (None if isinstance(policy, str) and policy == "policy"
+                      else load_model(policy, 0, "policy"))
+        self._native = None if self.model is None else self._make(self.model)
+
+    def _make(self, policy: _core.Model, n_threads: int = 0) -> _core.ProbeReward:
+        return _core.make_probe_reward(self.path, policy, self.chat, n_threads, self.kv_type)
+
+    def _bind(self, policy: _core.Model, n_threads: int = 0, n_ctx: int = 0,
+              kv_layout: str = "isolated") -> _core.Reward:
+        native = self._make(policy, n_threads)
+        if self._native is None:
+            self._native = native
+        return native
+
+    @property
+    def native(self) -> _core.ProbeReward:
+        if self._native is None:
+            raise ParameterError("ProbeReward(path) scores on its own only after an Engine "
+                                 "bound it to a policy model, or given policy=")
+        return self._native
+
+    @property
+    def layer(self) -> int:
+        return self.native.layer
+
+    @property
+    def n_embd(self) -> int:
+        return self.native.n_embd
+
+    def score_features(self, features: Any) -> list[float]:
+        """The head's score of each row of an (n, n_embd) array of hidden states."""
+        import numpy as np
+
+        return self.native.score_features(np.ascontiguousarray(features, dtype=np.float32))
+
+    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        return self.native.score_texts(list(prompts), list(responses))
+
+
 class SpecReward:
     """A GGUF reward named by a spec (``judge:PATH|policy``, ``classifier:PATH[:LABEL]``,
-    ``causal:PATH``), built by the core's one factory, as stars-cli builds it, when an Engine
-    binds it to its policy. ``values``: the reward and engine settings by name
+    ``causal:PATH``, ``probe:PATH``), built by the core's one factory, as stars-cli builds it,
+    when an Engine binds it to its policy. ``values``: the reward and engine settings by name
     (stars_cpp.settings)."""
 
     def __init__(self, values: dict[str, Any]) -> None:

@@ -57,6 +57,7 @@ MODULE_TIERS = {
     "test_llama_log": "engine",
     "test_logprobs": "engine",
     "test_memory": "engine",
+    "test_probe": "engine",
     "test_model_file_check": "engine",
     "test_one_libllama": "engine",
     "test_repeat_penalty": "engine",

@@ -226,7 +226,7 @@ GenerateHooks PythonHooks(const nb::object& on_segment) {
 }
 
 std::shared_ptr<Model> BorrowModel(uintptr_t address, nb::object owner, std::string description,
-                                   int32_t n_gpu_layers) {
+                                   int32_t n_gpu_layers, std::string path) {
   auto* keep = new nb::object(std::move(owner));
   // The owner is a Python object: drop it under the GIL, whichever thread frees the model.
   std::shared_ptr<void> keep_alive(keep, [](void* p) {
@@ -240,7 +240,7 @@ std::shared_ptr<Model> BorrowModel(uintptr_t address, nb::object owner, std::str
     delete owner;
   });
   return Model::Borrow(reinterpret_cast<llama_model*>(address), std::move(keep_alive),
-                       std::move(description), n_gpu_layers);
+                       std::move(description), n_gpu_layers, std::move(path));
 }
 
 Prompt ToPrompt(nb::handle item) {

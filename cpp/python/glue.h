@@ -44,7 +44,7 @@ GenerateHooks PythonHooks(const nanobind::object& on_segment);
 // The llama_model at `address`, owned by the Python object `owner` (a llama_cpp.Llama), which
 // the model keeps alive.
 std::shared_ptr<Model> BorrowModel(uintptr_t address, nanobind::object owner,
-                                   std::string description, int32_t n_gpu_layers);
+                                   std::string description, int32_t n_gpu_layers, std::string path);
 
 // A str, or (role, content) pairs (engine.py checks and converts them).
 Prompt ToPrompt(nanobind::handle item);

@@ -17,6 +17,7 @@
 
 #include "exceptions.h"
 #include "glue.h"
+#include "probe.h"
 #include "stars/engine.h"
 #include "stars/log.h"
 #include "stars/model.h"
@@ -42,6 +43,7 @@ using stars::python::ParamsDict;
 using stars::python::ParamsTable;
 using stars::python::PythonHooks;
 using stars::python::RegisterExceptions;
+using stars::python::RegisterProbe;
 using stars::python::RegisterTesting;
 using stars::python::ToPrompt;
 using stars::python::ToPrompts;
@@ -95,7 +97,11 @@ NB_MODULE(_core, m) {
             return stars::Model::Load(path, n_gpu_layers);
           },
           "path"_a, "n_gpu_layers"_a)
-      .def_static("borrow", &BorrowModel, "address"_a, "owner"_a, "description"_a, "n_gpu_layers"_a)
+      .def_static("borrow", &BorrowModel, "address"_a, "owner"_a, "description"_a, "n_gpu_layers"_a,
+                  "path"_a = "")
+      .def_prop_ro("path", &stars::Model::path)
+      .def_prop_ro("architecture", &stars::Model::architecture)
+      .def_prop_ro("n_layer", &stars::Model::n_layer)
       .def_prop_ro("description", &stars::Model::description)
       .def_prop_ro("owned", &stars::Model::owned)
       .def_prop_ro("n_vocab", &stars::Model::n_vocab)
@@ -295,6 +301,7 @@ NB_MODULE(_core, m) {
       },
       "policy"_a, "settings"_a,
       "The GGUF reward a spec names (settings['reward']), as stars-cli builds it.");
+  RegisterProbe(m);
 
   nb::class_<stars::Engine>(m, "Engine", "Plain, best-of-N and STARS decoding on one model.",
                             nb::type_slots(EngineSlots()))

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "glue.h"
+#include "stars/errors.h"
 #include "stars/json_writer.h"
 #include "stars/kv_session.h"
 #include "stars/model.h"
@@ -52,7 +53,11 @@ void RegisterTesting(nb::module_& m) {
       "reward"_a, "prompt"_a, "text"_a, nb::call_guard<nb::gil_scoped_release>());
   m.def(
       "reward_score",
-      [](Reward& reward, const std::vector<Row>& rows) {
+      [](Reward& reward, const std::vector<Row>& rows,
+         const std::vector<std::vector<float>>& features) {
+        if (!features.empty() && features.size() != rows.size()) {
+          throw ParameterError("features", "one feature vector per row, or none");
+        }
         std::vector<RewardRow> views(rows.size());
         for (size_t i = 0; i < rows.size(); ++i) {
           const auto& [prompt, trunk_text, segment_text, trunk, segment] = rows[i];
@@ -63,13 +68,15 @@ void RegisterTesting(nb::module_& m) {
                       static_cast<int32_t>(trunk.size()),
                       segment.data(),
                       static_cast<int32_t>(segment.size())};
+          // A row's features: the engine's hidden state, which a probe scores without decoding.
+          if (!features.empty() && !features[i].empty()) views[i].features = features[i].data();
         }
         std::vector<double> scores;
         nb::gil_scoped_release release;
         reward.Score(views, &scores);
         return scores;
       },
-      "reward"_a, "rows"_a);
+      "reward"_a, "rows"_a, "features"_a = std::vector<std::vector<float>>{});
   m.def(
       "reward_commit",
       [](Reward& reward, int32_t prompt, const std::vector<int32_t>& tokens,

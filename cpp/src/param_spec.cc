@@ -304,7 +304,8 @@ std::vector<ParamSpec> MakeSpecs() {
   // The reward spec and its options: per command line.
   specs.push_back(Text("reward",
                        "classifier:PATH[:LABEL|POS,NEG], judge:PATH|policy, causal:PATH, "
-                       "python:MODULE:FUNCTION (not in stars-cli) or none; plain mode, which needs "
+                       "probe:PATH (a probe fitted on the policy), python:MODULE:FUNCTION (not in "
+                       "stars-cli) or none; plain mode, which needs "
                        "none, skips the default one",
                        [](auto& s) -> auto& { return s.reward; }));
   specs.push_back(Text("judge_question", "the yes/no question a judge reward asks",

@@ -1,6 +1,10 @@
 """stars_cpp native core: STARS decoding over llama.cpp."""
 
 from collections.abc import Sequence
+from typing import Annotated
+
+import numpy
+from numpy.typing import NDArray
 
 from stars_cpp._core import testing as testing
 
@@ -40,7 +44,16 @@ class Model:
     def load(path: str, n_gpu_layers: int) -> Model: ...
 
     @staticmethod
-    def borrow(address: int, owner: object, description: str, n_gpu_layers: int) -> Model: ...
+    def borrow(address: int, owner: object, description: str, n_gpu_layers: int, path: str = '') -> Model: ...
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def architecture(self) -> str: ...
+
+    @property
+    def n_layer(self) -> int: ...
 
     @property
     def description(self) -> str: ...
@@ -253,6 +266,61 @@ def make_causal_reward(model: Model, path: str, policy: Model | None, template: 
 def make_reward(policy: Model, settings: dict) -> GgufReward:
     """
     The GGUF reward a spec names (settings['reward']), as stars-cli builds it.
+    """
+
+class ProbeReward(GgufReward):
+    """A probe file's head over the policy's hidden states."""
+
+    @property
+    def layer(self) -> int: ...
+
+    @property
+    def n_embd(self) -> int: ...
+
+    def score_features(self, features: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)]) -> list[float]:
+        """The head's score of each row of an (n, n_embd) float32 array."""
+
+    def prompt_tokens(self, text: str) -> list[int]:
+        """A prompt's tokens as the probe renders Begin's text."""
+
+def make_probe_reward(path: str, policy: Model, chat: bool = True, n_threads: int = 0, kv_type: str = 'f16') -> ProbeReward: ...
+
+class FeatureExtractor:
+    """The policy's hidden states at the last token of token lists."""
+
+    def extract(self, inputs: Sequence[Sequence[int]]) -> Annotated[NDArray[numpy.float32], dict(shape=(None, None))]:
+        """An (n, n_embd) float32 array: each input's last-token hidden state."""
+
+    @property
+    def layer(self) -> int: ...
+
+    @property
+    def n_embd(self) -> int: ...
+
+    @property
+    def tokens_decoded(self) -> int: ...
+
+def make_feature_extractor(policy: Model, layer: int, n_threads: int = 0, kv_type: str = 'f16') -> FeatureExtractor: ...
+
+def prompt_tokens(model: Model, text: str, messages: Sequence[tuple[str, str]]) -> list[int]:
+    """
+    A prompt's tokens as the engine renders it: messages through the chat template when given, else the text as it is.
+    """
+
+def probe_input(prompt: Sequence[int], response: Sequence[int]) -> list[int]:
+    """
+    The tokens a probe decodes for (prompt, response): prompt + response[:-1].
+    """
+
+def read_probe(path: str) -> dict:
+    """A probe file's contents as a dict."""
+
+def write_probe(path: str, probe: dict) -> None:
+    """Writes a probe file from a dict as read_probe returns."""
+
+def identify_policy(model: Model) -> dict:
+    """
+    What identifies a policy to a probe: architecture, sizes, token_embd hash.
     """
 
 class Engine:

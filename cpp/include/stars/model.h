@@ -28,8 +28,11 @@ class Model {
   // Wraps a model someone else owns. `keep_alive` holds the owner until this handle is gone
   // (for a llama_cpp.Llama: a reference to the Python object). Throws ModelLoadError for a null
   // `model` or `keep_alive`.
+  // `path` is the GGUF file the owner loaded ("" when unknown; a probe needs it to identify the
+  // model).
   static std::shared_ptr<Model> Borrow(llama_model* model, std::shared_ptr<void> keep_alive,
-                                       std::string description, int32_t n_gpu_layers);
+                                       std::string description, int32_t n_gpu_layers,
+                                       std::string path = "");
 
   // Frees the weights when owned.
   ~Model();
@@ -40,6 +43,11 @@ class Model {
   const llama_vocab* vocab() const;
   // The path, or the owner's description.
   const std::string& description() const { return description_; }
+  // The GGUF file the weights came from; "" for a borrowed model whose owner did not say.
+  const std::string& path() const { return path_; }
+  // general.architecture ("llama", "qwen3", ...) and the number of layers.
+  std::string architecture() const;
+  int32_t n_layer() const;
   int32_t n_embd() const;
   // Attention heads: query heads and key/value heads (grouped-query attention shares each KV
   // head among n_head / n_head_kv query heads).
@@ -77,12 +85,13 @@ class Model {
 
  private:
   Model(llama_model* model, std::shared_ptr<void> keep_alive, std::string description,
-        int32_t n_gpu_layers);
+        int32_t n_gpu_layers, std::string path);
 
   llama_model* model_;
   std::shared_ptr<void> keep_alive_;
   std::string description_;
   int32_t n_gpu_layers_;
+  std::string path_;
 };
 
 }  // namespace stars

@@ -22,6 +22,9 @@ struct RewardRow {
   int32_t n_trunk_tokens = 0;
   const int32_t* segment_tokens = nullptr;
   int32_t n_segment_tokens = 0;
+  // The policy's hidden state at the row's last decoded token (n_embd floats, at a probe's
+  // layer), set by the engine when it has it: a probe then scores it without decoding.
+  const float* features = nullptr;
 
   std::string ResponseText() const;
 };

@@ -140,10 +140,10 @@ inline constexpr int32_t kTemplateRoom = 256;
 
 // Builds the reward a CLI spec names for `policy`: "classifier:PATH[:LABEL]" (LABEL an output
 // index, a label name of the GGUF, or "POS,NEG"), "judge:PATH", "judge:policy" (the policy's
-// own weights) or "causal:PATH". Throws ParameterError for a malformed spec, an unknown kind
-// (and "python:", which needs the Python package), judge options without a judge, or an
-// unknown label; ModelNotFoundError / ModelLoadError for the reward's GGUF; and what the
-// factories above throw.
+// own weights), "causal:PATH" or "probe:PATH" (a probe file fitted on `policy`, stars/probe.h).
+// Throws ParameterError for a malformed spec, an unknown kind (and "python:", which needs the
+// Python package), judge options without a judge, or an unknown label; ModelNotFoundError /
+// ModelLoadError for the reward's GGUF; and what the factories above throw.
 std::shared_ptr<GgufReward> MakeReward(const std::string& spec,
                                        const std::shared_ptr<Model>& policy,
                                        const RewardSpecOptions& options);

@@ -11,9 +11,21 @@
 #include "stars/errors.h"
 #include "stars/log.h"
 
+// llama.cpp's per-layer embeddings output, declared in its staging header src/llama-ext.h (C++
+// linkage), which its installed headers leave out; libllama exports both.
+LLAMA_API void llama_set_embeddings_layer_inp(struct llama_context* ctx, uint32_t lid, bool value);
+LLAMA_API float* llama_get_embeddings_layer_inp(struct llama_context* ctx, uint32_t lid);
+
 namespace stars {
 
 namespace {
+
+// Architectures whose graph in llama.cpp exposes every layer's input (src/models/*.cpp that set
+// t_layer_inp); for any other, asking for one aborts the process at the next decode.
+constexpr const char* kLayerInputArchitectures[] = {
+    "llama",  "llama-embed", "qwen3", "qwen3moe",   "qwen3next", "qwen35",  "qwen35moe",
+    "gemma4", "gpt-oss",     "lfm2",  "minimax-m2", "mimo2",     "nanbeige"};
+
 std::atomic<int64_t> live_contexts{0};
 }  // namespace
 
@@ -132,8 +144,12 @@ void Context::Decode(const llama_batch& batch) {
                            std::to_string(n_outputs_max_) + " (one per sequence)");
     }
   }
+  n_decoded_ = 0;
   const int32_t code = llama_decode(ctx_, batch);
-  if (code == 0) return;
+  if (code == 0) {
+    n_decoded_ = batch.n_tokens;
+    return;
+  }
   const std::string size = std::to_string(batch.n_tokens) + " tokens";
   switch (code) {
     case 1:
@@ -181,6 +197,45 @@ const float* Context::TokenEmbeddings(int32_t batch_index) const {
     throw DecodeError("no embeddings for batch index " + std::to_string(batch_index));
   }
   return embeddings;
+}
+
+std::string LayerInputProblem(const Model& model, int32_t layer) {
+  const int32_t n_layer = model.n_layer();
+  if (layer < 0 || layer >= n_layer) {
+    return "layer " + std::to_string(layer) + " has no input in '" + model.description() +
+           "': its layers are 0.." + std::to_string(n_layer - 1);
+  }
+  const std::string arch = model.architecture();
+  for (const char* name : kLayerInputArchitectures) {
+    if (arch == name) return "";
+  }
+  return "layer " + std::to_string(layer) + ": llama.cpp's graph of the " + arch +
+         " architecture ('" + model.description() +
+         "') does not expose a layer's input; use layer " + std::to_string(n_layer) +
+         " (the last layer's output)";
+}
+
+void Context::OutputLayerInput(int32_t layer) {
+  const std::string problem = LayerInputProblem(*model_, layer);
+  if (!problem.empty()) throw ParameterError("layer", problem);
+  if (layer_input_ >= 0)
+    llama_set_embeddings_layer_inp(ctx_, static_cast<uint32_t>(layer_input_), false);
+  llama_set_embeddings_layer_inp(ctx_, static_cast<uint32_t>(layer), true);
+  layer_input_ = layer;
+  n_decoded_ = 0;
+}
+
+const float* Context::LayerInput(int32_t layer, int32_t batch_index) const {
+  // llama.cpp asserts (aborts) when asked for a layer it did not output.
+  if (layer != layer_input_ || batch_index < 0 || batch_index >= n_decoded_) {
+    throw DecodeError("no input of layer " + std::to_string(layer) + " for batch index " +
+                      std::to_string(batch_index));
+  }
+  const float* rows = llama_get_embeddings_layer_inp(ctx_, static_cast<uint32_t>(layer));
+  if (rows == nullptr) {
+    throw DecodeError("no input of layer " + std::to_string(layer) + " in the last batch");
+  }
+  return rows + static_cast<int64_t>(batch_index) * model_->n_embd();
 }
 
 const float* Context::SequenceEmbeddings(int32_t seq) const {

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "llama.h"
 #include "stars/model.h"
@@ -12,6 +13,11 @@
 namespace stars {
 
 class Batch;
+
+// Why llama.cpp cannot output the input of layer `layer` of `model` (out of [0, n_layer), or an
+// architecture whose graph does not expose layer inputs: asking would abort the process at the
+// next decode), or "" when it can.
+std::string LayerInputProblem(const Model& model, int32_t layer);
 
 struct ContextOptions {
   // Shared layout: the cells all sequences share. Isolated: the cells of each sequence's own
@@ -47,6 +53,16 @@ class Context {
 
   // The hidden state of the token at `batch_index` (n_embd floats; embeddings on, pooling NONE).
   const float* TokenEmbeddings(int32_t batch_index) const;
+
+  // Makes every later decode output the input of layer `layer` (0 <= layer < n_layer) for every
+  // token (llama.cpp's per-layer embeddings output). Throws ParameterError when the model's
+  // graph does not expose that layer's input (llama.cpp would abort at the next decode).
+  void OutputLayerInput(int32_t layer);
+
+  // The input of layer `layer` of the token at `batch_index` in the last decoded batch (n_embd
+  // floats), after OutputLayerInput(layer). Batch order: valid in the shared layout only, where
+  // llama.cpp splits a batch into micro-batches in order.
+  const float* LayerInput(int32_t layer, int32_t batch_index) const;
 
   // The pooled output of sequence `seq` in the last batch: n_cls_out scores under RANK pooling.
   const float* SequenceEmbeddings(int32_t seq) const;
@@ -90,6 +106,8 @@ class Context {
   bool embeddings_ = false;
   KvLayout layout_ = KvLayout::kShared;
   int32_t n_outputs_max_ = 0;  // rows one decode may output (llama.cpp aborts past them)
+  int32_t layer_input_ = -1;   // the layer whose input decodes output, or -1
+  int32_t n_decoded_ = 0;      // tokens of the last decode when it succeeded, else 0
 };
 
 }  // namespace stars

@@ -30,24 +30,34 @@ std::shared_ptr<Model> Model::Load(const std::string& path, int32_t n_gpu_layers
         "llama.cpp could not load the GGUF file '" + path +
         "': " + (reason.empty() ? "unsupported architecture, truncated or corrupt file" : reason));
   }
-  return std::shared_ptr<Model>(new Model(model, nullptr, path, n_gpu_layers));
+  return std::shared_ptr<Model>(new Model(model, nullptr, path, n_gpu_layers, path));
 }
 
 std::shared_ptr<Model> Model::Borrow(llama_model* model, std::shared_ptr<void> keep_alive,
-                                     std::string description, int32_t n_gpu_layers) {
+                                     std::string description, int32_t n_gpu_layers,
+                                     std::string path) {
   if (model == nullptr) throw ModelLoadError("borrowed model handle is null: " + description);
   if (keep_alive == nullptr) throw ModelLoadError("borrowed model needs its owner: " + description);
   EnsureBackend();
-  return std::shared_ptr<Model>(
-      new Model(model, std::move(keep_alive), std::move(description), n_gpu_layers));
+  return std::shared_ptr<Model>(new Model(model, std::move(keep_alive), std::move(description),
+                                          n_gpu_layers, std::move(path)));
 }
 
 Model::Model(llama_model* model, std::shared_ptr<void> keep_alive, std::string description,
-             int32_t n_gpu_layers)
+             int32_t n_gpu_layers, std::string path)
     : model_(model),
       keep_alive_(std::move(keep_alive)),
       description_(std::move(description)),
-      n_gpu_layers_(n_gpu_layers) {}
+      n_gpu_layers_(n_gpu_layers),
+      path_(std::move(path)) {}
+
+std::string Model::architecture() const {
+  char arch[128] = {0};
+  if (llama_model_meta_val_str(model_, "general.architecture", arch, sizeof(arch)) < 0) return "";
+  return arch;
+}
+
+int32_t Model::n_layer() const { return llama_model_n_layer(model_); }
 
 const llama_vocab* Model::vocab() const { return llama_model_get_vocab(model_); }
 int32_t Model::n_embd() const { return llama_model_n_embd(model_); }

@@ -10,12 +10,13 @@
 #include "reward/judge_reward.h"
 #include "stars/errors.h"
 #include "stars/model.h"
+#include "stars/probe.h"
 
 namespace stars {
 namespace {
 
 const char* kSpecForms =
-    "a reward spec must be classifier:PATH[:LABEL], judge:PATH|policy or causal:PATH";
+    "a reward spec must be classifier:PATH[:LABEL], judge:PATH|policy, causal:PATH or probe:PATH";
 
 bool IsInteger(const std::string& text) {
   if (text.empty()) return false;
@@ -123,11 +124,17 @@ std::shared_ptr<GgufReward> MakeRewardOf(const std::string& spec,
     causal.kv_layout = options.kv_layout;
     return MakeCausalReward(Model::Load(rest, options.n_gpu_layers), rest, policy, causal);
   }
+  if (kind == "probe") {
+    ProbeOptions probe;
+    probe.n_threads = options.n_threads;
+    probe.kv_type = options.kv_type;
+    return MakeProbeReward(rest, policy, probe);
+  }
   if (kind == "python") {
     throw ParameterError("reward", "python: rewards need the Python package (stars-cpp generate)");
   }
-  throw ParameterError("reward",
-                       "the reward kind must be classifier, judge or causal, got '" + kind + "'");
+  throw ParameterError(
+      "reward", "the reward kind must be classifier, judge, causal or probe, got '" + kind + "'");
 }
 
 }  // namespace
