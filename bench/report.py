@@ -110,25 +110,61 @@ def reward_cost() -> list[str]:
 
 
 def quality() -> list[str]:
-    data = load("quality")
+    data = load("quality_sweep")
     if data is None:
         return []
-    out = []
+    out = [f"**Quality**, five tasks; {where(data)}; `{data['command']}`", ""]
+    # The summary: each task's win rate against plain at the defaults, and the best-of-16 target.
+    rows = []
+    for task in data["tasks"]:
+        by = {r["method"]: r for r in task["summary"]}
+        t = task.get("best_of_16_target") or {}
+        rows.append([task["task"], f"{by['stars']['win_rate_vs_plain']:.2f}",
+                     f"{by['cards']['win_rate_vs_plain']:.2f}",
+                     f"{by['stars']['policy_tokens_per_accepted']:.2f}",
+                     f"{by['stars']['ms_per_accepted_token']:.1f}",
+                     f"{t.get('best_of_16_held_out', float('nan')):.3f}",
+                     f"{t.get('method', '')} {t.get('held_out', float('nan')):.3f}",
+                     f"{t.get('token_share', float('nan')):.0%}",
+                     "yes" if t.get("reached") else "no"])
+    out += table(["task", "STARS win vs plain", "CARDS win vs plain",
+                  "STARS policy tokens / accepted", "STARS ms / accepted",
+                  "best-of-16 held-out", "closest STARS/CARDS", "its tokens / best-of-16's",
+                  "reached"], rows) + [""]
     for task in data["tasks"]:
         s = task["setup"]
-        out += [f"**Quality, {task['task']}**: {task['n_prompts']} prompts, policy {s['policy']},"
-                f" reward {s['reward']}, held out: {s['held_out']}; tau* = {task['tau']:.3f} "
-                f"(hard acceptance); {where(task)}; `{task['command']}` "
-                f"({task['seconds'] / 60:.1f} min)", ""]
-        rows = [[r["method"], f"{r['mean_reward']:.3f}", f"{r['held_out_mean']:.2f}",
+        out += [f"**{task['task']}**: {task['n_prompts']} prompts, policy {s['policy']}, reward "
+                f"{s['reward']}, held out: {s['held_out']} ({task['seconds'] / 60:.1f} min)", ""]
+        fluency = any("fluency" in r for r in task["summary"])
+        rows = [[r["method"], f"{r['mean_reward']:.3f}", f"{r['held_out_mean']:.3f}",
                  f"{r['win_rate_vs_plain']:.2f}", str(r["policy_tokens_sampled"]),
-                 str(r["reward_tokens_decoded"]), f"{r['wall_s']:.1f}",
-                 f"{r['time_to_first_segment_s']:.1f}", f"{r['peak_rss_mib']:.0f}"]
+                 f"{r['policy_tokens_per_accepted']:.2f}", f"{r['ms_per_accepted_token']:.1f}",
+                 f"{r['tokens_per_segment']:.1f}"]
+                + ([f"{r['fluency']:.2f}"] if fluency else [])
                 for r in task["summary"]]
         out += table(["method", "mean reward", "held-out", "win vs plain", "policy tokens",
-                      "reward tokens", "wall s", "first segment s", "peak RSS MiB"], rows)
+                      "policy tokens / accepted", "ms / accepted", "tokens / segment"]
+                     + (["fluency (Gemma log-prob / token)"] if fluency else []), rows)
         out.append("")
-    return out + [f"![quality]({IMAGES}/quality.png)", ""]
+    choice = data.get("defaults_by_worst_task")
+    if choice:
+        tasks = [t["task"] for t in data["tasks"]]
+        out += ["**Settings by their worst task** (best first):", ""]
+        out += table(["setting", "worst win rate", "worst task", "mean win rate",
+                      "policy tokens / accepted"] + [f"win {t}" for t in tasks],
+                     [[r["method"], f"{r['worst_win_rate']:.2f}", r["worst_task"],
+                       f"{r['mean_win_rate']:.2f}", f"{r['policy_tokens_per_accepted']:.2f}"]
+                      + [f"{r['win_' + t]:.2f}" for t in tasks] for r in choice]) + [""]
+    if data.get("throughput"):
+        out += ["**STARS and CARDS at 1 and 12 prompts per call** (sentiment_smollm2):", ""]
+        out += table(["mode", "prompts per call", "ms / accepted", "decode batch (mean)",
+                      "decodes / accepted", "policy tokens / accepted", "tokens / segment"],
+                     [[r["method"], str(r["prompts_per_call"]),
+                       f"{r['ms_per_accepted_token']:.1f}", f"{r['decode_batch_mean']:.1f}",
+                       f"{r['decode_calls_per_accepted']:.2f}",
+                       f"{r['policy_tokens_per_accepted']:.2f}", f"{r['tokens_per_segment']:.1f}"]
+                      for r in data["throughput"]]) + [""]
+    return out + [f"![quality]({IMAGES}/quality_sweep.png)", ""]
 
 
 def render() -> str:

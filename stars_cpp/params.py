@@ -11,12 +11,16 @@ from typing import Literal, TypedDict
 class GenerationParams(TypedDict, total=False):
     """Engine.generate, stream and submit's keywords."""
 
-    mode: Literal['plain', 'best_of_n', 'stars']
-    """plain decoding, best_of_n (N whole responses, the best by reward) or stars (segments
-    accepted by reward). Default stars; one of 'plain', 'best_of_n', 'stars'."""
+    mode: Literal['plain', 'best_of_n', 'stars', 'cards']
+    """plain decoding, best_of_n (N whole responses, the best by reward), stars (segments
+    accepted by reward) or cards (stars with segments that end where the policy's next-token
+    entropy rises). Default stars; one of 'plain', 'best_of_n', 'stars', 'cards'."""
     segment_tokens: int
     """K: tokens per segment; a candidate ends early at end-of-generation or a stop string.
     Default 16; >= 1."""
+    entropy_threshold: float
+    """mode cards: a segment ends before a token whose distribution has more entropy than this,
+    in nats (segment_tokens caps it). Default 2.0; > 0."""
     candidates: int
     """N: the widest a round may be: candidates sampled side by side (one batched decode per
     step). Default 4; >= 1."""
