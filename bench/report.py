@@ -111,8 +111,8 @@ def reward_cost() -> list[str]:
 
 def quality() -> list[str]:
     data = load("quality_sweep")
-    if data is None:
-        return []
+    if data is None or not all("best_of_16_target" in t for t in data["tasks"]):
+        return []  # none yet, or a run of the bench before its five tasks
     out = [f"**Quality**, five tasks; {where(data)}; `{data['command']}`", ""]
     # The summary: each task's win rate against plain at the defaults, and the best-of-16 target.
     rows = []
