@@ -280,7 +280,8 @@ class ProbeReward:
 
     def _bind(self, policy: _core.Model, n_threads: int = 0, n_ctx: int = 0,
               kv_layout: str = "isolated") -> _core.Reward:
-        native = self._make(policy, n_threads)
+        # A probe given its own policy decodes with it; "policy" binds to the Engine's model.
+        native = self._make(self.model if self.model is not None else policy, n_threads)
         if self._native is None:
             self._native = native
         return native

@@ -267,6 +267,74 @@ def test_stars_with_a_probe(fitted, tiny_llama):
         assert result.stats.reward_rows > 0
 
 
+def _attempt_rewards(result) -> np.ndarray:
+    return np.array([r for segment in result.segments for r in segment.rewards])
+
+
+def test_the_engine_feeds_the_probe_the_hidden_states_it_decoded(fitted, tiny_llama, tmp_path):
+    """The engine hands the probe each capped candidate's hidden state from the decodes that
+    sampled it: the same scores as from scratch (1e-4, F32), with almost nothing decoded."""
+    path, _ = fitted
+    # The same weights under another path: accepted as the probe's policy, but not the engine's
+    # model, so that engine's probe decodes every row from scratch.
+    copy = tmp_path / "tiny-copy.gguf"
+    copy.write_bytes(Path(tiny_llama).read_bytes())
+    params = dict(mode="stars", segment_tokens=4, candidates=3, max_attempts=4, max_tokens=16,
+                  seed=5)
+    prompts = ["alpha beta gamma", "river stone", "quiet night"]
+    fed_engine = stars_cpp.Engine(str(tiny_llama), stars_cpp.ProbeReward(path), n_ctx=256)
+    scratch_engine = stars_cpp.Engine(str(tiny_llama), stars_cpp.ProbeReward(path, str(copy)),
+                                      n_ctx=256)
+    fed = fed_engine.generate(prompts, **params)
+    scratch = scratch_engine.generate(prompts, **params)
+    for a, b in zip(fed, scratch):
+        assert a.text == b.text
+        np.testing.assert_allclose(_attempt_rewards(a), _attempt_rewards(b), rtol=0, atol=1e-4)
+        assert len(_attempt_rewards(a)) > len(a.segments)  # rounds rejected some
+        # Fed: only r(x, empty) (the prompt) and end-of-generation rows are decoded.
+        assert a.stats.reward_tokens_decoded < b.stats.reward_tokens_decoded / 4
+    fed_engine.close()
+    scratch_engine.close()
+
+
+@pytest.mark.real
+def test_the_engine_feeds_the_probe_on_smollm2(smollm2, smollm2_model, tmp_path):
+    """On SmolLM2 (Q4_1, F16 cache) the engine's one-token steps and a from-scratch prefill
+    take other kernels (vector products against matrix products of the quantized weights), so
+    the last layer's states differ by a fraction of a percent of their scale (|h| ~ 40-100).
+    Through a head whose scores spread 0.2-0.7 here, that measured 0.011 and 0.045: the bound
+    is 0.08."""
+    prompts = ["Tell me a story.", "What is 2+2?", "Write a haiku about rain.", "Hello!"]
+    responses = ["Once upon a time there was a fox.", "4", "Rain falls", "Hi there, friend."]
+    identity = _core.identify_policy(smollm2_model)
+    feats = extract_features(smollm2_model, prompts, responses, progress=False)
+    rng = np.random.default_rng(1)
+    # One scale for every feature (their spread over all four rows): a per-feature std of four
+    # samples would magnify the rounding of the quietest features.
+    probe = {"layer": 30, "mean": feats.mean(axis=0).tolist(),
+             "std": [float(feats.std())] * 576,
+             "weight": (rng.normal(size=576) / 24).tolist(), "bias": 0.0, "policy": identity}
+    path = tmp_path / "smollm2-last.gguf"
+    _core.write_probe(str(path), probe)
+    copy = tmp_path / "smollm2-copy.gguf"
+    copy.write_bytes(Path(smollm2).read_bytes())
+    params = dict(mode="stars", segment_tokens=8, candidates=3, max_attempts=3, max_tokens=24,
+                  seed=2, threshold=0.0, temperature=0.8)
+    with stars_cpp.Engine(str(smollm2), stars_cpp.ProbeReward(path), n_ctx=1024) as engine:
+        fed = engine.generate(prompts[:2], **params)
+    with stars_cpp.Engine(str(smollm2), stars_cpp.ProbeReward(path, str(copy)),
+                          n_ctx=1024) as engine:
+        scratch = engine.generate(prompts[:2], **params)
+    compared = 0
+    for a, b in zip(fed, scratch):
+        assert a.stats.reward_tokens_decoded < b.stats.reward_tokens_decoded
+        if a.text == b.text:  # a score within the tolerance may still flip a decision
+            diff = np.abs(_attempt_rewards(a) - _attempt_rewards(b)).max()
+            assert diff < 0.08, diff
+            compared += 1
+    assert compared >= 1
+
+
 def test_fit_probe_score_with_and_generate(tiny_llama, tmp_path):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in _texts(12, 4, 1, 5)))

@@ -104,7 +104,7 @@ std::vector<int32_t> ProbeInput(const std::vector<int32_t>& prompt,
 struct ProbeOptions {
   // How Begin's prompt text and ScoreTexts' prompts are rendered: as a user chat message (the
   // engine's rendering of chat prompts, `stars-cpp generate`'s default) or as plain text. The
-  // engine can give a request's own tokens (ProbeReward::BeginTokens) instead.
+  // engine can give a request's own tokens (Reward::BeginTokens) instead.
   bool chat = true;
   int32_t n_threads = 0;
   KvType kv_type = KvType::kF16;  // the from-scratch context's cache (the engine's type)
@@ -119,11 +119,10 @@ class ProbeReward : public GgufReward {
   virtual int32_t n_embd() const = 0;
   // The score of one feature vector (n_embd floats).
   virtual double ScoreFeatures(const float* features) const = 0;
-  // Like Begin, with the prompt's tokens exactly as the policy decoded them.
-  virtual void BeginTokens(int32_t prompt, std::string_view text,
-                           const std::vector<int32_t>& tokens) = 0;
   // The prompt's tokens as Begin renders `text` (ProbeOptions::chat).
   virtual std::vector<int32_t> PromptTokensOf(const std::string& text) const = 0;
+  // The model it was fitted on and checked against.
+  virtual const Model& policy() const = 0;
 };
 
 // A probe file on `policy`. Throws ModelNotFoundError / ModelLoadError for the file, and

@@ -38,6 +38,14 @@ class Reward {
   // messages: the last user message).
   virtual void Begin(int32_t prompt, std::string_view text) = 0;
 
+  // Begin, with the prompt's tokens as the policy decodes them, for a reward that reads the
+  // policy's own states (a probe). The engine calls this one; the default forgets the tokens.
+  virtual void BeginTokens(int32_t prompt, std::string_view text,
+                           const std::vector<int32_t>& tokens) {
+    (void)tokens;
+    Begin(prompt, text);
+  }
+
   // Writes one score per row into `scores` (resized by the callee). Higher is better. The
   // engine rejects a wrong count or a non-finite value with RewardError.
   virtual void Score(const std::vector<RewardRow>& rows, std::vector<double>* scores) = 0;

@@ -19,6 +19,7 @@
 #include "stars/errors.h"
 #include "stars/model.h"
 #include "stars/param_spec.h"
+#include "stars/probe.h"
 
 namespace stars {
 namespace {
@@ -125,9 +126,18 @@ Engine::Engine(std::shared_ptr<Model> model, std::shared_ptr<Reward> reward,
   }
   const bool backend = options_.sampling == Sampling::kBackend ||
                        (options_.sampling == Sampling::kAuto && model_->offloaded());
+  // A probe fitted on this policy reads the last layer's hidden states the engine's own decodes
+  // give (other layers' inputs it decodes itself).
+  int32_t hidden_state_size = 0;
+  if (const auto* probe = dynamic_cast<const ProbeReward*>(reward_.get())) {
+    if (probe->layer() == model_->n_layer() && probe->policy().path() == model_->path() &&
+        probe->n_embd() == model_->n_embd()) {
+      hidden_state_size = model_->n_embd();
+    }
+  }
   loop_ = std::make_unique<EngineLoop>(
       [model = model_](const ContextOptions& context) { return MakeLlamaDecoder(model, context); },
-      tokenizer_, reward_, options_, backend);
+      tokenizer_, reward_, options_, backend, hidden_state_size);
 }
 
 Engine::~Engine() {

@@ -27,17 +27,20 @@ bool Live(const PromptRun* run) { return !run->finished; }
 
 EngineLoop::EngineLoop(PolicyDecoderFactory make_decoder,
                        std::shared_ptr<const Vocabulary> vocabulary, std::shared_ptr<Reward> reward,
-                       const EngineOptions& options, bool backend)
+                       const EngineOptions& options, bool backend, int32_t hidden_state_size)
     : vocabulary_holder_(std::move(vocabulary)),
       vocabulary_(*vocabulary_holder_),
       reward_holder_(std::move(reward)),
       reward_(reward_holder_.get()),
       options_(options),
       backend_(backend),
+      hidden_states_(hidden_state_size > 0),
       queue_(options.max_queue),
       costs_(options.kv_layout == KvLayout::kIsolated),
       round_decoder_(std::move(make_decoder), vocabulary_, &costs_, &counters_),
-      scorer_(reward_, &costs_, &counters_) {}
+      scorer_(reward_, &costs_, &counters_) {
+  round_decoder_.ReadHiddenStates(hidden_state_size);
+}
 
 EngineLoop::~EngineLoop() { Close(); }
 
@@ -243,6 +246,9 @@ void EngineLoop::Start(PromptRun& run) {
   } else if (backend_ && run.policy->EntropyEnd()) {
     run.result.stats.sampling_fallback =
         "mode cards reads each step's entropy from the logits on the host";
+  } else if (backend_ && hidden_states_ && run.policy->ScoresCandidates()) {
+    run.result.stats.sampling_fallback =
+        "the probe reward reads each candidate's hidden state, which backend sampling skips";
   } else if (backend_) {
     const Sampler probe(run.params.sampling, 0, vocabulary_.n_vocab());
     run.backend = probe.backend_capable();
@@ -262,7 +268,7 @@ void EngineLoop::Start(PromptRun& run) {
   }
   if (reward_ != nullptr) {
     try {
-      reward_->Begin(run.slot, run.reward_text);
+      reward_->BeginTokens(run.slot, run.reward_text, run.prompt_tokens);
       run.reward_begun = true;
     } catch (...) {
       FailRun(run, std::current_exception());

@@ -36,8 +36,11 @@ class EngineLoop {
   // when the queue needs more). `backend`: candidates sample in llama.cpp's graph where their
   // chain allows (EngineOptions::sampling, resolved). The loop shares the vocabulary and the
   // reward (may be null) with its Engine: an abandoned loop (Abandon) outlives the Engine.
+  // `hidden_state_size` > 0: the reward reads the policy's last-layer hidden states
+  // (RewardRow::features, a probe on this policy) of that many floats.
   EngineLoop(PolicyDecoderFactory make_decoder, std::shared_ptr<const Vocabulary> vocabulary,
-             std::shared_ptr<Reward> reward, const EngineOptions& options, bool backend);
+             std::shared_ptr<Reward> reward, const EngineOptions& options, bool backend,
+             int32_t hidden_state_size = 0);
   ~EngineLoop();  // Close()s
   EngineLoop(const EngineLoop&) = delete;
   EngineLoop& operator=(const EngineLoop&) = delete;
@@ -105,6 +108,7 @@ class EngineLoop {
   Reward* reward_;
   EngineOptions options_;
   const bool backend_;
+  const bool hidden_states_;  // a probe reads the policy's hidden states
   RequestQueue queue_;
 
   // Loop thread only.

@@ -42,6 +42,9 @@ struct Candidate {
   // completed: accepting it cuts the response there.
   size_t trunk_cut = 0;
   double reward = 0.0;
+  // The policy's hidden state at its last decoded token, when that is its second-to-last (it
+  // ended at its cap): a probe reward reads it (RewardRow::features) instead of decoding.
+  std::vector<float> features;
   // The row after its last token, when an entropy rise ended it (CARDS): every token is then
   // decoded, and the next round starts from this row.
   std::vector<float> next_logits;

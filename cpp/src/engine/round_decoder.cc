@@ -1,5 +1,6 @@
 #include "engine/round_decoder.h"
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 
@@ -41,6 +42,8 @@ double RoundDecoder::DecodeTrunks(const std::vector<PromptRun*>& runs,
   }
   double seconds = 0.0;
   if (jobs_.empty()) return seconds;
+  // A prefill would make every prompt token an output row.
+  if (n_embd_ > 0) decoder_->SetHiddenStates(false);
   decoder_->Decode(jobs_, [&](const DecodedView& view) {
     seconds += view.seconds;
     counters_->Decode(view.n_tokens, view.seconds);
@@ -71,6 +74,12 @@ double RoundDecoder::Step(const std::vector<PromptRun*>& runs,
   }
   double seconds = 0.0;
   if (jobs_.empty()) return seconds;
+  // Hidden states for a probe: only in steps of one token per sequence (no joining prompt), and
+  // only when some request scores candidates.
+  bool hidden = n_embd_ > 0 && joining.empty() &&
+                std::any_of(runs.begin(), runs.end(),
+                            [](const PromptRun* run) { return run->policy->ScoresCandidates(); });
+  if (n_embd_ > 0 && !decoder_->SetHiddenStates(hidden)) hidden = n_embd_ = 0;
   decoder_->Decode(jobs_, [&](const DecodedView& view) {
     // Only views of one token per sequence price a step: a prompt's prefill would not.
     if (view.n_tokens == static_cast<int32_t>(view.outputs.size())) {
@@ -113,6 +122,14 @@ double RoundDecoder::Step(const std::vector<PromptRun*>& runs,
       counters_->Draw(*run, job.on_backend);
       PushToken(vocabulary_, run->params.stop, run->response_text, job.token, job.drawn_logprobs(),
                 candidate);
+      // At its cap, this row is its second-to-last token's: the probe's feature. (Ended by an
+      // end-of-generation token or a stop string, it decoded its last token too.)
+      const int32_t decoded = candidate->n_decoded() + 1;
+      if (hidden && candidate->done &&
+          static_cast<int32_t>(candidate->tokens.size()) == decoded + 1) {
+        const float* state = decoder_->HiddenState(out.batch_index);
+        candidate->features.assign(state, state + n_embd_);
+      }
     }
     seconds += SecondsSince(start);
   });

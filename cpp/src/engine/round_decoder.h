@@ -45,6 +45,9 @@ class RoundDecoder {
               const std::function<void(PromptRun&, int32_t)>& on_joined);
   // Fills each job's token: read from the graph's draw, or sampled on the host.
   void Draw(std::vector<SamplingJob>& jobs);
+  // Keeps the last layer's hidden state (`n_embd` floats) of each candidate that ends at its
+  // cap, for a probe reward (Candidate::features); 0: none.
+  void ReadHiddenStates(int32_t n_embd) { n_embd_ = n_embd; }
 
  private:
   PolicyDecoderFactory make_decoder_;
@@ -53,6 +56,7 @@ class RoundDecoder {
   LoopCounters* counters_;
   std::unique_ptr<PolicyDecoder> decoder_;
   std::unique_ptr<SamplingPool> sampling_;  // host draws, started with the first decoder
+  int32_t n_embd_ = 0;                      // ReadHiddenStates
 
   // Step's buffers, kept between steps.
   std::vector<DecodeJob> jobs_;

@@ -35,6 +35,7 @@ RewardRow MakeRow(const PromptRun& run, const Candidate* candidate) {
     row.segment_text = candidate->text;
     row.segment_tokens = candidate->tokens.data();
     row.n_segment_tokens = static_cast<int32_t>(candidate->tokens.size());
+    if (!candidate->features.empty()) row.features = candidate->features.data();
   }
   return row;
 }

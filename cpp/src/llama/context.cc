@@ -144,6 +144,13 @@ void Context::Decode(const llama_batch& batch) {
                            std::to_string(n_outputs_max_) + " (one per sequence)");
     }
   }
+  // With embeddings switched on, every token is an output row.
+  if (token_embeddings_ && batch.n_tokens > n_outputs_max_) {
+    throw ParameterError("a decode of " + std::to_string(batch.n_tokens) +
+                         " tokens with hidden states on needs as many output rows; this context "
+                         "gives at most " +
+                         std::to_string(n_outputs_max_));
+  }
   n_decoded_ = 0;
   const int32_t code = llama_decode(ctx_, batch);
   if (code == 0) {
@@ -189,6 +196,13 @@ llama_token Context::SampledToken(int32_t batch_index) const {
                       " (a sampler it could not offload on this device): use sampling='host'");
   }
   return token;
+}
+
+bool Context::SetTokenEmbeddings(bool on) {
+  if (embeddings_ || pooling() != LLAMA_POOLING_TYPE_NONE) return false;
+  if (on != token_embeddings_) llama_set_embeddings(ctx_, on);
+  token_embeddings_ = on;
+  return true;
 }
 
 const float* Context::TokenEmbeddings(int32_t batch_index) const {

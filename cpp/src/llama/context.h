@@ -54,6 +54,12 @@ class Context {
   // The hidden state of the token at `batch_index` (n_embd floats; embeddings on, pooling NONE).
   const float* TokenEmbeddings(int32_t batch_index) const;
 
+  // Turns llama.cpp's embeddings output on or off for the next decodes of a context made
+  // without it (the policy's, for a probe). Every token of a batch is then an output, so Decode
+  // refuses a batch of more tokens than its output rows. False, changing nothing, when the
+  // context pools its embeddings (only per-token hidden states are read).
+  bool SetTokenEmbeddings(bool on);
+
   // Makes every later decode output the input of layer `layer` (0 <= layer < n_layer) for every
   // token (llama.cpp's per-layer embeddings output). Throws ParameterError when the model's
   // graph does not expose that layer's input (llama.cpp would abort at the next decode).
@@ -104,6 +110,7 @@ class Context {
   std::shared_ptr<Model> model_;
   llama_context* ctx_ = nullptr;
   bool embeddings_ = false;
+  bool token_embeddings_ = false;  // SetTokenEmbeddings(true)
   KvLayout layout_ = KvLayout::kShared;
   int32_t n_outputs_max_ = 0;  // rows one decode may output (llama.cpp aborts past them)
   int32_t layer_input_ = -1;   // the layer whose input decodes output, or -1

@@ -25,6 +25,11 @@ class LlamaDecoder : public PolicyDecoder {
     return context_.SampledToken(batch_index);
   }
 
+  bool SetHiddenStates(bool on) override { return context_.SetTokenEmbeddings(on); }
+  const float* HiddenState(int32_t batch_index) const override {
+    return context_.TokenEmbeddings(batch_index);
+  }
+
   llama_seq_id AcquireLasting() override { return pool_.AcquireLasting(); }
   llama_seq_id Fork(llama_seq_id source) override { return pool_.Fork(source); }
   llama_seq_id Keep(llama_seq_id seq) override { return pool_.Keep(seq); }

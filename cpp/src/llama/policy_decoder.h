@@ -29,6 +29,12 @@ class PolicyDecoder {
   virtual const float* Logits(int32_t batch_index) const = 0;
   // The token drawn in the graph for the output at `batch_index` (a sequence with a sampler).
   virtual llama_token SampledToken(int32_t batch_index) const = 0;
+  // The last layer's hidden states for the next decodes' outputs (a probe reads them), or
+  // not. Every token of a batch is then an output: only batches of one token per sequence ask.
+  // False when the context cannot give them.
+  virtual bool SetHiddenStates(bool on) = 0;
+  // The hidden state (n_embd floats) of the output at `batch_index` of the last decoded view.
+  virtual const float* HiddenState(int32_t batch_index) const = 0;
 
   // SequencePool's contract (llama/sequence_pool.h).
   virtual llama_seq_id AcquireLasting() = 0;

@@ -38,6 +38,7 @@ class ProbeRewardImpl : public ProbeReward {
   int32_t n_embd() const override { return head_.n_in(); }
   double ScoreFeatures(const float* features) const override { return head_.Score(features); }
   std::vector<int32_t> PromptTokensOf(const std::string& text) const override;
+  const Model& policy() const override { return *policy_; }
 
  private:
   struct PromptState {

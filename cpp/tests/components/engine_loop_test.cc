@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <future>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -368,8 +369,8 @@ TEST(EngineLoop, ADecoderFaultFailsTheRunningRequestsOnly) {
 }
 
 // The alphabet, with a planted entropy spike: after an 'e' every letter is as likely.
-FakeModel UnsureAfterE() {
-  FakeModel alphabet = Alphabet();
+FakeModel UnsureAfterE(size_t length = 1000) {
+  FakeModel alphabet = Alphabet(length);
   return [alphabet](const std::vector<llama_token>& history) {
     if (history.back() != 5) return alphabet(history);
     std::vector<float> flat(FakeVocabulary::kSize, 1.0f);
@@ -445,6 +446,84 @@ TEST(EngineLoop, CardsSamplesOnTheHost) {
   EXPECT_EQ(on_backend.text, on_host.text);
   EXPECT_EQ(on_backend.stats.backend_tokens_sampled, 0);
   EXPECT_NE(on_backend.stats.sampling_fallback.find("cards"), std::string::npos);
+}
+
+// A probe's reward: checks that each row's hidden state is the policy's at the row's last
+// decoded token (prompt + response less its last token), as the fake decoder computes it.
+class FeatureReward : public LetterReward {
+ public:
+  explicit FeatureReward(std::map<std::string, std::vector<llama_token>> prompts)
+      : prompts_(std::move(prompts)) {}
+  void Begin(int32_t prompt, std::string_view text) override {
+    LetterReward::Begin(prompt, text);
+    by_slot_[prompt] = prompts_.at(std::string(text));
+  }
+  void Score(const std::vector<RewardRow>& rows, std::vector<double>* scores) override {
+    for (const RewardRow& row : rows) {
+      if (row.features == nullptr) {
+        ++without;
+        continue;
+      }
+      ++with;
+      std::vector<llama_token> decoded = by_slot_.at(row.prompt);
+      decoded.insert(decoded.end(), row.trunk_tokens, row.trunk_tokens + row.n_trunk_tokens);
+      decoded.insert(decoded.end(), row.segment_tokens,
+                     row.segment_tokens + row.n_segment_tokens - 1);
+      float sum = 0;
+      for (llama_token t : decoded) sum += static_cast<float>(t);
+      const bool same = row.features[0] == static_cast<float>(decoded.size()) &&
+                        row.features[1] == static_cast<float>(decoded.back()) &&
+                        row.features[2] == sum;
+      mismatches += same ? 0 : 1;
+    }
+    LetterReward::Score(rows, scores);
+  }
+  int64_t with = 0, without = 0, mismatches = 0;
+
+ private:
+  std::map<std::string, std::vector<llama_token>> prompts_;
+  std::map<int32_t, std::vector<llama_token>> by_slot_;
+};
+
+// A probe reward reads each capped candidate's hidden state from the decodes that sampled it:
+// the state at its second-to-last token, with no decode of its own.
+TEST(EngineLoop, HiddenStatesReachAProbeAtEachCandidatesLastDecodedToken) {
+  for (Mode mode : {Mode::kStars, Mode::kCards, Mode::kBestOfN}) {
+    FakeLog log;
+    auto reward = std::make_shared<FeatureReward>(
+        std::map<std::string, std::vector<llama_token>>{{"p0", {1}}, {"p1", {4, 6}}});
+    EngineOptions options;
+    // Responses end by end-of-generation after 14 tokens: those candidates decoded their last
+    // token, and their rows must go without a hidden state.
+    EngineLoop loop(FakeDecoders(UnsureAfterE(14), &log), std::make_shared<FakeVocabulary>(),
+                    reward, options, false, 3);
+    GenerationParams params = Params(mode);
+    // Best-of-N's candidates are whole responses: short enough that some reach the cap.
+    params.max_tokens = mode == Mode::kBestOfN ? 8 : 24;
+    params.Validate(true);
+    std::vector<std::unique_ptr<PromptRun>> runs;
+    std::vector<std::shared_ptr<Collect>> sinks;
+    for (int i = 0; i < 2; ++i) {
+      auto run = MakePromptRun(
+          params, i == 0 ? std::vector<llama_token>{1} : std::vector<llama_token>{4, 6}, options,
+          "prompt");
+      run->key = 100 + i;
+      run->reward_text = "p" + std::to_string(i);
+      sinks.push_back(std::make_shared<Collect>());
+      run->sink = sinks.back();
+      runs.push_back(std::move(run));
+    }
+    loop.Submit(std::move(runs), false);
+    for (auto& sink : sinks) {
+      sink->Wait();
+      ASSERT_TRUE(sink->result) << sink->ErrorText();
+    }
+    loop.Close();
+    EXPECT_EQ(reward->mismatches, 0) << ModeName(mode);
+    EXPECT_GT(reward->with, 4) << ModeName(mode);
+    if (mode != Mode::kBestOfN) EXPECT_GT(reward->without, 0) << ModeName(mode);
+    EXPECT_GT(log.hidden_rows, 0);
+  }
 }
 
 TEST(EngineLoop, ClosedLoopRefusesAndFailsWhatWaits) {

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -58,6 +59,7 @@ struct FakeLog {
   int64_t cells_in_use = 0;  // of the latest decoder
   int32_t seqs_in_use = 0;
   int64_t backend_draws = 0;
+  int64_t hidden_rows = 0;  // outputs decoded with hidden states on
   // Throws DecodeError from the decode call of this number (1-based; 0: never).
   int64_t fail_decode_call = 0;
 };
@@ -80,6 +82,12 @@ class FakeDecoder : public PolicyDecoder {
     }
     rows_.clear();
     sampled_.clear();
+    states_.clear();
+    // With hidden states on llama.cpp outputs every token: only one-token jobs may ask.
+    if (hidden_on_) {
+      for (const DecodeJob& job : jobs)
+        EXPECT_EQ(job.n_tokens, 1) << "a prefill with hidden states";
+    }
     std::vector<DecodedOutput> outputs;
     int32_t n_tokens = 0;
     for (size_t j = 0; j < jobs.size(); ++j) {
@@ -93,6 +101,11 @@ class FakeDecoder : public PolicyDecoder {
       if (!job.output) continue;
       outputs.push_back({j, static_cast<int32_t>(rows_.size())});
       rows_.push_back(model_(seq.tokens));
+      float sum = 0;
+      for (llama_token t : seq.tokens) sum += static_cast<float>(t);
+      states_.push_back(
+          {static_cast<float>(seq.tokens.size()), static_cast<float>(seq.tokens.back()), sum});
+      if (hidden_on_) log_->hidden_rows += 1;
       // llama.cpp draws in the graph for a sequence that carries a chain.
       llama_token drawn = LLAMA_TOKEN_NULL;
       if (seq.sampler) {
@@ -113,6 +126,16 @@ class FakeDecoder : public PolicyDecoder {
     const llama_token token = sampled_.at(static_cast<size_t>(batch_index));
     if (token == LLAMA_TOKEN_NULL) throw DecodeError("no sampler drew this row");
     return token;
+  }
+
+  bool SetHiddenStates(bool on) override {
+    hidden_on_ = on;
+    return true;
+  }
+  // [tokens in the sequence, its last token, their sum]: what a probe test can recompute.
+  const float* HiddenState(int32_t batch_index) const override {
+    EXPECT_TRUE(hidden_on_) << "hidden states read while off";
+    return states_.at(static_cast<size_t>(batch_index)).data();
   }
 
   llama_seq_id AcquireLasting() override {
@@ -258,6 +281,8 @@ class FakeDecoder : public PolicyDecoder {
   std::vector<int32_t> refs_;  // shared layout: the sequences holding each cell
   std::vector<std::vector<float>> rows_;
   std::vector<llama_token> sampled_;
+  std::vector<std::array<float, 3>> states_;
+  bool hidden_on_ = false;
   std::vector<llama_token_data> scratch_;
 };
 
