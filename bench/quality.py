@@ -21,6 +21,7 @@ of prompts. Wall times are this machine's and move with its load; policy tokens 
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import subprocess
 import sys
@@ -29,6 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# Passive OpenMP waits (before llama.cpp loads; workers inherit it): llama.cpp's spinning threads
+# slow a decode many times over when anything else shares the cores. No result changes.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
