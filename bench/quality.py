@@ -21,8 +21,8 @@ of prompts. Wall times are this machine's and move with its load; policy tokens 
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import subprocess
 import sys
 import time
