@@ -85,15 +85,24 @@ def test_same_result_as_the_python_cli(stars_cli, smollm2, mode, kv_layout, tmp_
 
 
 @pytest.fixture(scope="module")
-def reward_models(model_dir, tiny_bert, tmp_path_factory) -> dict[str, Path]:
+def reward_models(model_dir, tiny_bert, tiny_llama, tmp_path_factory) -> dict[str, Path]:
     """A judge, a classifier under a path with colons (the two CLIs once split
-    classifier:PATH:LABEL at different colons) and a causal reward model, all tiny."""
+    classifier:PATH:LABEL at different colons), a causal reward model and a probe on the
+    policy's last layer, all tiny."""
     odd = tmp_path_factory.mktemp("models") / "dir:with:colons"
     odd.mkdir()
     shutil.copy(tiny_bert, odd / "bert:v1.gguf")
     n_embd = int(LLAMA_HPARAMS["n_embd"])
     head = [0.05 * ((i * 7) % 11 - 5) for i in range(n_embd)]
+    from stars_cpp import _core
+
+    probe = odd.parent / "tiny.probe.gguf"
+    _core.write_probe(str(probe), {
+        "layer": int(LLAMA_HPARAMS["n_layer"]), "mean": [0.0] * n_embd, "std": [1.0] * n_embd,
+        "weight": head, "bias": 0.1,
+        "policy": _core.identify_policy(_core.Model.load(str(tiny_llama), 0))})
     return {
+        "probe": probe,
         "judge": write_tiny_llama(model_dir / "tiny-cli-judge.gguf", seed=4),
         "classifier": odd / "bert:v1.gguf",
         "causal": write_tiny_llama(model_dir / "tiny-cli-causal-rm.gguf", seed=3,
@@ -105,7 +114,7 @@ def reward_models(model_dir, tiny_bert, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("reward, mode", [
     ("judge:policy", "best_of_n"), ("judge:policy", "stars"), ("judge:JUDGE", "stars"),
-    ("classifier:CLASSIFIER:1", "stars"), ("causal:CAUSAL", "stars"),
+    ("classifier:CLASSIFIER:1", "stars"), ("causal:CAUSAL", "stars"), ("probe:PROBE", "stars"),
 ])
 def test_same_json_and_trace_bytes_as_the_python_cli(stars_cli, tiny_llama, reward_models,
                                                      reward, mode, tmp_path):
