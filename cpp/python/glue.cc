@@ -476,6 +476,7 @@ nb::dict MetricsDict(const EngineMetrics& m) {
   d["rounds"] = m.rounds;
   d["candidates_sampled"] = m.candidates_sampled;
   d["decode_calls"] = m.decode_calls;
+  d["decode_micro_batches"] = m.decode_micro_batches;
   d["decode_tokens"] = m.decode_tokens;
   d["decode_seconds"] = m.decode_seconds;
   d["reward_calls"] = m.reward_calls;

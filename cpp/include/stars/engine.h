@@ -89,6 +89,10 @@ struct EngineMetrics {
   int64_t candidates_sampled = 0;  // over those rounds: mean round width = this / rounds
   int64_t decode_calls = 0;        // llama_decode calls of the policy
   int64_t decode_tokens = 0;       // tokens in them: mean decode batch = this / decode_calls
+  // The micro-batches llama.cpp split them into, each a pass over the weights. In the isolated
+  // layout a micro-batch holds consecutive sequence ids only, so gaps between the live ones
+  // cost passes.
+  int64_t decode_micro_batches = 0;
   int64_t reward_calls = 0;
   int64_t reward_rows = 0;
   double reward_seconds = 0.0;

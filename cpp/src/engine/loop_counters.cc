@@ -2,9 +2,10 @@
 
 namespace stars {
 
-void LoopCounters::Decode(int32_t n_tokens, double seconds) {
+void LoopCounters::Decode(int32_t n_tokens, double seconds, int32_t micro_batches) {
   ++decode_calls;
   decode_tokens += n_tokens;
+  decode_micro_batches += micro_batches;
   decode_seconds += seconds;
 }
 
@@ -47,6 +48,7 @@ void LoopCounters::Publish(EngineMetrics* metrics) const {
   metrics->candidates_sampled = candidates_sampled;
   metrics->decode_calls = decode_calls;
   metrics->decode_tokens = decode_tokens;
+  metrics->decode_micro_batches = decode_micro_batches;
   metrics->decode_seconds = decode_seconds;
   metrics->reward_calls = reward_calls;
   metrics->reward_rows = reward_rows;

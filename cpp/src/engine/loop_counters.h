@@ -17,14 +17,15 @@ struct LoopCounters {
   int64_t candidates_sampled = 0;
   int64_t decode_calls = 0;
   int64_t decode_tokens = 0;
+  int64_t decode_micro_batches = 0;
   double decode_seconds = 0.0;
   int64_t reward_calls = 0;
   int64_t reward_rows = 0;
   double reward_seconds = 0.0;
   int64_t kv_stream_copies = 0;
 
-  // One llama_decode call of the policy, of `n_tokens` tokens.
-  void Decode(int32_t n_tokens, double seconds);
+  // One llama_decode call of the policy, of `n_tokens` tokens in `micro_batches`.
+  void Decode(int32_t n_tokens, double seconds, int32_t micro_batches);
   // `run` starts a round of `width` candidates.
   void Round(PromptRun& run, int32_t width);
   // One token drawn for `run`, in the graph or on the host.

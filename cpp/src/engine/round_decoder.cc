@@ -46,7 +46,7 @@ double RoundDecoder::DecodeTrunks(const std::vector<PromptRun*>& runs,
   if (n_embd_ > 0) decoder_->SetHiddenStates(false);
   decoder_->Decode(jobs_, [&](const DecodedView& view) {
     seconds += view.seconds;
-    counters_->Decode(view.n_tokens, view.seconds);
+    counters_->Decode(view.n_tokens, view.seconds, view.micro_batches);
     const auto start = std::chrono::steady_clock::now();
     for (const DecodedOutput& out : view.outputs) on_trunk(*runs[out.job], out.batch_index);
     seconds += SecondsSince(start);
@@ -86,7 +86,7 @@ double RoundDecoder::Step(const std::vector<PromptRun*>& runs,
       costs_->RecordStep(view.n_tokens, view.seconds);
     }
     seconds += view.seconds;
-    counters_->Decode(view.n_tokens, view.seconds);
+    counters_->Decode(view.n_tokens, view.seconds, view.micro_batches);
     const auto start = std::chrono::steady_clock::now();
     draws_.clear();
     for (const DecodedOutput& out : view.outputs) {

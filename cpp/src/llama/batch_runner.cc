@@ -94,12 +94,20 @@ void BatchRunner::Run(const std::vector<DecodeJob>& jobs,
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const llama_batch& all = batch_.get();
     outputs_.clear();
+    int32_t micro_batches = (n + n_ubatch - 1) / n_ubatch;
+    if (isolated) {
+      micro_batches = 1;
+      for (int32_t i = first + 1; i < first + n; ++i) {
+        const llama_seq_id seq = all.seq_id[i][0], before = all.seq_id[i - 1][0];
+        micro_batches += seq != before && seq != before + 1 ? 1 : 0;
+      }
+    }
     for (int32_t i = first; i < first + n; ++i) {
       if (pool_ != nullptr) pool_->Extend(all.seq_id[i][0], all.pos[i] + 1);
       if (reported_[static_cast<size_t>(i)])
         outputs_.push_back({job_of_token_[static_cast<size_t>(i)], i - first});
     }
-    if (!outputs_.empty()) on_view(DecodedView{outputs_, n, seconds});
+    if (!outputs_.empty()) on_view(DecodedView{outputs_, n, seconds, micro_batches});
     first += n;
   }
 }

@@ -47,6 +47,10 @@ struct DecodedView {
   const std::vector<DecodedOutput>& outputs;
   int32_t n_tokens;
   double seconds;
+  // The micro-batches llama.cpp split it into, each a pass over the weights: in an isolated
+  // context one per run of consecutive sequence ids (llama.cpp's sequential split), else one per
+  // n_ubatch tokens.
+  int32_t micro_batches = 1;
 };
 
 class BatchRunner {

@@ -183,6 +183,25 @@ TEST_F(BatchRunnerTest, IsolatedViewsHoldJobsOfOneLengthAndMapRowsBack) {
   EXPECT_EQ(pool_->n_cells_in_use(), 20 + 3 + 5 + 3);
 }
 
+// llama.cpp puts only consecutive sequence ids in one micro-batch of an isolated context (its
+// sequential split): each gap among a step's ids costs another pass over the weights.
+TEST_F(BatchRunnerTest, MicroBatchesCountTheRunsOfConsecutiveIds) {
+  for (KvLayout layout : {KvLayout::kIsolated, KvLayout::kShared}) {
+    Open(layout, 16, 8, 8);
+    stars::BatchRunner runner(*context_, pool_.get());
+    for (int i = 0; i < 8; ++i) pool_->Acquire();
+    const llama_token token = 1;
+    std::vector<stars::DecodeJob> jobs;
+    for (llama_seq_id seq : {7, 0, 3, 1, 4}) jobs.push_back({seq, 0, &token, 1, true});
+    std::vector<int32_t> micro_batches;
+    runner.Run(jobs, [&](const stars::DecodedView& view) {
+      micro_batches.push_back(view.micro_batches);
+    });
+    // Isolated: 0-1, 3-4 and 7; shared: five tokens in one micro-batch of 8.
+    EXPECT_EQ(micro_batches, std::vector<int32_t>{layout == KvLayout::kIsolated ? 3 : 1});
+  }
+}
+
 TEST_F(BatchRunnerTest, NoTokensNoViews) {
   Open(KvLayout::kShared, 8, 8);
   stars::BatchRunner runner(*context_, pool_.get());
