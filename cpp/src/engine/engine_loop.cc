@@ -581,8 +581,9 @@ void EngineLoop::AcceptCandidate(PromptRun& run, Candidate& chosen, Segment segm
   // The trunk now holds the candidate's decoded tokens; the rest waits for the next round.
   const int32_t n_decoded = std::min(chosen.n_decoded(), n_tokens);
   run.n_past = chosen.fork_pos + n_decoded;
-  // A stop string cut decoded tokens off the candidate: drop their cells.
-  if (chosen.n_decoded() > n_tokens) decoder().Rewind(run.trunk, run.n_past);
+  // A stop string cut decoded tokens off the candidate, or a step padded it: drop those cells.
+  if (chosen.n_decoded() > n_tokens || chosen.n_padding > 0)
+    decoder().Rewind(run.trunk, run.n_past);
   run.pending.assign(chosen.tokens.begin() + n_decoded, chosen.tokens.end());
   // Every token decoded (an entropy rise ended it): the next round starts from its last row.
   if (!chosen.next_logits.empty()) run.logits = std::move(chosen.next_logits);

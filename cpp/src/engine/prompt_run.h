@@ -30,6 +30,9 @@ struct Candidate {
   llama_pos fork_pos = 0;  // first position of the segment in its sequence
   llama_pos next_pos = 0;  // position at which the next token is decoded
   int32_t cap = 0;         // most tokens this candidate may take
+  // Cells decoded past next_pos while it was done, to keep a step's ids consecutive (isolated
+  // layout): not tokens of the candidate, dropped if it is accepted.
+  int32_t n_padding = 0;
   int32_t batch_index = -1;
   bool on_backend = false;  // its sampler is attached to `seq`: llama.cpp draws its tokens
   std::vector<llama_token> tokens;

@@ -54,6 +54,35 @@ double RoundDecoder::DecodeTrunks(const std::vector<PromptRun*>& runs,
   return seconds;
 }
 
+void RoundDecoder::PadGaps(const std::vector<PromptRun*>& runs) {
+  llama_seq_id lo = jobs_.front().seq, hi = lo;
+  for (const DecodeJob& job : jobs_) {
+    lo = std::min(lo, job.seq);
+    hi = std::max(hi, job.seq);
+  }
+  padded_.clear();
+  for (PromptRun* run : runs) {
+    for (Candidate& candidate : run->candidates) {
+      if (!candidate.done || candidate.seq < lo || candidate.seq > hi || candidate.tokens.empty()) {
+        continue;
+      }
+      // Within its own cap and stream: the request reserved that many cells.
+      const int32_t used = candidate.n_decoded() + candidate.n_padding;
+      if (used + 1 > candidate.cap ||
+          candidate.next_pos + candidate.n_padding + 1 > decoder_->n_cells_per_seq()) {
+        continue;
+      }
+      padded_.push_back(&candidate);
+    }
+  }
+  for (Candidate* candidate : padded_) {
+    jobs_.push_back({candidate->seq, candidate->next_pos + candidate->n_padding,
+                     &candidate->tokens.back(), 1, false});
+    owners_.emplace_back(nullptr, nullptr);
+    ++candidate->n_padding;
+  }
+}
+
 // A candidate's last token is only decoded if it is accepted (the next round's step 0).
 double RoundDecoder::Step(const std::vector<PromptRun*>& runs,
                           const std::vector<PromptRun*>& joining,
@@ -67,13 +96,14 @@ double RoundDecoder::Step(const std::vector<PromptRun*>& runs,
       owners_.emplace_back(run, &candidate);
     }
   }
+  if (jobs_.empty()) return 0.0;
+  if (decoder_->isolated()) PadGaps(runs);
   for (PromptRun* run : joining) {
     jobs_.push_back({run->trunk, run->n_past, run->pending.data(),
                      static_cast<int32_t>(run->pending.size()), true});
     owners_.emplace_back(run, nullptr);
   }
   double seconds = 0.0;
-  if (jobs_.empty()) return seconds;
   // Hidden states for a probe: only in steps of one token per sequence (no joining prompt), and
   // only when some request scores candidates.
   bool hidden = n_embd_ > 0 && joining.empty() &&
@@ -82,7 +112,7 @@ double RoundDecoder::Step(const std::vector<PromptRun*>& runs,
   if (n_embd_ > 0 && !decoder_->SetHiddenStates(hidden)) hidden = n_embd_ = 0;
   decoder_->Decode(jobs_, [&](const DecodedView& view) {
     // Only views of one token per sequence price a step: a prompt's prefill would not.
-    if (view.n_tokens == static_cast<int32_t>(view.outputs.size())) {
+    if (view.n_tokens == view.n_jobs) {
       costs_->RecordStep(view.n_tokens, view.seconds);
     }
     seconds += view.seconds;

@@ -50,6 +50,12 @@ class RoundDecoder {
   void ReadHiddenStates(int32_t n_embd) { n_embd_ = n_embd; }
 
  private:
+  // Isolated layout: llama.cpp puts only consecutive sequence ids in one micro-batch, so a done
+  // candidate whose id sits between live ones would split the step into another pass over the
+  // weights. Such candidates decode a padding token instead (a row of the same pass, far
+  // cheaper), dropped if they are accepted.
+  void PadGaps(const std::vector<PromptRun*>& runs);
+
   PolicyDecoderFactory make_decoder_;
   const Vocabulary& vocabulary_;
   RoundCostModel* costs_;
@@ -62,6 +68,7 @@ class RoundDecoder {
   std::vector<DecodeJob> jobs_;
   std::vector<std::pair<PromptRun*, Candidate*>> owners_;  // nullptr candidate: a prefill
   std::vector<SamplingJob> draws_;
+  std::vector<Candidate*> padded_;
 };
 
 // The alternatives a draw computes: -1 when the request asked for no logprobs.

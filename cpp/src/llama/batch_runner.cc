@@ -102,12 +102,15 @@ void BatchRunner::Run(const std::vector<DecodeJob>& jobs,
         micro_batches += seq != before && seq != before + 1 ? 1 : 0;
       }
     }
+    int32_t n_jobs = 0;
     for (int32_t i = first; i < first + n; ++i) {
+      n_jobs += i == first ||
+                job_of_token_[static_cast<size_t>(i)] != job_of_token_[static_cast<size_t>(i - 1)];
       if (pool_ != nullptr) pool_->Extend(all.seq_id[i][0], all.pos[i] + 1);
       if (reported_[static_cast<size_t>(i)])
         outputs_.push_back({job_of_token_[static_cast<size_t>(i)], i - first});
     }
-    if (!outputs_.empty()) on_view(DecodedView{outputs_, n, seconds, micro_batches});
+    if (!outputs_.empty()) on_view(DecodedView{outputs_, n, seconds, micro_batches, n_jobs});
     first += n;
   }
 }

@@ -51,6 +51,7 @@ struct DecodedView {
   // context one per run of consecutive sequence ids (llama.cpp's sequential split), else one per
   // n_ubatch tokens.
   int32_t micro_batches = 1;
+  int32_t n_jobs = 0;  // jobs with tokens in it (n_tokens == n_jobs: one token each)
 };
 
 class BatchRunner {

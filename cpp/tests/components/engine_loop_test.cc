@@ -526,6 +526,37 @@ TEST(EngineLoop, HiddenStatesReachAProbeAtEachCandidatesLastDecodedToken) {
   }
 }
 
+// Isolated: a done candidate between live ones decodes a padding token, so that a step's ids
+// stay consecutive (one micro-batch, one pass over the weights); the padding is dropped on
+// acceptance and the text is what the shared layout gives.
+TEST(EngineLoop, PaddingKeepsAStepsIdsConsecutive) {
+  // End of generation is always likely: candidates end at different steps.
+  const FakeModel model = [alphabet = Alphabet()](const std::vector<llama_token>& history) {
+    std::vector<float> logits = alphabet(history);
+    logits[0] = 0.0f;
+    return logits;
+  };
+  GenerationParams params = Params(Mode::kBestOfN);
+  params.max_tokens = 16;
+  params.candidates = 6;
+  std::vector<std::string> texts[2];
+  for (KvLayout layout : {KvLayout::kShared, KvLayout::kIsolated}) {
+    EngineOptions options;
+    options.kv_layout = layout;
+    Harness harness(options, false, model);
+    for (const Result& result : harness.Run(params, {{1}, {2}, {3}})) {
+      ExpectTokenAccounting(result);
+      texts[layout == KvLayout::kIsolated].push_back(result.text);
+    }
+    harness.ExpectAllReleased();
+    if (layout == KvLayout::kIsolated) {
+      EXPECT_GT(harness.log.padding_jobs, 0);
+      EXPECT_EQ(harness.log.step_runs, harness.log.steps);  // one run of ids per step
+    }
+  }
+  EXPECT_EQ(texts[0], texts[1]);
+}
+
 TEST(EngineLoop, ClosedLoopRefusesAndFailsWhatWaits) {
   Harness harness;
   harness.loop->Close();

@@ -60,6 +60,11 @@ struct FakeLog {
   int32_t seqs_in_use = 0;
   int64_t backend_draws = 0;
   int64_t hidden_rows = 0;  // outputs decoded with hidden states on
+  int64_t padding_jobs = 0;  // one-token jobs without an output
+  // Per decode, the runs of consecutive sequence ids among its one-token jobs: llama.cpp's
+  // micro-batches of an isolated context.
+  int64_t step_runs = 0;
+  int64_t steps = 0;
   // Throws DecodeError from the decode call of this number (1-based; 0: never).
   int64_t fail_decode_call = 0;
 };
@@ -90,6 +95,19 @@ class FakeDecoder : public PolicyDecoder {
     }
     std::vector<DecodedOutput> outputs;
     int32_t n_tokens = 0;
+    std::vector<llama_seq_id> one_token;
+    for (const DecodeJob& job : jobs) {
+      if (job.n_tokens == 1) one_token.push_back(job.seq);
+      if (job.n_tokens == 1 && !job.output) ++log_->padding_jobs;
+    }
+    if (!one_token.empty()) {
+      std::sort(one_token.begin(), one_token.end());
+      ++log_->steps;
+      ++log_->step_runs;
+      for (size_t i = 1; i < one_token.size(); ++i) {
+        log_->step_runs += one_token[i] != one_token[i - 1] + 1 ? 1 : 0;
+      }
+    }
     for (size_t j = 0; j < jobs.size(); ++j) {
       const DecodeJob& job = jobs[j];
       Seq& seq = Use(job.seq);
@@ -116,7 +134,7 @@ class FakeDecoder : public PolicyDecoder {
       sampled_.push_back(drawn);
     }
     Note();
-    on_view(DecodedView{outputs, n_tokens, 0.001});
+    on_view(DecodedView{outputs, n_tokens, 0.001, 1, static_cast<int32_t>(jobs.size())});
   }
   const float* Logits(int32_t batch_index) const override {
     EXPECT_LT(static_cast<size_t>(batch_index), rows_.size());
