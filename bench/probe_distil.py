@@ -68,7 +68,8 @@ def main() -> None:
     start = time.perf_counter()
     report = stars_cpp.fit_probe([{"prompt": p} for p in train], probe_path, model=model,
                                  generate=args.generate, score_with=quality_tasks.vader_compound,
-                                 max_tokens=40, seed=0, progress=False)
+                                 max_tokens=40, seed=0, progress=False,
+                                 scored_output=_common.RESULTS / "probe_distil_scored.jsonl")
     fit_s = time.perf_counter() - start
     print(report.summary(), f"({fit_s:.0f} s)", flush=True)
 
@@ -90,6 +91,7 @@ def main() -> None:
                "machine": _common.machine(), "fit": {
                    "train_prompts": len(train), "responses_per_prompt": args.generate,
                    "rows": report.n_train + report.n_holdout,
+                   "ridge": report.extra.get("ridge"),
                    "holdout_correlation": report.holdout_correlation, "seconds": fit_s},
                "test_prompts": len(test), "summary": summary, "runs": rows}
     out = _common.write_json("probe_distil", payload)

@@ -53,6 +53,11 @@ def _param_flags(parser: argparse.ArgumentParser, command: str) -> None:
     add_flags(parser, command, ("generation",))
 
 
+def _ridge(text: str) -> float | str:
+    """--ridge: a penalty, or "auto"."""
+    return text if text == "auto" else float(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="stars-cpp", description="STARS decoding-time alignment on llama.cpp.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -146,8 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--layer", type=int, default=None,
                      help="the hidden state: n_layer (default) the last layer's output, a "
                      "smaller l the input of layer l")
-    fit.add_argument("--ridge", type=float, default=1.0,
-                     help="the L2 penalty on the normalised weights (default 1.0)")
+    fit.add_argument("--ridge", type=_ridge, default="auto",
+                     help="the L2 penalty on the normalised weights, or auto (default): chosen "
+                     "by 5-fold cross-validation on the training rows")
     fit.add_argument("--holdout", type=float, default=0.2,
                      help="the fraction of records held out and reported on (default 0.2)")
     fit.add_argument("--seed", type=int, default=0,

@@ -129,6 +129,30 @@ def fit_ridge(z: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, f
     return weight, bias
 
 
+# The penalties "auto" chooses among, by cross-validation on the training rows: hidden states
+# have hundreds of dimensions, and a few hundred rows overfit a light penalty.
+RIDGE_GRID = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
+
+
+def choose_ridge(z: np.ndarray, y: np.ndarray, seed: int, folds: int = 5) -> float:
+    """The penalty of RIDGE_GRID with the best mean Pearson r over ``folds`` folds."""
+    k = min(folds, len(y))
+    if k < 2:
+        return 1.0
+    parts = np.array_split(np.random.default_rng(seed).permutation(len(y)), k)
+    best, best_r = 1.0, -np.inf
+    for alpha in RIDGE_GRID:
+        rs = []
+        for i in range(k):
+            fit = np.concatenate(parts[:i] + parts[i + 1:])
+            weight, bias = fit_ridge(z[fit], y[fit], alpha)
+            rs.append(_pearson(z[parts[i]] @ weight + bias, y[parts[i]]))
+        r = float(np.nanmean(rs)) if not np.isnan(rs).all() else -np.inf
+        if r > best_r:
+            best, best_r = alpha, r
+    return best
+
+
 def fit_bradley_terry(d: np.ndarray, alpha: float, iterations: int = 50) -> np.ndarray:
     """Logistic regression without intercept on chosen - rejected differences (Newton's method,
     L2 penalty ``alpha``): P(chosen beats rejected) = sigmoid(w . d)."""
@@ -172,8 +196,9 @@ class FitReport:
         else:
             metric = (f"held-out pairwise accuracy {self.holdout_accuracy:.4f} "
                       f"(train {self.train_accuracy:.4f})")
+        ridge = f", ridge {self.extra['ridge']:g}" if "ridge" in self.extra else ""
         return (f"{self.path}: {self.kind}, layer {self.layer}, {self.n_train} train / "
-                f"{self.n_holdout} held out: {metric}")
+                f"{self.n_holdout} held out{ridge}: {metric}")
 
 
 def _split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -253,7 +278,7 @@ def generate_responses(model: object, prompts: Sequence[Prompt], n: int, *, chat
 
 
 def fit_probe(data: str | os.PathLike | Iterable[Mapping], output: str | os.PathLike, *,
-              model: object = None, layer: int | None = None, ridge: float = 1.0,
+              model: object = None, layer: int | None = None, ridge: float | str = "auto",
               holdout: float = 0.2, seed: int = 0, chat: bool = True,
               score_with: str | Callable | None = None, generate: int = 0,
               max_tokens: int = 64, progress: bool = True, n_threads: int = 0,
@@ -261,15 +286,17 @@ def fit_probe(data: str | os.PathLike | Iterable[Mapping], output: str | os.Path
     """Fits a linear probe on ``model``'s hidden states and writes it to ``output``.
 
     ``data``: a JSONL path or records of ``{prompt, response, score}`` (ridge regression with
-    penalty ``ridge``) or ``{prompt, chosen, rejected}`` (Bradley-Terry logistic regression).
+    penalty ``ridge``; ``"auto"`` picks it from RIDGE_GRID by 5-fold cross-validation on the
+    training rows, 1.0 for pairs) or ``{prompt, chosen, rejected}`` (Bradley-Terry logistic
+    regression).
     With ``score_with`` (a callable, ``python:MODULE:FUNCTION``, ``MODULE:FUNCTION`` or a GGUF
     reward spec) records of ``{prompt, response}`` are scored first; with ``generate`` N, records
     of ``{prompt}`` get N plain-mode responses each from the policy first (then ``score_with``
     is needed). A seeded ``holdout`` fraction is held out and reported on; the normalisation
     comes from the training features. ``scored_output`` writes the scored training set as JSONL.
     """
-    if not isinstance(ridge, (int, float)) or ridge < 0:
-        raise ParameterError(f"ridge must be >= 0, got {ridge!r}", "ridge")
+    if ridge != "auto" and (not isinstance(ridge, (int, float)) or ridge < 0):
+        raise ParameterError(f"ridge must be >= 0 or 'auto', got {ridge!r}", "ridge")
     if not isinstance(holdout, (int, float)) or not 0 <= holdout < 1:
         raise ParameterError(f"holdout must be in [0, 1), got {holdout!r}", "holdout")
     if not isinstance(generate, int) or generate < 0:
@@ -339,13 +366,15 @@ def _fit_scores(records, policy, extractor, ridge, holdout, seed, chat, progress
     train, held = _split(len(records), holdout, seed)
     mean, std = _normalisation(features[train])
     z = (features - mean) / std
+    if ridge == "auto":
+        ridge = choose_ridge(z[train], y[train], seed)
     weight, bias = fit_ridge(z[train], y[train], ridge)
     predicted = z @ weight + bias
     return FitReport(
         path="", kind="scores", layer=0, n_train=len(train), n_holdout=len(held),
         holdout_correlation=_pearson(predicted[held], y[held]) if len(held) else None,
         train_correlation=_pearson(predicted[train], y[train]),
-        extra={"head": (weight, bias, mean, std)})
+        extra={"head": (weight, bias, mean, std), "ridge": ridge})
 
 
 def _fit_pairs(records, policy, extractor, ridge, holdout, seed, chat, progress) -> FitReport:
@@ -359,7 +388,7 @@ def _fit_pairs(records, policy, extractor, ridge, holdout, seed, chat, progress)
     train, held = _split(n, holdout, seed)
     mean, std = _normalisation(np.concatenate([chosen[train], rejected[train]]))
     d = (chosen - rejected) / std
-    weight = fit_bradley_terry(d[train], max(ridge, 1e-6))
+    weight = fit_bradley_terry(d[train], max(1.0 if ridge == "auto" else ridge, 1e-6))
     margin = d @ weight
     return FitReport(
         path="", kind="pairs", layer=0, n_train=len(train), n_holdout=len(held),
