@@ -426,3 +426,17 @@ def test_an_unexposed_layer_is_refused():
     with pytest.raises(stars_cpp.ParameterError, match="layer 3: .*gemma3.*use layer 18"):
         _core.make_feature_extractor(gemma, 3)
     assert _core.make_feature_extractor(gemma, gemma.n_layer).n_embd == 640
+
+
+def test_auto_ridge_chooses_a_penalty_that_generalises():
+    # 120 rows of 200 features, a signal in 5 of them: a light penalty fits the noise.
+    from stars_cpp.probe import RIDGE_GRID, _pearson, choose_ridge, fit_ridge
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(160, 200))
+    y = z[:, :5].sum(axis=1) + 2.0 * rng.normal(size=160)
+    alpha = choose_ridge(z[:120], y[:120], seed=0)
+    assert alpha in RIDGE_GRID and alpha >= 10
+    held = [_pearson(z[120:] @ w + b, y[120:])
+            for w, b in (fit_ridge(z[:120], y[:120], a) for a in (0.1, alpha))]
+    assert held[1] > held[0]
