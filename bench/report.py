@@ -113,7 +113,8 @@ def quality() -> list[str]:
     data = load("quality_sweep")
     if data is None or not all("best_of_16_target" in t for t in data["tasks"]):
         return []  # none yet, or a run of the bench before its five tasks
-    out = [f"**Quality**, five tasks; {where(data)}; `{data['command']}`", ""]
+    out = [f"**Quality**, {len(data['tasks'])} of the five tasks so far; {where(data)}; "
+           f"`{data['command']}`", ""]
     # The summary: each task's win rate against plain at the defaults, and the best-of-16 target.
     rows = []
     for task in data["tasks"]:
