@@ -103,8 +103,9 @@ class Context {
   int32_t n_ubatch() const { return static_cast<int32_t>(llama_n_ubatch(ctx_)); }
   int32_t n_threads() const { return llama_n_threads(ctx_); }
   int32_t n_seq_max() const { return static_cast<int32_t>(llama_n_seq_max(ctx_)); }
-  // Embeddings on: llama.cpp then outputs every token of a batch, marked or not.
-  bool embeddings() const { return embeddings_; }
+  // Embeddings on (made so, or SetTokenEmbeddings): llama.cpp then outputs every token of a
+  // batch, marked or not.
+  bool embeddings() const { return embeddings_ || token_embeddings_; }
 
  private:
   std::shared_ptr<Model> model_;
