@@ -30,13 +30,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(tiny_llama) -> tuple[subprocess.Popen, int]:
+def launch(tiny_llama, reward: str = "python:deterministic_rewards:boom_reward"
+           ) -> tuple[subprocess.Popen, int]:
     """`stars-cpp serve` on the tiny model, once it answers /health."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "stars_cpp", "serve", "--model", str(tiny_llama),
-         "--reward", "python:deterministic_rewards:boom_reward", "--port", str(port),
+         "--reward", reward, "--port", str(port),
          "--n-ctx", str(N_CTX), "--max-queue", "64", "--log-level", "warning"],
         env=env, cwd=TESTS, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
@@ -407,3 +408,28 @@ def test_sigterm_ends_open_streams_saying_so_and_exits_0(tiny_llama):
     error = json.loads(events[-2])["error"]
     assert error["type"] == "server_closing" and "shutting down" in error["message"]
     assert proc.wait(timeout=60) == 0
+
+
+def test_a_probe_reward_serves(tiny_llama, tmp_path):
+    """`serve --reward probe:PATH`: a probe on the tiny policy's last layer scores the rounds."""
+    from tiny_models import LLAMA_HPARAMS
+
+    from stars_cpp import _core
+
+    n_embd, n_layer = int(LLAMA_HPARAMS["n_embd"]), int(LLAMA_HPARAMS["n_layer"])
+    probe = tmp_path / "tiny.probe.gguf"
+    _core.write_probe(str(probe), {
+        "layer": n_layer, "mean": [0.0] * n_embd, "std": [1.0] * n_embd,
+        "weight": [0.01 * (i % 7 - 3) for i in range(n_embd)], "bias": 0.0,
+        "policy": _core.identify_policy(_core.Model.load(str(tiny_llama), 0))})
+    proc, port = launch(tiny_llama, f"probe:{probe}")
+    try:
+        status, body = post(port, "/v1/completions", {
+            "prompt": "Hello", "max_tokens": 8, "mode": "stars", "segment_tokens": 4,
+            "seed": 1})
+        assert status == 200, body
+        assert body["usage"]["completion_tokens"] == 8
+        assert body["usage"]["stars"]["reward_calls"] > 0
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
