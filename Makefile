@@ -107,9 +107,8 @@ lint: install
 bench-install: install-test
 	$(BIN)/pip install --no-build-isolation ".[test,bench]"
 
-# The CPU suite, under 20 minutes on 2 cores: the helpfulness task (judge-rewarded, the costly
-# one) on its first HELPFULNESS_PROMPTS instructions; `make bench-full` runs all 50.
-HELPFULNESS_PROMPTS ?= 6
+# The CPU suite, under 20 minutes on 2 cores: one quality task; `make bench-full` runs all five
+# and the probe example.
 bench: bench-install native
 	$(BIN)/python bench/decode_ceiling.py --repeats 2
 	$(BIN)/python bench/serve.py
@@ -117,17 +116,17 @@ bench: bench-install native
 	$(BIN)/python bench/edge.py
 	$(BIN)/python bench/vs_python.py
 	$(BIN)/python bench/reward_cost.py
-	$(BIN)/python bench/quality.py --task sentiment
-	$(BIN)/python bench/quality.py --task helpfulness --prompts $(HELPFULNESS_PROMPTS)
+	$(BIN)/python bench/quality.py --task sentiment_smollm2
 
 bench-full: bench
-	$(BIN)/python bench/quality.py --task helpfulness
+	$(BIN)/python bench/quality.py
+	$(BIN)/python bench/probe_distil.py
 
-# The frontier that chose the STARS defaults, the judge layouts and width independence on
-# SmolLM2 (about 25 minutes on 2 cores).
+# The frontier that chooses the STARS defaults by their worst task (one task at a time: each
+# keeps the others' results; a few hours on 2 cores), the judge layouts and width independence.
+QUALITY_TASKS ?= sentiment_smollm2 coverage bullets civility sentiment_gemma
 bench-sweep: bench-install
-	$(BIN)/python bench/quality.py --sweep --task sentiment
-	$(BIN)/python bench/quality.py --sweep --task helpfulness --prompts 12
+	for task in $(QUALITY_TASKS); do $(BIN)/python bench/quality.py --sweep --task $$task || exit 1; done
 	$(BIN)/python bench/judge_layout.py
 	$(BIN)/python bench/width_independence.py
 
@@ -135,7 +134,7 @@ bench-quick: bench-install
 	$(BIN)/python bench/decode_ceiling.py --quick
 	$(BIN)/python bench/vs_python.py --quick
 	$(BIN)/python bench/reward_cost.py --quick
-	$(BIN)/python bench/quality.py --quick
+	$(BIN)/python bench/quality.py --task sentiment_smollm2 --prompts 8
 	$(BIN)/python bench/serve.py --quick
 	$(BIN)/python bench/dataset.py
 	$(BIN)/python bench/edge.py
