@@ -55,31 +55,33 @@ double RoundDecoder::DecodeTrunks(const std::vector<PromptRun*>& runs,
 }
 
 void RoundDecoder::PadGaps(const std::vector<PromptRun*>& runs) {
-  llama_seq_id lo = jobs_.front().seq, hi = lo;
-  for (const DecodeJob& job : jobs_) {
-    lo = std::min(lo, job.seq);
-    hi = std::max(hi, job.seq);
-  }
-  padded_.clear();
+  // The done candidates that may pad: within their own cap and stream (the request reserved
+  // that many cells).
+  paddable_.assign(static_cast<size_t>(decoder_->n_seq()), nullptr);
   for (PromptRun* run : runs) {
     for (Candidate& candidate : run->candidates) {
-      if (!candidate.done || candidate.seq < lo || candidate.seq > hi || candidate.tokens.empty()) {
-        continue;
-      }
-      // Within its own cap and stream: the request reserved that many cells.
       const int32_t used = candidate.n_decoded() + candidate.n_padding;
-      if (used + 1 > candidate.cap ||
-          candidate.next_pos + candidate.n_padding + 1 > decoder_->n_cells_per_seq()) {
-        continue;
+      if (candidate.done && !candidate.tokens.empty() && used + 1 <= candidate.cap &&
+          candidate.next_pos + candidate.n_padding + 1 <= decoder_->n_cells_per_seq()) {
+        paddable_[static_cast<size_t>(candidate.seq)] = &candidate;
       }
-      padded_.push_back(&candidate);
     }
   }
-  for (Candidate* candidate : padded_) {
-    jobs_.push_back({candidate->seq, candidate->next_pos + candidate->n_padding,
-                     &candidate->tokens.back(), 1, false});
-    owners_.emplace_back(nullptr, nullptr);
-    ++candidate->n_padding;
+  live_ids_.clear();
+  for (const DecodeJob& job : jobs_) live_ids_.push_back(job.seq);
+  std::sort(live_ids_.begin(), live_ids_.end());
+  // A gap is padded only when every id in it can pad: otherwise it splits the step anyway.
+  for (size_t k = 1; k < live_ids_.size(); ++k) {
+    const llama_seq_id a = live_ids_[k - 1], b = live_ids_[k];
+    bool closes = b > a + 1;
+    for (llama_seq_id id = a + 1; closes && id < b; ++id) closes = paddable_[id] != nullptr;
+    for (llama_seq_id id = a + 1; closes && id < b; ++id) {
+      Candidate* candidate = paddable_[id];
+      jobs_.push_back({candidate->seq, candidate->next_pos + candidate->n_padding,
+                       &candidate->tokens.back(), 1, false});
+      owners_.emplace_back(nullptr, nullptr);
+      ++candidate->n_padding;
+    }
   }
 }
 

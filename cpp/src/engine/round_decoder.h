@@ -68,7 +68,8 @@ class RoundDecoder {
   std::vector<DecodeJob> jobs_;
   std::vector<std::pair<PromptRun*, Candidate*>> owners_;  // nullptr candidate: a prefill
   std::vector<SamplingJob> draws_;
-  std::vector<Candidate*> padded_;
+  std::vector<Candidate*> paddable_;  // PadGaps: by sequence id
+  std::vector<llama_seq_id> live_ids_;
 };
 
 // The alternatives a draw computes: -1 when the request asked for no logprobs.
