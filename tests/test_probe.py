@@ -79,7 +79,7 @@ def test_features_follow_the_convention(tiny_llama, rows, features):
         body = model.tokenize(response, add_special=False, parse_special=False)
         assert tokens == head + body[:-1]
     # Batched rows read what each row reads alone.
-    extractor = _core.make_feature_extractor(model, model.n_layer)
+    extractor = _core.make_feature_extractor(model, model.n_layer, 0, "f16")
     alone = np.stack([extractor.extract([x])[0] for x in inputs])
     np.testing.assert_allclose(features[:8], alone, rtol=0, atol=1e-5)
     # A layer's input: layer 0's is the token embedding of the last token.
@@ -87,7 +87,7 @@ def test_features_follow_the_convention(tiny_llama, rows, features):
 
     reader = gguf.GGUFReader(str(tiny_llama))
     embd = next(t for t in reader.tensors if t.name == "token_embd.weight").data
-    layer0 = _core.make_feature_extractor(model, 0).extract(inputs)
+    layer0 = _core.make_feature_extractor(model, 0, 0, "f16").extract(inputs)
     np.testing.assert_array_equal(layer0, np.stack([embd[x[-1]] for x in inputs]))
 
 
@@ -424,8 +424,8 @@ def test_an_unexposed_layer_is_refused():
 
     gemma = _core.Model.load(str(gemma3_270m_path()), 0)
     with pytest.raises(stars_cpp.ParameterError, match="layer 3: .*gemma3.*use layer 18"):
-        _core.make_feature_extractor(gemma, 3)
-    assert _core.make_feature_extractor(gemma, gemma.n_layer).n_embd == 640
+        _core.make_feature_extractor(gemma, 3, 0, "f16")
+    assert _core.make_feature_extractor(gemma, gemma.n_layer, 0, "f16").n_embd == 640
 
 
 def test_auto_ridge_chooses_a_penalty_that_generalises():

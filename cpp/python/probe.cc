@@ -137,7 +137,7 @@ void RegisterProbe(nb::module_& m) {
         nb::gil_scoped_release release;
         return MakeProbeReward(path, policy, options);
       },
-      "path"_a, "policy"_a, "chat"_a = true, "n_threads"_a = 0, "kv_type"_a = "f16");
+      "path"_a, "policy"_a, "chat"_a, "n_threads"_a, "kv_type"_a);
 
   nb::class_<FeatureExtractor>(m, "FeatureExtractor",
                                "The policy's hidden states at the last token of token lists.")
@@ -165,7 +165,7 @@ void RegisterProbe(nb::module_& m) {
         nb::gil_scoped_release release;
         return MakeFeatureExtractor(std::move(policy), layer, n_threads, type);
       },
-      "policy"_a, "layer"_a, "n_threads"_a = 0, "kv_type"_a = "f16");
+      "policy"_a, "layer"_a, "n_threads"_a, "kv_type"_a);
 
   m.def(
       "prompt_tokens",

@@ -283,7 +283,7 @@ class ProbeReward(GgufReward):
     def prompt_tokens(self, text: str) -> list[int]:
         """A prompt's tokens as the probe renders Begin's text."""
 
-def make_probe_reward(path: str, policy: Model, chat: bool = True, n_threads: int = 0, kv_type: str = 'f16') -> ProbeReward: ...
+def make_probe_reward(path: str, policy: Model, chat: bool, n_threads: int, kv_type: str) -> ProbeReward: ...
 
 class FeatureExtractor:
     """The policy's hidden states at the last token of token lists."""
@@ -300,7 +300,7 @@ class FeatureExtractor:
     @property
     def tokens_decoded(self) -> int: ...
 
-def make_feature_extractor(policy: Model, layer: int, n_threads: int = 0, kv_type: str = 'f16') -> FeatureExtractor: ...
+def make_feature_extractor(policy: Model, layer: int, n_threads: int, kv_type: str) -> FeatureExtractor: ...
 
 def prompt_tokens(model: Model, text: str, messages: Sequence[tuple[str, str]]) -> list[int]:
     """

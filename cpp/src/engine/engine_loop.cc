@@ -198,11 +198,7 @@ void EngineLoop::Admit() {
     options.n_threads = options_.n_threads;
     options.kv_type = options_.kv_type;
     round_decoder_.Make(options);
-    ++contexts_created_;
-    queue_.Publish([&](EngineMetrics* metrics) {
-      metrics->contexts_created = contexts_created_;
-      metrics->cells_total = decoder().n_cells();
-    });
+    ++counters_.contexts_created;
   }
   AdmitQueued(false);
 }
@@ -330,6 +326,7 @@ void EngineLoop::Publish() {
       metrics->sequences_in_use = decoder().n_seq_in_use();
       metrics->sequences_total = decoder().n_seq();
       metrics->cells_in_use = decoder().n_cells_in_use();
+      metrics->cells_total = decoder().n_cells();
     }
     if (round_decoder_.sampling() != nullptr) {
       metrics->sampling_threads = round_decoder_.sampling()->threads_started();

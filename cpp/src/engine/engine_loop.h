@@ -124,7 +124,6 @@ class EngineLoop {
   int32_t next_slot_ = 0;
   int32_t seqs_reserved_ = 0;
   int64_t cells_reserved_ = 0;
-  int64_t contexts_created_ = 0;
 
   // The thread, started by the first request; thread_mutex_ orders its start with Close and
   // Abandon.

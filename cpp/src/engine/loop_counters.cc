@@ -54,6 +54,7 @@ void LoopCounters::Publish(EngineMetrics* metrics) const {
   metrics->reward_rows = reward_rows;
   metrics->reward_seconds = reward_seconds;
   metrics->kv_stream_copies = kv_stream_copies;
+  metrics->contexts_created = contexts_created;
 }
 
 }  // namespace stars

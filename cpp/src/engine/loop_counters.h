@@ -23,6 +23,7 @@ struct LoopCounters {
   int64_t reward_rows = 0;
   double reward_seconds = 0.0;
   int64_t kv_stream_copies = 0;
+  int64_t contexts_created = 0;
 
   // One llama_decode call of the policy, of `n_tokens` tokens in `micro_batches`.
   void Decode(int32_t n_tokens, double seconds, int32_t micro_batches);
