@@ -194,9 +194,8 @@ TEST_F(BatchRunnerTest, MicroBatchesCountTheRunsOfConsecutiveIds) {
     std::vector<stars::DecodeJob> jobs;
     for (llama_seq_id seq : {7, 0, 3, 1, 4}) jobs.push_back({seq, 0, &token, 1, true});
     std::vector<int32_t> micro_batches;
-    runner.Run(jobs, [&](const stars::DecodedView& view) {
-      micro_batches.push_back(view.micro_batches);
-    });
+    runner.Run(
+        jobs, [&](const stars::DecodedView& view) { micro_batches.push_back(view.micro_batches); });
     // Isolated: 0-1, 3-4 and 7; shared: five tokens in one micro-batch of 8.
     EXPECT_EQ(micro_batches, std::vector<int32_t>{layout == KvLayout::kIsolated ? 3 : 1});
   }

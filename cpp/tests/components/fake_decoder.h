@@ -59,7 +59,7 @@ struct FakeLog {
   int64_t cells_in_use = 0;  // of the latest decoder
   int32_t seqs_in_use = 0;
   int64_t backend_draws = 0;
-  int64_t hidden_rows = 0;  // outputs decoded with hidden states on
+  int64_t hidden_rows = 0;   // outputs decoded with hidden states on
   int64_t padding_jobs = 0;  // one-token jobs without an output
   // Per decode, the runs of consecutive sequence ids among its one-token jobs: llama.cpp's
   // micro-batches of an isolated context.
