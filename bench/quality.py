@@ -2,15 +2,17 @@
 best-of-N, STARS and CARDS, each task with a reward the methods optimise and a held-out scorer
 they never see, on 48 prompts.
 
-    python bench/quality.py [--sweep] [--throughput] [--task NAME ...] [--prompts N]
+    python bench/quality.py [--sweep] [--throughput] [--task NAME ...] [--method NAME ...]
+                            [--prompts N]
 
 Without --sweep: plain, best-of-4 and -16, STARS and CARDS at the package's defaults.
 --sweep moves one STARS setting at a time away from the defaults
-(segment_tokens 8, target_attempts 2 and 6, hard acceptance) plus CARDS at a second entropy
-threshold. Defaults are then chosen by the worst task: the setting
-whose lowest win rate against plain is highest (ties: fewer policy tokens per accepted token).
-It writes quality_sweep.json and .png (held-out score against policy tokens and against wall
-time, per task).
+(segment_tokens 8, target_attempts 2 and 6, hard acceptance) plus CARDS at two more entropy
+thresholds. --method runs only the named methods (plain always runs: wins are counted against
+it) and merges them into the kept results of each task. Defaults are then chosen by the worst
+task: the setting whose lowest win rate against plain is highest (ties: fewer policy tokens per
+accepted token). It writes quality_sweep.json and .png (held-out score against policy tokens
+and against wall time, per task).
 --throughput compares STARS and CARDS at 1 and 12 prompts per call (ms and decode batch per
 accepted token) on sentiment_smollm2: whether entropy-ended segments batch poorly.
 
@@ -44,7 +46,7 @@ import quality_tasks  # noqa: E402
 STARS_AXES: list[tuple[str, Any]] = [
     ("segment_tokens", 8), ("target_attempts", 2.0), ("target_attempts", 6.0),
     ("acceptance", "hard")]
-CARDS_THRESHOLDS = (3.0,)
+CARDS_THRESHOLDS = (3.0, 4.0)
 
 
 def methods(sweep: bool) -> list[dict[str, Any]]:
@@ -164,10 +166,12 @@ def summarize(row: dict[str, Any], plain: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def run_task(name: str, n_prompts: int, sweep: bool, fluency: Fluency | None) -> dict[str, Any]:
+def run_task(name: str, n_prompts: int, sweep: bool, fluency: Fluency | None,
+             only: list[str] | None = None, kept: dict[str, Any] | None = None) -> dict[str, Any]:
     task = quality_tasks.make_tasks(n_prompts)[name]
     rows: list[dict[str, Any]] = []
-    for method in methods(sweep):
+    wanted = [m for m in methods(sweep) if not only or m["name"] in only or m["name"] == "plain"]
+    for method in wanted:
         row = spawn({"task": name, "n_prompts": n_prompts, "method": method})
         row["held_out"] = task.held_out(row["texts"])
         if fluency is not None:
@@ -176,6 +180,11 @@ def run_task(name: str, n_prompts: int, sweep: bool, fluency: Fluency | None) ->
         print(f"  {name:17s} {row['name']:28s} reward {np.mean(row['rewards']):7.3f} "
               f"held-out {np.mean(row['held_out']):7.3f} tokens {row['policy_tokens_sampled']:6d}"
               f" wall {row['wall_s']:6.1f}s", flush=True)
+    # Runs of other methods kept from an earlier run of this task (same prompts, same seed).
+    ran = {r["name"] for r in rows}
+    rows += [r for r in (kept or {}).get("runs", []) if r["name"] not in ran]
+    order = [m["name"] for m in methods(True)]
+    rows.sort(key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
     plain = np.array(rows[0]["held_out"])
     return {"task": name, "n_prompts": len(task.prompts),
             "setup": {"policy": task.policy, "reward": task.reward_name,
@@ -294,6 +303,8 @@ def main() -> None:
     parser.add_argument("--throughput", action="store_true",
                         help="STARS and CARDS at 1 and 12 prompts per call")
     parser.add_argument("--task", choices=sorted(quality_tasks.make_tasks(1)), action="append")
+    parser.add_argument("--method", action="append",
+                        help="run only this method (repeatable); the others are kept")
     parser.add_argument("--prompts", type=int, default=48, help="prompts per task (max 48)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -301,6 +312,10 @@ def main() -> None:
         print(json.dumps(run_method(json.loads(args.worker))))
         return
 
+    known = [m["name"] for m in methods(True)]
+    for wanted in args.method or []:
+        if wanted not in known:
+            parser.error(f"--method {wanted!r} is not one of: {', '.join(known)}")
     name = "quality_sweep" if args.sweep else "quality"
     machine = _common.machine()
     command = "python " + " ".join(sys.argv)
@@ -312,11 +327,14 @@ def main() -> None:
         if task_name == "coverage" and fluency is None:
             fluency = Fluency()
         start = time.perf_counter()
+        old = next((t for t in kept.get("tasks", []) if t["task"] == task_name), None)
         task = run_task(task_name, args.prompts, args.sweep,
-                        fluency if task_name == "coverage" else None)
+                        fluency if task_name == "coverage" else None,
+                        args.method, old if args.method else None)
         task["best_of_16_target"] = best_of_16_target(task)
         tasks.append({**task, "command": command, "machine": machine,
-                      "seconds": time.perf_counter() - start})
+                      "seconds": time.perf_counter() - start
+                      + (old.get("seconds", 0.0) if old and args.method else 0.0)})
     # A run of some tasks replaces those and keeps the others' last results.
     if args.task:
         tasks += [t for t in kept.get("tasks", [])
