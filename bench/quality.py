@@ -13,6 +13,8 @@ it) and merges them into the kept results of each task. Defaults are then chosen
 task: the setting whose lowest win rate against plain is highest (ties: fewer policy tokens per
 accepted token). It writes quality_sweep.json and .png (held-out score against policy tokens
 and against wall time, per task).
+The long-form tasks (128-token responses, bench/quality_tasks.py) run only when named, usually
+with a few --method, for the best-of-16 target; they take no part in the choice of defaults.
 --throughput compares STARS and CARDS at 1 and 12 prompts per call (ms and decode batch per
 accepted token) on sentiment_smollm2: whether entropy-ended segments batch poorly.
 
@@ -188,7 +190,8 @@ def run_task(name: str, n_prompts: int, sweep: bool, fluency: Fluency | None,
     plain = np.array(rows[0]["held_out"])
     return {"task": name, "n_prompts": len(task.prompts),
             "setup": {"policy": task.policy, "reward": task.reward_name,
-                      "held_out": task.held_out_name, "params": task.params},
+                      "held_out": task.held_out_name, "params": task.params,
+                      "long_form": task.long_form},
             "summary": [summarize(r, plain) for r in rows], "runs": rows}
 
 
@@ -212,7 +215,9 @@ def best_of_16_target(task: dict[str, Any]) -> dict[str, Any]:
 
 def choose_defaults(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every STARS and CARDS setting by its worst task's win rate, best first (ties: fewer
-    policy tokens per accepted token, on average over the tasks)."""
+    policy tokens per accepted token, on average over the tasks). Long-form tasks, which run a
+    few methods for the best-of-16 target, take no part."""
+    tasks = [t for t in tasks if not t["setup"].get("long_form")]
     names = [r["method"] for r in tasks[0]["summary"]
              if r["method"].startswith(("stars", "cards"))
              and all(any(s["method"] == r["method"] for s in t["summary"]) for t in tasks)]
@@ -323,7 +328,8 @@ def main() -> None:
     kept: dict[str, Any] = json.loads(previous.read_text()) if previous.exists() else {}
     tasks = []
     fluency = None
-    for task_name in args.task or sorted(quality_tasks.make_tasks(1)):
+    every = quality_tasks.make_tasks(1)
+    for task_name in args.task or sorted(n for n, t in every.items() if not t.long_form):
         if task_name == "coverage" and fluency is None:
             fluency = Fluency()
         start = time.perf_counter()
@@ -342,7 +348,7 @@ def main() -> None:
         tasks.sort(key=lambda t: t["task"])
     payload: dict[str, Any] = {"bench": "quality", "command": command, "machine": machine,
                                "tasks": tasks}
-    if len(tasks) > 1:
+    if sum(not t["setup"].get("long_form") for t in tasks) > 1:
         payload["defaults_by_worst_task"] = choose_defaults(tasks)
     payload["throughput"] = (throughput(args.prompts) if args.throughput
                              else kept.get("throughput", []))

@@ -17,6 +17,8 @@ reward(prompts, responses) -> one float per response, where a response is the te
   words; held out one minus alt-profanity-check's probability, a linear SVM trained on about
   200k labelled comments that ships inside its wheel (the only learned text scorer found on
   PyPI that needs no hub download; detoxify and the transformers classifiers fetch weights).
+- sentiment_smollm2_long and civility_long: the same rewards and scorers on 128-token
+  responses (a paragraph; a continuation to the first blank line), for the best-of-16 target.
 """
 
 from __future__ import annotations
@@ -139,24 +141,30 @@ class Task:
     policy: str  # "smollm2" or "gemma3_270m"
     reward: Reward
     reward_name: str
+    scorer: Reward  # held out: (users' texts, responses) -> one float each
     held_out_name: str
     prompts: list[Any]  # strings, or chat messages
     params: dict[str, Any] = field(default_factory=dict)
+    # A long-form variant: scored for the best-of-16 target only, not in the choice of defaults.
+    long_form: bool = False
 
     def users(self) -> list[str]:
         return [p[0]["content"] if isinstance(p, list) else p for p in self.prompts]
 
     def held_out(self, texts: list[str]) -> list[float]:
-        users = self.users()
-        if self.name == "sentiment_gemma":
-            return afinn_score(users, texts)
-        if self.name == "sentiment_smollm2":
-            return vader_compound(users, texts)
-        if self.name == "coverage":
-            return [final_coverage(concepts_of(u), t) for u, t in zip(users, texts)]
-        if self.name == "bullets":
-            return [exactly_three_bullets(t) for t in texts]
-        return civility(texts)
+        return self.scorer(self.users(), texts)
+
+
+def _final_coverage(prompts: list[str], responses: list[str]) -> list[float]:
+    return [final_coverage(concepts_of(p), r) for p, r in zip(prompts, responses)]
+
+
+def _exactly_three(prompts: list[str], responses: list[str]) -> list[float]:
+    return [exactly_three_bullets(r) for r in responses]
+
+
+def _civility(prompts: list[str], responses: list[str]) -> list[float]:
+    return civility(responses)
 
 
 def _lines(name: str, n: int) -> list[str]:
@@ -170,27 +178,41 @@ def _chat(texts: list[str]) -> list[list[dict[str, str]]]:
 def make_tasks(n: int) -> dict[str, Task]:
     """Every task with its first `n` prompts (48 at most for some)."""
     topics = _lines("topics.txt", n)
+    heated = _lines("heated_openings.txt", n)
     return {
         "sentiment_gemma": Task(
-            "sentiment_gemma", "gemma3_270m", vader_compound, "VADER compound",
+            "sentiment_gemma", "gemma3_270m", vader_compound, "VADER compound", afinn_score,
             "AFINN-165 score", _lines("review_openings.txt", n),
             {"max_tokens": 32, "stop": ["\n"]}),
         "sentiment_smollm2": Task(
-            "sentiment_smollm2", "smollm2", afinn_score, "AFINN-165 score", "VADER compound",
-            _chat([f"Write one sentence about {t}." for t in topics]), {"max_tokens": 40}),
+            "sentiment_smollm2", "smollm2", afinn_score, "AFINN-165 score", vader_compound,
+            "VADER compound", _chat([f"Write one sentence about {t}." for t in topics]),
+            {"max_tokens": 40}),
         "coverage": Task(
             "coverage", "smollm2", coverage_reward, "concepts present so far (lenient)",
+            _final_coverage,
             "final coverage (whole words or inflections); fluency under Gemma-3-270M beside it",
             _chat([f"Write one short sentence that uses all of these words: {c}."
                    for c in _lines("concepts.txt", n)]), {"max_tokens": 40}),
         "bullets": Task(
-            "bullets", "smollm2", bullets_reward, "partial bullet structure",
+            "bullets", "smollm2", bullets_reward, "partial bullet structure", _exactly_three,
             "exactly three bullet points and nothing else (1 or 0)",
             _chat([f"Give exactly three short tips about {t}. Answer with three bullet points "
                    f"that start with '- ' and no other text." for t in topics]),
             {"max_tokens": 64}),
         "civility": Task(
             "civility", "gemma3_270m", vader_negativity, "minus VADER's negative share",
-            "1 - alt-profanity-check probability (a learned model)",
-            _lines("heated_openings.txt", n), {"max_tokens": 32, "stop": ["\n"]}),
+            _civility, "1 - alt-profanity-check probability (a learned model)", heated,
+            {"max_tokens": 32, "stop": ["\n"]}),
+        # Long responses (128 tokens, eight segments): where choosing segment by segment can
+        # compound, against best-of-16 choosing among whole responses.
+        "sentiment_smollm2_long": Task(
+            "sentiment_smollm2_long", "smollm2", afinn_score, "AFINN-165 score", vader_compound,
+            "VADER compound",
+            _chat([f"Write a paragraph of five sentences about {t}." for t in topics]),
+            {"max_tokens": 128}, long_form=True),
+        "civility_long": Task(
+            "civility_long", "gemma3_270m", vader_negativity, "minus VADER's negative share",
+            _civility, "1 - alt-profanity-check probability (a learned model)", heated,
+            {"max_tokens": 128, "stop": ["\n\n"]}, long_form=True),
     }

@@ -109,21 +109,27 @@ def reward_cost() -> list[str]:
          "peak RSS MiB"], rows) + ["", f"![reward_cost]({IMAGES}/reward_cost.png)", ""]
 
 
+def _cell(rows: dict[str, dict[str, Any]], method: str, key: str, form: str) -> str:
+    return format(rows[method][key], form) if method in rows else "-"
+
+
 def quality() -> list[str]:
     data = load("quality_sweep")
     if data is None or not all("best_of_16_target" in t for t in data["tasks"]):
         return []  # none yet, or a run of the bench before its five tasks
-    out = [f"**Quality**, {len(data['tasks'])} of the five tasks so far; {where(data)}; "
-           f"`{data['command']}`", ""]
+    short = sum(not t["setup"].get("long_form") for t in data["tasks"])
+    long = len(data["tasks"]) - short
+    out = [f"**Quality**, {short} of the five tasks" + (f" and {long} long-form" if long else "")
+           + f"; {where(data)}; last command `{data['command']}`", ""]
     # The summary: each task's win rate against plain at the defaults, and the best-of-16 target.
     rows = []
     for task in data["tasks"]:
         by = {r["method"]: r for r in task["summary"]}
         t = task.get("best_of_16_target") or {}
-        rows.append([task["task"], f"{by['stars']['win_rate_vs_plain']:.2f}",
-                     f"{by['cards']['win_rate_vs_plain']:.2f}",
-                     f"{by['stars']['policy_tokens_per_accepted']:.2f}",
-                     f"{by['stars']['ms_per_accepted_token']:.1f}",
+        rows.append([task["task"], _cell(by, "stars", "win_rate_vs_plain", ".2f"),
+                     _cell(by, "cards", "win_rate_vs_plain", ".2f"),
+                     _cell(by, "stars", "policy_tokens_per_accepted", ".2f"),
+                     _cell(by, "stars", "ms_per_accepted_token", ".1f"),
                      f"{t.get('best_of_16_held_out', float('nan')):.3f}",
                      f"{t.get('method', '')} {t.get('held_out', float('nan')):.3f}",
                      f"{t.get('token_share', float('nan')):.0%}",

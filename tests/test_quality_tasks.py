@@ -56,10 +56,17 @@ def test_the_learned_civility_scorer():
 
 def test_every_task_has_48_prompts_and_scores_its_texts():
     tasks = qt.make_tasks(48)
-    assert sorted(tasks) == ["bullets", "civility", "coverage", "sentiment_gemma",
-                             "sentiment_smollm2"]
+    assert sorted(tasks) == ["bullets", "civility", "civility_long", "coverage",
+                             "sentiment_gemma", "sentiment_smollm2", "sentiment_smollm2_long"]
+    assert [n for n, t in tasks.items() if t.long_form] == ["sentiment_smollm2_long",
+                                                            "civility_long"]
+    assert all(t.params["max_tokens"] == 128 for t in tasks.values() if t.long_form)
     for task in tasks.values():
         assert len(task.prompts) == 48, task.name
         scores = task.held_out(["- One.\n- Two.\n- Three."] * 48)
         assert len(scores) == 48 and all(isinstance(s, float) for s in scores)
         assert len(task.reward(task.users(), [""] * 48)) == 48
+    # Each held-out scorer is the one named, never the task's reward.
+    assert tasks["sentiment_smollm2"].held_out(["What a wonderful, lovely day."]) == [
+        qt.vader_compound([], ["What a wonderful, lovely day."])[0]]
+    assert tasks["sentiment_gemma"].held_out(["What a wonderful, lovely day."]) == [7.0]
