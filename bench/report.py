@@ -174,12 +174,32 @@ def quality() -> list[str]:
     return out + [f"![quality]({IMAGES}/quality_sweep.png)", ""]
 
 
+def confident_errors() -> list[str]:
+    data = load("confident_errors")
+    if data is None:
+        return []
+    out = ["**Confident errors** (do entropy-ended segments miss them?): errors the reward counts "
+           "against a text, and how many the policy drew with an entropy below 2 and 3 nats "
+           f"(where CARDS would not end a segment); {where(data)}; `{data['command']}`", ""]
+    for task in data["tasks"]:
+        out += [f"*{task['task']}* ({task['n_prompts']} prompts; error: "
+                + data["errors"]["bullets" if task["task"] == "bullets" else "sentiment"] + ")",
+                ""]
+        out += table(["method", "tokens / segment", "errors", "per 100 tokens", "vs plain",
+                      "confident < 2 nats", "confident < 3 nats", "confident < 3, vs plain"],
+                     [[r["method"], f"{r['tokens_per_segment']:.1f}", str(r["errors"]),
+                       f"{r['errors_per_100_tokens']:.2f}", f"{r['errors_vs_plain']:.2f}",
+                       str(r["confident_below_2"]), str(r["confident_below_3"]),
+                       f"{r['confident_vs_plain_below_3']:.2f}"] for r in task["rows"]]) + [""]
+    return out
+
+
 def render() -> str:
     parts = (decode_ceiling("decode_ceiling", "Decode ceiling, CPU")
              + decode_ceiling("decode_ceiling_quick",
                               "Decode ceiling, CPU, host and backend sampling (--quick)")
              + decode_ceiling("decode_ceiling_gpu_h100", "Decode ceiling, GPU")
-             + vs_python() + reward_cost() + quality())
+             + vs_python() + reward_cost() + quality() + confident_errors())
     return "\n".join(parts).rstrip() + "\n"
 
 
