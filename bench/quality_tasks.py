@@ -109,6 +109,8 @@ def coverage_reward(prompts: list[str], responses: list[str]) -> list[float]:
 # --- three bullet points ------------------------------------------------------------------------
 
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+\S")
+# A last line that is only the start of a bullet's marker ("-", "2", "2. "): still being written.
+_MARKER_SO_FAR = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]?)\s*$")
 
 
 def bullet_structure(text: str) -> tuple[int, int]:
@@ -119,7 +121,11 @@ def bullet_structure(text: str) -> tuple[int, int]:
 
 
 def bullets_so_far(text: str) -> float:
-    """Progress toward three bullets, less 0.5 per bullet past three and 0.25 per stray line."""
+    """Progress toward three bullets, less 0.5 per bullet past three and 0.25 per stray line. A
+    last line that is only a marker so far counts as neither: a segment may end inside it."""
+    head, _, last = text.rpartition("\n")
+    if last.strip() and _MARKER_SO_FAR.match(last):
+        text = head
     bullets, other = bullet_structure(text)
     return min(bullets, 3) / 3 - 0.5 * max(0, bullets - 3) - 0.25 * other
 

@@ -37,6 +37,12 @@ def test_bullets_reward_partial_structure_and_the_exact_check():
     assert qt.bullets_so_far(four) == pytest.approx(0.5)
     assert qt.exactly_three_bullets(four) == 0.0
     assert qt.bullet_structure("1. One\n2) Two\n* Three\n\u2022 Four") == (4, 0)
+    # A segment may end inside the next bullet's marker: that last line counts as neither.
+    for so_far in ("- Sleep early.\n-", "1. Sleep early.\n2", "1. Sleep early.\n2. "):
+        assert qt.bullets_so_far(so_far) == pytest.approx(1 / 3), so_far
+        assert qt.exactly_three_bullets(so_far) == 0.0
+    assert qt.bullets_so_far("Tips:\n-") == -0.25
+    assert qt.bullets_so_far("- Sleep early.\n-x") == pytest.approx(1 / 3 - 0.25)
 
 
 def test_lexicon_rewards_and_scorers_order_fixed_strings():
