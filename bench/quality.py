@@ -16,7 +16,8 @@ and against wall time, per task).
 The long-form tasks (128-token responses, bench/quality_tasks.py) run only when named, usually
 with a few --method, for the best-of-16 target; they take no part in the choice of defaults.
 --throughput compares STARS and CARDS at 1 and 12 prompts per call (ms and decode batch per
-accepted token) on sentiment_smollm2: whether entropy-ended segments batch poorly.
+accepted token) on sentiment_smollm2: whether entropy-ended segments batch poorly (alone, it
+runs no task and keeps their results).
 
 Every method runs in its own process (peak resident memory is per method) on the whole batch
 of prompts. Wall times are this machine's and move with its load; policy tokens do not.
@@ -252,7 +253,8 @@ def throughput(n_prompts: int) -> list[dict[str, Any]]:
                         "decode_batch_mean": row["decode_tokens"] / max(1, row["decode_calls"]),
                         "decode_calls_per_accepted": row["decode_calls"] / accepted,
                         "policy_tokens_per_accepted": row["policy_tokens_sampled"] / accepted,
-                        "tokens_per_segment": row["tokens_per_segment"]})
+                        "tokens_per_segment": row["tokens_per_segment"],
+                        "params": row["params"]})
             print(f"  throughput {mode} x{per_call}: {out[-1]['ms_per_accepted_token']:.1f} ms"
                   f" per accepted token, decode batch {out[-1]['decode_batch_mean']:.1f}",
                   flush=True)
@@ -329,7 +331,10 @@ def main() -> None:
     tasks = []
     fluency = None
     every = quality_tasks.make_tasks(1)
-    for task_name in args.task or sorted(n for n, t in every.items() if not t.long_form):
+    # --throughput alone measures only that, keeping every task's last results.
+    wanted = args.task or ([] if args.throughput else
+                           sorted(n for n, t in every.items() if not t.long_form))
+    for task_name in wanted:
         if task_name == "coverage" and fluency is None:
             fluency = Fluency()
         start = time.perf_counter()
@@ -342,9 +347,9 @@ def main() -> None:
                       "seconds": time.perf_counter() - start
                       + (old.get("seconds", 0.0) if old and args.method else 0.0)})
     # A run of some tasks replaces those and keeps the others' last results.
-    if args.task:
+    if args.task or args.throughput:
         tasks += [t for t in kept.get("tasks", [])
-                  if t["task"] not in args.task and "best_of_16_target" in t]
+                  if t["task"] not in wanted and "best_of_16_target" in t]
         tasks.sort(key=lambda t: t["task"])
     payload: dict[str, Any] = {"bench": "quality", "command": command, "machine": machine,
                                "tasks": tasks}
