@@ -6,13 +6,14 @@ they never see, on 48 prompts.
                             [--prompts N]
 
 Without --sweep: plain, best-of-4 and -16, STARS and CARDS at the package's defaults.
---sweep moves one STARS setting at a time away from the defaults
-(segment_tokens 8, target_attempts 2 and 6, hard acceptance) plus CARDS at two more entropy
-thresholds. --method runs only the named methods (plain always runs: wins are counted against
-it) and merges them into the kept results of each task. Defaults are then chosen by the worst
-task: the setting whose lowest win rate against plain is highest (ties: fewer policy tokens per
-accepted token). It writes quality_sweep.json and .png (held-out score against policy tokens
-and against wall time, per task).
+--sweep moves one STARS setting at a time away from the defaults (segment_tokens 8,
+target_attempts 2 and 6, hard acceptance) plus CARDS at two more entropy thresholds. --method
+runs only the named methods (plain always runs: wins are counted against it) and merges them
+into the kept results of each task. Defaults are then chosen by the worst task: the setting
+whose lowest win rate against plain is highest (ties: fewer policy tokens per accepted token),
+over the tasks where best-of-16 itself wins at least 0.65 (elsewhere the held-out scorer does
+not see what the reward buys). It writes quality_sweep.json and .png (held-out score against
+policy tokens and against wall time, per task).
 The long-form tasks (128-token responses, bench/quality_tasks.py) run only when named, usually
 with a few --method, for the best-of-16 target; they take no part in the choice of defaults.
 --throughput compares STARS and CARDS at 1 and 12 prompts per call (ms and decode batch per
@@ -214,11 +215,22 @@ def best_of_16_target(task: dict[str, Any]) -> dict[str, Any]:
             "reached": bool(reached)}
 
 
+# A task counts for the choice of defaults when best-of-16 wins at least this against plain.
+DISCRIMINATING = 0.65
+
+
+def discriminates(task: dict[str, Any]) -> bool:
+    best = next((r for r in task["summary"] if r["method"] == "best_of_16"), None)
+    return best is not None and best["win_rate_vs_plain"] >= DISCRIMINATING
+
+
 def choose_defaults(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every STARS and CARDS setting by its worst task's win rate, best first (ties: fewer
     policy tokens per accepted token, on average over the tasks). Long-form tasks, which run a
-    few methods for the best-of-16 target, take no part."""
-    tasks = [t for t in tasks if not t["setup"].get("long_form")]
+    few methods for the best-of-16 target, take no part; nor does a task whose held-out scorer
+    cannot see what the reward buys: where best-of-16, the most reward at the most tokens, wins
+    less than DISCRIMINATING against plain, a win rate measures the scorers' disagreement."""
+    tasks = [t for t in tasks if not t["setup"].get("long_form") and discriminates(t)]
     names = [r["method"] for r in tasks[0]["summary"]
              if r["method"].startswith(("stars", "cards"))
              and all(any(s["method"] == r["method"] for s in t["summary"]) for t in tasks)]
@@ -355,6 +367,8 @@ def main() -> None:
                                "tasks": tasks}
     if sum(not t["setup"].get("long_form") for t in tasks) > 1:
         payload["defaults_by_worst_task"] = choose_defaults(tasks)
+        payload["tasks_not_discriminating"] = [
+            t["task"] for t in tasks if not t["setup"].get("long_form") and not discriminates(t)]
     payload["throughput"] = (throughput(args.prompts) if args.throughput
                              else kept.get("throughput", []))
     out = _common.write_json(name, payload)

@@ -155,8 +155,11 @@ def quality() -> list[str]:
         out.append("")
     choice = data.get("defaults_by_worst_task")
     if choice:
-        tasks = [t["task"] for t in data["tasks"]]
-        out += ["**Settings by their worst task** (best first):", ""]
+        tasks = [k[4:] for k in choice[0] if k.startswith("win_")]
+        skipped = data.get("tasks_not_discriminating") or []
+        out += ["**Settings by their worst task** (best first" + (
+            f"; not counted, since best-of-16 wins less than 0.65 there: {', '.join(skipped)}"
+            if skipped else "") + "):", ""]
         out += table(["setting", "worst win rate", "worst task", "mean win rate",
                       "policy tokens / accepted"] + [f"win {t}" for t in tasks],
                      [[r["method"], f"{r['worst_win_rate']:.2f}", r["worst_task"],
