@@ -332,9 +332,9 @@ def main() -> None:
         return
 
     known = [m["name"] for m in methods(True)]
-    for wanted in args.method or []:
-        if wanted not in known:
-            parser.error(f"--method {wanted!r} is not one of: {', '.join(known)}")
+    for method_name in args.method or []:
+        if method_name not in known:
+            parser.error(f"--method {method_name!r} is not one of: {', '.join(known)}")
     name = "quality_sweep" if args.sweep else "quality"
     machine = _common.machine()
     command = "python " + " ".join(sys.argv)
@@ -350,7 +350,9 @@ def main() -> None:
         if task_name == "coverage" and fluency is None:
             fluency = Fluency()
         start = time.perf_counter()
-        old = next((t for t in kept.get("tasks", []) if t["task"] == task_name), None)
+        # Kept runs merge only into a run of the same prompts.
+        old = next((t for t in kept.get("tasks", [])
+                    if t["task"] == task_name and t["n_prompts"] == args.prompts), None)
         task = run_task(task_name, args.prompts, args.sweep,
                         fluency if task_name == "coverage" else None,
                         args.method, old if args.method else None)
