@@ -260,7 +260,7 @@ def throughput(n_prompts: int) -> list[dict[str, Any]]:
                          "method": {"name": f"{mode}_x{per_call}", "mode": mode},
                          "per_call": per_call})
             accepted = max(1, row["tokens_accepted"])
-            out.append({"method": mode, "prompts_per_call": per_call,
+            out.append({"method": mode, "prompts": n_prompts, "prompts_per_call": per_call,
                         "ms_per_accepted_token": 1e3 * row["wall_s"] / accepted,
                         "decode_batch_mean": row["decode_tokens"] / max(1, row["decode_calls"]),
                         "decode_calls_per_accepted": row["decode_calls"] / accepted,

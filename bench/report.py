@@ -166,7 +166,9 @@ def quality() -> list[str]:
                        f"{r['mean_win_rate']:.2f}", f"{r['policy_tokens_per_accepted']:.2f}"]
                       + [f"{r['win_' + t]:.2f}" for t in tasks] for r in choice]) + [""]
     if data.get("throughput"):
-        out += ["**STARS and CARDS at 1 and 12 prompts per call** (sentiment_smollm2):", ""]
+        n = data["throughput"][0].get("prompts", 48)
+        out += [f"**STARS and CARDS at 1 and 12 prompts per call** (sentiment_smollm2, {n} "
+                "prompts, each mode at its defaults):", ""]
         out += table(["mode", "prompts per call", "ms / accepted", "decode batch (mean)",
                       "decodes / accepted", "policy tokens / accepted", "tokens / segment"],
                      [[r["method"], str(r["prompts_per_call"]),
