@@ -6,8 +6,8 @@ they never see, on 48 prompts.
                             [--prompts N]
 
 Without --sweep: plain, best-of-4 and -16, STARS and CARDS at the package's defaults.
---sweep moves one STARS setting at a time away from the defaults (segment_tokens 8,
-target_attempts 2 and 6, hard acceptance) plus CARDS at two more entropy thresholds. --method
+--sweep moves one STARS setting at a time away from the defaults (segment_tokens 8 and 32,
+target_attempts 2, 4 and 6, hard acceptance, alpha 1: no ramp) plus CARDS at two more entropy thresholds. --method
 runs only the named methods (plain always runs: wins are counted against it) and merges them
 into the kept results of each task. Defaults are then chosen by the worst task: the setting
 whose lowest win rate against plain is highest (ties: fewer policy tokens per accepted token),
@@ -46,10 +46,10 @@ import _common  # noqa: E402
 import quality_tasks  # noqa: E402
 
 # One setting at a time away from the defaults: what a 2-core machine sweeps over five tasks of
-# 48 prompts in about an hour.
+# 48 prompts in about two hours.
 STARS_AXES: list[tuple[str, Any]] = [
-    ("segment_tokens", 8), ("target_attempts", 2.0), ("target_attempts", 6.0),
-    ("acceptance", "hard")]
+    ("segment_tokens", 8), ("segment_tokens", 32), ("target_attempts", 2.0),
+    ("target_attempts", 4.0), ("target_attempts", 6.0), ("acceptance", "hard"), ("alpha", 1.0)]
 CARDS_THRESHOLDS = (3.0, 4.0)
 
 
