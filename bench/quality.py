@@ -7,9 +7,9 @@ they never see, on 48 prompts.
 
 Without --sweep: plain, best-of-4 and -16, STARS and CARDS at the package's defaults.
 --sweep moves one STARS setting at a time away from the defaults (segment_tokens 8 and 32,
-target_attempts 2, 4 and 6, hard acceptance, alpha 1: no ramp) plus CARDS at two more entropy thresholds. --method
-runs only the named methods (plain always runs: wins are counted against it) and merges them
-into the kept results of each task. Defaults are then chosen by the worst task: the setting
+target_attempts 2, 4 and 6, hard acceptance, alpha 1: no ramp) plus CARDS at two more entropy
+thresholds. --method runs only the named methods (plain always runs: wins are counted against
+it) and merges them into the kept results of each task. Defaults are then chosen by the worst task: the setting
 whose lowest win rate against plain is highest (ties: fewer policy tokens per accepted token),
 over the tasks where best-of-16 itself wins at least 0.65 (elsewhere the held-out scorer does
 not see what the reward buys). It writes quality_sweep.json and .png (held-out score against
