@@ -9,11 +9,11 @@ Without --sweep: plain, best-of-4 and -16, STARS and CARDS at the package's defa
 --sweep moves one STARS setting at a time away from the defaults (segment_tokens 8 and 32,
 target_attempts 2, 4 and 6, hard acceptance, alpha 1: no ramp) plus CARDS at two more entropy
 thresholds. --method runs only the named methods (plain always runs: wins are counted against
-it) and merges them into the kept results of each task. Defaults are then chosen by the worst task: the setting
-whose lowest win rate against plain is highest (ties: fewer policy tokens per accepted token),
-over the tasks where best-of-16 itself wins at least 0.65 (elsewhere the held-out scorer does
-not see what the reward buys). It writes quality_sweep.json and .png (held-out score against
-policy tokens and against wall time, per task).
+it) and merges them into the kept results of each task. Defaults are then chosen by the worst
+task: the setting whose lowest win rate against plain is highest (ties: fewer policy tokens per
+accepted token), over the tasks where best-of-16 itself wins at least 0.65 (elsewhere the
+held-out scorer does not see what the reward buys). It writes quality_sweep.json and .png
+(held-out score against policy tokens and against wall time, per task).
 The long-form tasks (128-token responses, bench/quality_tasks.py) run only when named, usually
 with a few --method, for the best-of-16 target; they take no part in the choice of defaults.
 --throughput compares STARS and CARDS at 1 and 12 prompts per call (ms and decode batch per
