@@ -360,7 +360,10 @@ def main() -> None:
         tasks.append({**task, "command": command, "machine": machine,
                       "seconds": time.perf_counter() - start
                       + (old.get("seconds", 0.0) if old and args.method else 0.0)})
-    # A run of some tasks replaces those and keeps the others' last results.
+    # A run of some tasks replaces those and keeps the others' last results, read again now: a
+    # run of other tasks may have finished meanwhile.
+    if previous.exists():
+        kept = {**json.loads(previous.read_text()), "throughput": kept.get("throughput", [])}
     if args.task or args.throughput:
         tasks += [t for t in kept.get("tasks", [])
                   if t["task"] not in wanted and "best_of_16_target" in t]
