@@ -65,9 +65,8 @@ def structure_errors(text: str) -> list[int]:
 
 ERRORS = {"sentiment_smollm2": negative_words, "sentiment_smollm2_long": negative_words,
           "bullets": structure_errors}
-METHODS = ("plain", "best_of_4", "best_of_16", "stars", "stars_segment_tokens=8",
-           "stars_target_attempts=6.0", "cards", "cards_entropy_threshold=3.0",
-           "cards_entropy_threshold=4.0")
+METHODS = ("plain", "best_of_4", "best_of_16", "stars", "stars_target_attempts=4.0", "cards",
+           "cards_entropy_threshold=3.0", "cards_entropy_threshold=4.0")
 
 
 def token_at(pieces: list[str], offsets: list[int]) -> list[int]:

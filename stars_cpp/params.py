@@ -20,7 +20,7 @@ class GenerationParams(TypedDict, total=False):
     Default 16; >= 1."""
     entropy_threshold: float
     """mode cards: a segment ends before a token whose distribution has more entropy than this,
-    in nats (segment_tokens caps it). Default 2.0; > 0."""
+    in nats (segment_tokens caps it). Default 3.0; > 0."""
     candidates: int
     """N: the widest a round may be: candidates sampled side by side (one batched decode per
     step). Default 4; >= 1."""
@@ -32,7 +32,7 @@ class GenerationParams(TypedDict, total=False):
     Default auto; a finite number or 'auto'."""
     target_attempts: float
     """with threshold auto: about how many attempts a segment takes, i.e. how selective STARS is
-    (1 accepts everything). Default 3.0; >= 1."""
+    (1 accepts everything). Default 4.0; >= 1."""
     alpha: float
     """where the threshold's ramp starts. Default 0.5; in [0, 1]."""
     beta: float | Literal['auto']

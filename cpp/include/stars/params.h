@@ -82,8 +82,9 @@ struct GenerationParams {
   Mode mode = Mode::kStars;
   int32_t segment_tokens = 16;  // K
   // CARDS: a segment also ends before a token whose next-token distribution has more entropy
-  // than this (nats), where the policy grows unsure; segment_tokens caps it.
-  double entropy_threshold = 2.0;
+  // than this (nats), where the policy grows unsure; segment_tokens caps it. 3 nats: chosen by
+  // the quality sweep's worst task on SmolLM2 and Gemma-3-270M (docs/performance.md).
+  double entropy_threshold = 3.0;
   int32_t candidates = 4;     // N: the widest a round may be
   int32_t max_attempts = 16;  // M
   // tau*, in the reward's units; empty means "auto": each attempt is held to the threshold that
@@ -94,8 +95,9 @@ struct GenerationParams {
   // deviation of the prompt's recent attempts' rewards.
   std::optional<double> beta;
   // With threshold "auto": about how many attempts a segment takes, i.e. how selective STARS
-  // is (1 accepts every attempt). Ignored with a float threshold.
-  double target_attempts = 3.0;
+  // is (1 accepts every attempt). Ignored with a float threshold. 4: the cheapest setting of
+  // the quality sweep that wins at least 0.65 against plain on every task (docs/performance.md).
+  double target_attempts = 4.0;
   Acceptance acceptance = Acceptance::kSoft;
   Width width = Width::kAdaptive;
   int32_t max_tokens = 256;  // T
