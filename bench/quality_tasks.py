@@ -17,7 +17,7 @@ reward(prompts, responses) -> one float per response, where a response is the te
   words; held out one minus alt-profanity-check's probability, a linear SVM trained on about
   200k labelled comments that ships inside its wheel (the only learned text scorer found on
   PyPI that needs no hub download; detoxify and the transformers classifiers fetch weights).
-- sentiment_smollm2_long and civility_long: the same rewards and scorers on 128-token
+- sentiment_smollm2_long and sentiment_gemma_long: the same rewards and scorers on 128-token
   responses (a paragraph; a continuation to the first blank line), for the best-of-16 target.
 """
 
@@ -184,7 +184,6 @@ def _chat(texts: list[str]) -> list[list[dict[str, str]]]:
 def make_tasks(n: int) -> dict[str, Task]:
     """Every task with its first `n` prompts (48 at most for some)."""
     topics = _lines("topics.txt", n)
-    heated = _lines("heated_openings.txt", n)
     return {
         "sentiment_gemma": Task(
             "sentiment_gemma", "gemma3_270m", vader_compound, "VADER compound", afinn_score,
@@ -208,7 +207,8 @@ def make_tasks(n: int) -> dict[str, Task]:
             {"max_tokens": 64}),
         "civility": Task(
             "civility", "gemma3_270m", vader_negativity, "minus VADER's negative share",
-            _civility, "1 - alt-profanity-check probability (a learned model)", heated,
+            _civility, "1 - alt-profanity-check probability (a learned model)",
+            _lines("heated_openings.txt", n),
             {"max_tokens": 32, "stop": ["\n"]}),
         # Long responses (128 tokens, eight segments): where choosing segment by segment can
         # compound, against best-of-16 choosing among whole responses.
@@ -217,8 +217,8 @@ def make_tasks(n: int) -> dict[str, Task]:
             "VADER compound",
             _chat([f"Write a paragraph of five sentences about {t}." for t in topics]),
             {"max_tokens": 128}, long_form=True),
-        "civility_long": Task(
-            "civility_long", "gemma3_270m", vader_negativity, "minus VADER's negative share",
-            _civility, "1 - alt-profanity-check probability (a learned model)", heated,
+        "sentiment_gemma_long": Task(
+            "sentiment_gemma_long", "gemma3_270m", vader_compound, "VADER compound",
+            afinn_score, "AFINN-165 score", _lines("review_openings.txt", n),
             {"max_tokens": 128, "stop": ["\n\n"]}, long_form=True),
     }

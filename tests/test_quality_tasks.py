@@ -62,10 +62,10 @@ def test_the_learned_civility_scorer():
 
 def test_every_task_has_48_prompts_and_scores_its_texts():
     tasks = qt.make_tasks(48)
-    assert sorted(tasks) == ["bullets", "civility", "civility_long", "coverage",
-                             "sentiment_gemma", "sentiment_smollm2", "sentiment_smollm2_long"]
+    assert sorted(tasks) == ["bullets", "civility", "coverage", "sentiment_gemma",
+                             "sentiment_gemma_long", "sentiment_smollm2", "sentiment_smollm2_long"]
     assert [n for n, t in tasks.items() if t.long_form] == ["sentiment_smollm2_long",
-                                                            "civility_long"]
+                                                            "sentiment_gemma_long"]
     assert all(t.params["max_tokens"] == 128 for t in tasks.values() if t.long_form)
     for task in tasks.values():
         assert len(task.prompts) == 48, task.name
