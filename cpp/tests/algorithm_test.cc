@@ -351,6 +351,7 @@ TEST(SegmentSearch, IsWidthFree) {
       p.max_attempts = 8;
       p.threshold = automatic ? std::nullopt : std::optional<double>(1.0);
       p.beta = 0.3;
+      p.target_attempts = 3.0;  // a warm-up of 3 attempts
       stars::Calibration calibration(p);
       if (!automatic) calibration.SetEmptyReward(1.0);
       stars::SegmentSearch search(8);
