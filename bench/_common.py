@@ -102,3 +102,15 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def log_softmax_rows(llm: Any, tokens: list[int], start: int):
+    """Each of tokens[start:]'s next-token distribution under llama-cpp-python's `llm` (built
+    with logits_all), as float64 log-probabilities: one row per token."""
+    import numpy as np
+
+    llm.reset()
+    llm.eval(tokens)
+    logits = np.asarray(llm.scores[start - 1:len(tokens) - 1], dtype=np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))

@@ -34,13 +34,8 @@ THRESHOLDS = (2.0, 3.0, 4.0)
 
 def entropies(llm: Any, tokens: list[int], start: int) -> np.ndarray:
     """The entropy (nats) of the distribution each of tokens[start:] was drawn from."""
-    llm.reset()
-    llm.eval(tokens)
-    logits = np.asarray(llm.scores[start - 1:len(tokens) - 1], dtype=np.float64)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    weights = np.exp(shifted)
-    total = weights.sum(axis=1)
-    return np.log(total) - (weights * shifted).sum(axis=1) / total
+    log_p = _common.log_softmax_rows(llm, tokens, start)
+    return -(np.exp(log_p) * log_p).sum(axis=1)
 
 
 def negative_words(text: str) -> list[int]:

@@ -141,13 +141,8 @@ class Fluency:
             if len(tokens) < 2:
                 out.append(float("nan"))
                 continue
-            self.llm.reset()
-            self.llm.eval(tokens)
-            logits = np.asarray(self.llm.scores[: len(tokens) - 1], dtype=np.float64)
-            top = logits.max(axis=1, keepdims=True)
-            log_z = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
-            picked = logits[np.arange(len(tokens) - 1), tokens[1:]]
-            out.append(float(np.mean(picked - log_z)))
+            log_p = _common.log_softmax_rows(self.llm, tokens, 1)
+            out.append(float(np.mean(log_p[np.arange(len(tokens) - 1), tokens[1:]])))
         return out
 
 
@@ -374,7 +369,7 @@ def main() -> None:
     # A run of some tasks replaces those and keeps the others' last results, read again now: a
     # run of other tasks may have finished meanwhile.
     if previous.exists():
-        kept = {**json.loads(previous.read_text()), "throughput": kept.get("throughput", [])}
+        kept = json.loads(previous.read_text())
     if args.task or args.throughput:
         tasks += [t for t in kept.get("tasks", [])
                   if t["task"] not in wanted and "best_of_16_target" in t]

@@ -24,7 +24,10 @@ SMOLLM2_PROMPTS = [[{"role": "user", "content": text}] for text in (
     "Tell me a joke about cats.", "How do I boil an egg?", "Describe a rainy morning.")]
 GEMMA_PROMPTS = ["The sea at night is", "My favourite fruit is", "The sky is blue because",
                  "Here is a joke about cats:", "To boil an egg, you", "On a rainy morning,"]
-PARAMS = dict(segment_tokens=8, max_tokens=24, seed=7)
+# The layout's guarantees do not depend on how selective STARS is: these tests run at every
+# default but target_attempts, kept at 3 (the default is 4) so that the suite stays in budget.
+TARGET = 3.0
+PARAMS = dict(segment_tokens=8, max_tokens=24, seed=7, target_attempts=TARGET)
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +94,7 @@ from deterministic_rewards import hash_reward
 
 prompts = json.loads(sys.argv[2])
 engine = stars_cpp.Engine(sys.argv[1], hash_reward, n_ctx=1024)
-print(json.dumps([r.text for r in engine.generate(prompts, segment_tokens=8, max_tokens=24,
-                                                  seed=7)]))
+print(json.dumps([r.text for r in engine.generate(prompts, **json.loads(sys.argv[3]))]))
 """
 
 
@@ -102,7 +104,8 @@ def test_two_processes_give_the_same_text(engine, model, busy):
     outputs = []
     for order in (prompts[:3], prompts[:3][::-1]):
         proc = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(TWO_PROCESSES), path, json.dumps(order)],
+            [sys.executable, "-c", textwrap.dedent(TWO_PROCESSES), path, json.dumps(order),
+             json.dumps(PARAMS)],
             capture_output=True, text=True, timeout=600, cwd=tempfile.gettempdir(),
             env={**__import__("os").environ, "PYTHONPATH": env_path})
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -115,8 +118,9 @@ def test_the_self_judge_scores_a_text_the_same_beside_any_prompts(model, busy):
     path, prompts = model
     judge = stars_cpp.JudgeReward("policy")
     engine = stars_cpp.Engine(path, judge, n_ctx=1024)
-    alone = engine.generate(prompts[1], max_tokens=16, segment_tokens=8, seed=3)
-    batch = engine.generate(prompts, max_tokens=16, segment_tokens=8, seed=3)
+    params = dict(max_tokens=16, segment_tokens=8, seed=3, target_attempts=TARGET)
+    alone = engine.generate(prompts[1], **params)
+    batch = engine.generate(prompts, **params)
     assert trace(batch[1]) == trace(alone)
     # Scored from scratch, a text's score does not depend on the rows scored with it either.
     texts = [p if isinstance(p, str) else p[0]["content"] for p in prompts]
@@ -126,7 +130,8 @@ def test_the_self_judge_scores_a_text_the_same_beside_any_prompts(model, busy):
 
 
 TESTS = __import__("pathlib").Path(__file__).parent
-RUN_FLAGS = ["--segment-tokens", "8", "--max-tokens", "16", "--seed", "7", "--quiet"]
+RUN_FLAGS = ["--segment-tokens", "8", "--max-tokens", "16", "--seed", "7", "--target-attempts",
+             str(TARGET), "--quiet"]
 
 
 def run_env() -> dict:
@@ -180,7 +185,8 @@ def test_a_dataset_gives_each_id_its_text_whatever_the_batch_resume_or_workers(
         lines = list(stars_ray.run(records, tmp_path / "ray.jsonl", model=path,
                                    engine_settings={"reward": reward}, workers=2, batch=4,
                                    quiet=True,
-                                   params=dict(segment_tokens=8, max_tokens=16, seed=7)))
+                                   params=dict(segment_tokens=8, max_tokens=16, seed=7,
+                                               target_attempts=TARGET)))
     finally:
         ray.shutdown()
     assert len(lines) == 6
@@ -206,7 +212,7 @@ def test_16_concurrent_server_requests_give_the_texts_each_gives_alone(model, bu
 
     def post(i: int) -> str:
         body = {"prompt": f"Story number {i} begins", "max_tokens": 16, "segment_tokens": 8,
-                "seed": 100 + i}
+                "seed": 100 + i, "target_attempts": TARGET}
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
         try:
             conn.request("POST", "/v1/completions", body=json.dumps(body),
