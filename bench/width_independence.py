@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
-from quality import DATA  # noqa: E402
+from quality_tasks import DATA  # noqa: E402
 
 import stars_cpp  # noqa: E402
 from stars_cpp.models import smollm2_path  # noqa: E402
