@@ -69,6 +69,21 @@ def decode_ceiling(name: str, title: str) -> list[str]:
     return out + [f"![{name}]({IMAGES}/{name}.png)", ""]
 
 
+def backend_sampling() -> list[str]:
+    data = load("backend_sampling")
+    if data is None:
+        return []
+    out = [f"**Sampling in the graph against on the host, CPU backend**: {data['model']}; "
+           f"{where(data)}; `{data['command']}` (median of {data['repeats']}, "
+           f"{data['max_tokens']} tokens per response)", ""]
+    out += table(["mode", "sequences", "host ms / accepted token",
+                  "backend ms / accepted token", "backend / host"],
+                 [[r["mode"], str(r["sequences"]), f"{r['host_ms_per_accepted']:.2f}",
+                   f"{r['backend_ms_per_accepted']:.2f}", f"{r['backend_over_host']:.2f}x"]
+                  for r in data["rows"]]) + [""]
+    return out
+
+
 def vs_python() -> list[str]:
     data = load("vs_python")
     if data is None:
@@ -205,8 +220,9 @@ def render() -> str:
     parts = (decode_ceiling("decode_ceiling", "Decode ceiling, CPU")
              + decode_ceiling("decode_ceiling_quick",
                               "Decode ceiling, CPU, host and backend sampling (--quick)")
-             + decode_ceiling("decode_ceiling_gpu_h100", "Decode ceiling, GPU")
-             + vs_python() + reward_cost() + quality() + confident_errors())
+             + decode_ceiling("decode_ceiling_gpu_h100", "Decode ceiling, GPU (H100)")
+             + decode_ceiling("decode_ceiling_gpu_h200", "Decode ceiling, GPU (H200)")
+             + backend_sampling() + vs_python() + reward_cost() + quality() + confident_errors())
     return "\n".join(parts).rstrip() + "\n"
 
 

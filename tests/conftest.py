@@ -46,6 +46,7 @@ MODULE_TIERS = {
     "test_cxx_runtime": "unit",
     "test_stubs": "unit",
     "test_backend_sampling": "engine",
+    "test_bench_scripts": "unit",
     "test_bad_inputs": "engine",
     "test_calibration": "engine",
     "test_causal_reward": "engine",

@@ -32,12 +32,15 @@ pytestmark = pytest.mark.device
 
 LAYERS = int(os.environ.get("STARS_CPP_DEVICE_LAYERS", "99"))
 PROMPTS = ["The capital of France is", "Three fruits that are red:"]
-# The largest |logit difference| between the device and the CPU backend over one greedy
-# response, as measured (SmolLM2 Q4_1): 0.08 on lavapipe, 0.11 on an H200 with CUDA (quantized
-# activations in its matrix kernels). Ties closer than twice this may break either way.
-LOGIT_TOLERANCE = 0.25
-# The self-judge's logit(yes) - logit(no) on the device and on the CPU, likewise.
-JUDGE_TOLERANCE = 0.25
+# How far the device's logits are from the CPU backend's, feeding both the same tokens (SmolLM2
+# Q4_1, greedy responses). Measured on an H200 with CUDA over 3 prompts x 32 steps: mean
+# |difference| 0.37-0.40, at most 1.65 over each step's 10 likeliest tokens (3.5 over the whole
+# vocabulary). Vulkan on lavapipe: see docs/install.md, "The device tier". Greedy texts then agree
+# until a step whose two likeliest tokens are closer than that (2 of the 3 over all 32 steps).
+MEAN_TOLERANCE = 0.6
+TOP_TOLERANCE = 2.0
+# The self-judge's logit(yes) - logit(no) on the device and on the CPU (0.15 apart on the H200).
+JUDGE_TOLERANCE = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -120,17 +123,22 @@ def test_the_device_computes_the_cpu_logits_within_the_stated_tolerance(device_m
     prompt = cpu_model.tokenize(PROMPTS[0])
     on_cpu = _greedy_logits(cpu_model, prompt, list(cpu.tokens))
     on_device = _greedy_logits(_core.Model.load(device_model, LAYERS), prompt, list(cpu.tokens))
-    gap = float(np.abs(on_cpu - on_device).max())
-    print(f"\ndevice numerics: max |logit difference| {gap:.4f} over {len(on_cpu)} steps")
-    assert gap < LOGIT_TOLERANCE
-    # The greedy responses agree up to the first step whose two best CPU logits are closer than
-    # the differences can move them; the CPU's tokens are the argmax of its own logits.
+    gap = np.abs(on_cpu - on_device)
+    likeliest = np.argsort(-on_cpu, axis=1)[:, :10]
+    top_gap = float(np.take_along_axis(gap, likeliest, axis=1).max())
+    print(f"\ndevice numerics over {len(on_cpu)} steps: mean |logit difference| {gap.mean():.3f}, "
+          f"max over the 10 likeliest {top_gap:.3f}, max {gap.max():.3f}")
+    assert gap.mean() < MEAN_TOLERANCE and top_gap < TOP_TOLERANCE
+    # The CPU's tokens are the argmax of its own logits; the device's greedy response agrees up
+    # to the first step whose two likeliest tokens are closer than the differences can move them.
     assert list(on_cpu.argmax(axis=1)) == list(cpu.tokens)
+    margins = np.diff(np.sort(on_cpu, axis=1)[:, -2:], axis=1)[:, 0]
     for step, (a, b) in enumerate(zip(cpu.tokens, device.tokens)):
         if a != b:
-            top2 = np.sort(on_cpu[step])[-2:]
-            assert top2[1] - top2[0] < 2 * LOGIT_TOLERANCE, (step, a, b, top2)
+            assert margins[step] < 2 * TOP_TOLERANCE, (step, a, b, margins[step])
             break
+    assert all(on_device[margins > 2 * TOP_TOLERANCE].argmax(axis=1)
+               == on_cpu[margins > 2 * TOP_TOLERANCE].argmax(axis=1))
 
 
 def test_a_self_judge_scores_on_the_device(device_model):
