@@ -8,7 +8,7 @@ are already in host memory, so the graph does the host's work plus a re-reserve 
 when the attached chains change (about twice per STARS round). `sampling="auto"` (the default)
 samples on the host unless the model is offloaded.
 
-    python bench/backend_sampling.py [--quick] [--model PATH]   # bench/results/backend_sampling.json
+    python bench/backend_sampling.py [--quick] [--model PATH]  # results/backend_sampling.json
 """
 
 from __future__ import annotations

@@ -149,16 +149,15 @@ def test_a_self_judge_scores_on_the_device(device_model):
     want = on_cpu([PROMPTS[0]] * 2, texts)
     print(f"\nself-judge: device {got}, cpu {want}")
     assert np.allclose(got, want, atol=JUDGE_TOLERANCE)
-    # The Engine's own weights, judging in a second context on the device.
-    with engine(device_model, stars_cpp.rewards.JudgeReward("policy"),
-                sampling="backend") as e:
-        results = e.generate(PROMPTS, mode="stars", max_tokens=8, segment_tokens=4, seed=3,
-                             width="fixed", candidates=2)
-    for r in results:
-        assert len(r.tokens) == 8 and r.stats.reward_rows > 0
-        assert r.stats.backend_tokens_sampled == r.stats.policy_tokens_sampled - \
-            host_first_draws(r)
-        assert all(s.reward is not None and len(s.rewards) == s.attempts for s in r.segments)
+    # The Engine's own weights, judging in a second context on the device (a short question and
+    # one round: every judge row is a prefill, minutes on lavapipe otherwise).
+    judge = stars_cpp.rewards.JudgeReward("policy", question="Is this a good answer?")
+    with engine(device_model, judge, sampling="backend") as e:
+        r = e.generate(PROMPTS[0], mode="stars", max_tokens=4, segment_tokens=4, seed=3,
+                       width="fixed", candidates=2)
+    assert len(r.tokens) == 4 and r.stats.reward_rows > 0
+    assert r.stats.backend_tokens_sampled == r.stats.policy_tokens_sampled - host_first_draws(r)
+    assert all(s.reward is not None and len(s.rewards) == s.attempts for s in r.segments)
 
 
 class Outcome:
