@@ -33,12 +33,14 @@ def test_make_test_fast_runs_the_fast_tiers():
 
 
 def test_make_test_device_is_a_valid_recipe_outside_make_test():
-    dry = subprocess.run(["make", "-n", "test-device"], cwd=ROOT, capture_output=True, text=True)
+    # -B: every step, as from a clean checkout (else made targets are left out of the dry run).
+    dry = subprocess.run(["make", "-n", "-B", "test-device"], cwd=ROOT, capture_output=True,
+                         text=True)
     assert dry.returncode == 0, dry.stderr
     for step in ("tools/vulkan_deps.sh", "-DGGML_VULKAN=ON", "GGML_VK_VISIBLE_DEVICES=0",
                  "MESA_SHADER_CACHE_DIR=", "-m device"):
         assert step in dry.stdout, step
-    test = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True)
+    test = subprocess.run(["make", "-n", "-B", "test"], cwd=ROOT, capture_output=True, text=True)
     assert test.returncode == 0, test.stderr
     assert "vulkan" not in test.stdout.lower() and "-m device" not in test.stdout
 
