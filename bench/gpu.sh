@@ -324,7 +324,7 @@ else
   if [[ "$mode" == vulkan ]]; then
     pyc -c 'import llama_cpp, sys; sys.exit(not llama_cpp.llama_supports_gpu_offload())' \
       || die "$PY's llama_cpp has no GPU backend: make test-device builds one with Vulkan"
-    log "device: $(pyc -c 'import llama_cpp; print(llama_cpp.llama_print_system_info().decode().strip())')"
+    log "system info: $(pyc -c 'import llama_cpp; print(llama_cpp.llama_print_system_info().decode().strip())')"
   fi
 fi
 

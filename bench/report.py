@@ -222,6 +222,9 @@ def render() -> str:
                               "Decode ceiling, CPU, host and backend sampling (--quick)")
              + decode_ceiling("decode_ceiling_gpu_h100", "Decode ceiling, GPU (H100)")
              + decode_ceiling("decode_ceiling_gpu_h200", "Decode ceiling, GPU (H200)")
+             + decode_ceiling("decode_ceiling_vulkan_lavapipe",
+                              "Decode ceiling, Vulkan on lavapipe (`bench/gpu.sh --vulkan`: the "
+                              "format on a device without a GPU, not its speed)")
              + backend_sampling() + vs_python() + reward_cost() + quality() + confident_errors())
     return "\n".join(parts).rstrip() + "\n"
 
