@@ -109,6 +109,11 @@ DEVICE_VENV ?= .venv-device
 DEVICE_BIN := $(DEVICE_VENV)/bin
 VULKAN_DIR ?= build/vulkan
 DEVICE_WHEELS := build/device-wheels
+# Where the headers and SPIRV-Headers' CMake package are: tools/vulkan_deps.sh unpacks them here
+# on Debian 12; elsewhere set both (and VULKAN_INCLUDE_DIR in the environment, which the script
+# then only checks).
+VULKAN_INCLUDE_DIR ?= $(CURDIR)/$(VULKAN_DIR)/pkg/usr/include
+VULKAN_PREFIX ?= $(CURDIR)/$(VULKAN_DIR)/pkg/usr
 # llama.cpp ignores CPU-type Vulkan devices (lavapipe is one) unless they are named.
 DEVICE_ENV := GGML_VK_VISIBLE_DEVICES=0 MESA_SHADER_CACHE_DIR=$(CURDIR)/build/mesa-shader-cache \
 	MESA_SHADER_CACHE_MAX_SIZE=2G
@@ -124,8 +129,7 @@ $(DEVICE_WHEELS)/.built: | $(DEVICE_BIN)/python
 	tools/vulkan_deps.sh $(VULKAN_DIR) >/dev/null
 	rm -rf $(DEVICE_WHEELS)
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS) -DGGML_VULKAN=ON \
-		-DVulkan_INCLUDE_DIR=$(CURDIR)/$(VULKAN_DIR)/pkg/usr/include \
-		-DCMAKE_PREFIX_PATH=$(CURDIR)/$(VULKAN_DIR)/pkg/usr" \
+		-DVulkan_INCLUDE_DIR=$(VULKAN_INCLUDE_DIR) -DCMAKE_PREFIX_PATH=$(VULKAN_PREFIX)" \
 		CMAKE_BUILD_PARALLEL_LEVEL=$(NPROC) \
 		$(DEVICE_BIN)/pip wheel --no-deps --no-cache-dir -w $(DEVICE_WHEELS) "$(LLAMA_CPP_PYTHON)"
 	touch $@

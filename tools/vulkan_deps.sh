@@ -12,7 +12,8 @@
 #   tools/vulkan_deps.sh [DIR]   (default build/vulkan)
 #
 # Elsewhere, install a Vulkan loader, glslc, a Vulkan driver, Vulkan headers >= 1.3.272 and
-# SPIRV-Headers yourself, and set VULKAN_INCLUDE_DIR; this script then only checks them.
+# SPIRV-Headers yourself, and set VULKAN_INCLUDE_DIR (and make's VULKAN_PREFIX, where
+# SPIRV-Headers' CMake package is); this script then only checks them.
 set -euo pipefail
 
 dir="${1:-build/vulkan}"
@@ -53,14 +54,15 @@ fi
 
 # 2. The loader, glslc and lavapipe.
 mesa="$(installed mesa-vulkan-drivers)"
-if [[ -z "$(installed libvulkan-dev)" || -z "$(installed glslc)" || "${mesa%%.*}" != 2[5-9] ]]; then
+mesa_ok() { [[ "${mesa%%.*}" =~ ^[0-9]+$ ]] && (( ${mesa%%.*} >= 25 )); }
+if [[ -z "$(installed libvulkan-dev)" || -z "$(installed glslc)" ]] || ! mesa_ok; then
   log "installing libvulkan-dev, glslc and mesa-vulkan-drivers (bookworm-backports)"
   { $sudo apt-get install -y -q libvulkan-dev glslc \
       || { $sudo apt-get update -q && $sudo apt-get install -y -q libvulkan-dev glslc; }
     $sudo apt-get install -y -q -t bookworm-backports mesa-vulkan-drivers; } >&2
   mesa="$(installed mesa-vulkan-drivers)"
 fi
-[[ "${mesa%%.*}" == 2[5-9] ]] || die "mesa-vulkan-drivers $mesa: version 25 or newer needed"
+mesa_ok || die "mesa-vulkan-drivers $mesa: version 25 or newer needed"
 log "mesa-vulkan-drivers $mesa, glslc $(glslc --version | head -n1)"
 
 # 3. Headers: trixie's libvulkan-dev and spirv-headers, unpacked here.
