@@ -221,7 +221,8 @@ def attention(quick: bool) -> list[dict[str, Any]]:
             engine = stars_cpp.Engine(path, n_ctx=2048, n_threads=N_THREADS, kv_layout=layout)
             long_text = (filler * 8)[:4500]
             n_long = len(engine.model.tokenize(long_text))
-            step_ms = {}
+            step_ms: dict[str, float] = {}
+            tokens: dict[str, list[int]] = {}
             for name, text in (("short", "Once upon a time"), ("long", long_text)):
                 prompts = [f"{i} {text}" for i in range(4)]
                 p = dict(mode="plain", seed=1, temperature=0.0, segment_tokens=8)
@@ -233,11 +234,16 @@ def attention(quick: bool) -> list[dict[str, Any]]:
                 def stamp(i: int, _segment: Any, stamps: dict = stamps) -> None:
                     stamps.setdefault(i, []).append(time.perf_counter())
 
-                engine.generate(prompts, max_tokens=40, on_segment=stamp, **p)
-                step_ms[name] = 1e3 * max(t[-1] - t[0] for t in stamps.values()) / 32
+                results = engine.generate(prompts, max_tokens=40, on_segment=stamp, **p)
+                # A response that ends early sends fewer segments: time per step from each
+                # prompt's own count, and the tokens kept to show how wide the steps stayed.
+                step_ms[name] = 1e3 * max((t[-1] - t[0]) / (8 * (len(t) - 1))
+                                          for t in stamps.values() if len(t) > 1)
+                tokens[name] = [len(r.tokens) for r in results]
             rows.append({"model": model, "layout": layout, "step_ms_short": step_ms["short"],
                          "step_ms_long": step_ms["long"], "long_prompt_tokens": n_long,
-                         "attention_share_at_long": 1 - step_ms["short"] / step_ms["long"]})
+                         "attention_share_at_long": 1 - step_ms["short"] / step_ms["long"],
+                         "response_tokens": tokens})
             print(rows[-1], flush=True)
             engine.close()
     return rows
