@@ -31,8 +31,10 @@ def backend() -> str:
     import llama_cpp
 
     info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    # Vulkan's backend does not list itself there; its library in the wheel does.
+    libs = " ".join(p.name for p in (Path(llama_cpp.__file__).parent / "lib").glob("libggml-*"))
     for name in ("CUDA", "METAL", "VULKAN", "SYCL", "HIP"):
-        if f"{name} :" in info or f"{name}:" in info:
+        if f"{name} :" in info or f"{name}:" in info or f"libggml-{name.lower()}." in libs:
             return name.lower()
     return "cpu"
 
