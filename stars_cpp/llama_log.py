@@ -47,6 +47,9 @@ def _stop() -> None:
     _core.wake_log_readers()
     if _thread is not None:
         _thread.join(timeout=2 * _POLL_S)
+    # Lines queued since the reader's last pass (a loaded machine can starve it for longer
+    # than a short run lasts) still reach logging, which shuts down after this handler.
+    flush()
 
 
 def install() -> None:
