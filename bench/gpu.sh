@@ -95,29 +95,23 @@ if [[ "$mode" == prepare ]]; then
 fi
 
 # --- settings ---------------------------------------------------------------------------------
-if [[ "$mode" == cpu ]]; then
-  PY="${PYTHON:-.venv/bin/python}"
-  work="${GPU_WORK_DIR:-build/gpu-cpu-check}"
-  shape="${MODEL_SHAPE:-tiny}"
-  ngl="${N_GPU_LAYERS:-0}"
-  results_dir="${OUT:-$work/results}"
-elif [[ "$mode" == vulkan ]]; then
+# mode: default interpreter, work dir, model shape, layers offloaded, results dir
+case "$mode" in
+  cpu) defaults=(.venv/bin/python build/gpu-cpu-check tiny 0 "") ;;
+  vulkan) defaults=(.venv-device/bin/python build/gpu-vulkan tiny 99 "") ;;
+  *) defaults=(python3 build/gpu 1b 99 bench/results) ;;
+esac
+PY="${PYTHON:-${defaults[0]}}"
+work="${GPU_WORK_DIR:-${defaults[1]}}"
+shape="${MODEL_SHAPE:-${defaults[2]}}"
+ngl="${N_GPU_LAYERS:-${defaults[3]}}"
+results_dir="${OUT:-${defaults[4]:-$work/results}}"
+if [[ "$mode" == vulkan ]]; then
   # lavapipe is a CPU-type Vulkan device, which ggml ignores unless named; its compiled shaders
   # are kept between runs (the first run compiles them for minutes).
-  PY="${PYTHON:-.venv-device/bin/python}"
-  work="${GPU_WORK_DIR:-build/gpu-vulkan}"
-  shape="${MODEL_SHAPE:-tiny}"
-  ngl="${N_GPU_LAYERS:-99}"
-  results_dir="${OUT:-$work/results}"
   export GGML_VK_VISIBLE_DEVICES="${GGML_VK_VISIBLE_DEVICES:-0}"
   export MESA_SHADER_CACHE_DIR="${MESA_SHADER_CACHE_DIR:-$repo/build/mesa-shader-cache}"
   export MESA_SHADER_CACHE_MAX_SIZE="${MESA_SHADER_CACHE_MAX_SIZE:-2G}"
-else
-  PY="${PYTHON:-python3}"
-  work="${GPU_WORK_DIR:-build/gpu}"
-  shape="${MODEL_SHAPE:-1b}"
-  ngl="${N_GPU_LAYERS:-99}"
-  results_dir="${OUT:-bench/results}"
 fi
 jobs_n="${JOBS:-$(nproc 2>/dev/null || echo 4)}"
 mkdir -p "$work" "$results_dir"
