@@ -19,11 +19,11 @@ fail, never skip, when the build has no GPU backend.
 from __future__ import annotations
 
 import os
-import threading
 
 import numpy as np
 import pytest
 from deterministic_rewards import hash_reward
+from request_outcome import Outcome
 
 import stars_cpp
 from stars_cpp import _core
@@ -158,25 +158,6 @@ def test_a_self_judge_scores_on_the_device(device_model):
     assert len(r.tokens) == 4 and r.stats.reward_rows > 0
     assert r.stats.backend_tokens_sampled == r.stats.policy_tokens_sampled - host_first_draws(r)
     assert all(s.reward is not None and len(s.rewards) == s.attempts for s in r.segments)
-
-
-class Outcome:
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.started = threading.Event()
-        self.result = None
-        self.error = None
-
-    def on_segment(self, segment) -> None:
-        self.started.set()
-
-    def on_result(self, result) -> None:
-        self.result = result
-        self.done.set()
-
-    def on_error(self, error) -> None:
-        self.error = error
-        self.done.set()
 
 
 @pytest.mark.parametrize("mode", ["plain", "stars"])

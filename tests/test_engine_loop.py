@@ -9,6 +9,7 @@ import threading
 
 import pytest
 from deterministic_rewards import hash_reward
+from request_outcome import Outcome
 
 import stars_cpp
 
@@ -16,31 +17,6 @@ import stars_cpp
 pytestmark = pytest.mark.usefixtures("each_sampling")
 
 PROMPT = "Once upon a time"
-
-
-class Outcome:
-    """One submitted request's callbacks, waited on from the test thread."""
-
-    def __init__(self) -> None:
-        self.segments: list = []
-        self.result = None
-        self.error: BaseException | None = None
-        self.done = threading.Event()
-
-    def on_segment(self, segment) -> None:
-        self.segments.append(segment)
-
-    def on_result(self, result) -> None:
-        self.result = result
-        self.done.set()
-
-    def on_error(self, error: BaseException) -> None:
-        self.error = error
-        self.done.set()
-
-    def wait(self) -> Outcome:
-        assert self.done.wait(120), "request did not finish"
-        return self
 
 
 def submit(engine, prompt=PROMPT, **params) -> tuple[int, Outcome]:
