@@ -353,14 +353,15 @@ def main() -> None:
     wanted = args.task or ([] if args.throughput else
                            sorted(n for n, t in every.items() if not t.long_form))
     for task_name in wanted:
-        if task_name == "coverage" and fluency is None:
+        scored_for_fluency = task_name.startswith("coverage")
+        if scored_for_fluency and fluency is None:
             fluency = Fluency()
         start = time.perf_counter()
         # Kept runs merge only into a run of the same prompts.
         old = next((t for t in kept.get("tasks", [])
                     if t["task"] == task_name and t["n_prompts"] == args.prompts), None)
         task = run_task(task_name, args.prompts, args.sweep,
-                        fluency if task_name == "coverage" else None,
+                        fluency if scored_for_fluency else None,
                         args.method, old if args.method else None)
         task["best_of_16_target"] = best_of_16_target(task)
         tasks.append({**task, "command": command, "machine": machine,

@@ -19,6 +19,8 @@ reward(prompts, responses) -> one float per response, where a response is the te
   PyPI that needs no hub download; detoxify and the transformers classifiers fetch weights).
 - sentiment_smollm2_long and sentiment_gemma_long: the same rewards and scorers on 128-token
   responses (a paragraph; a continuation to the first blank line), for the best-of-16 target.
+- coverage_long: the coverage task's reward and scorer on a paragraph that must use eight
+  words (two of its lines of concepts), 128 tokens, also for the best-of-16 target.
 """
 
 from __future__ import annotations
@@ -184,6 +186,7 @@ def _chat(texts: list[str]) -> list[list[dict[str, str]]]:
 def make_tasks(n: int) -> dict[str, Task]:
     """Every task with its first `n` prompts (48 at most for some)."""
     topics = _lines("topics.txt", n)
+    concepts = _lines("concepts.txt", 48)
     return {
         "sentiment_gemma": Task(
             "sentiment_gemma", "gemma3_270m", vader_compound, "VADER compound", afinn_score,
@@ -216,6 +219,15 @@ def make_tasks(n: int) -> dict[str, Task]:
             "sentiment_smollm2_long", "smollm2", afinn_score, "AFINN-165 score", vader_compound,
             "VADER compound",
             _chat([f"Write a paragraph of five sentences about {t}." for t in topics]),
+            {"max_tokens": 128}, long_form=True),
+        "coverage_long": Task(
+            "coverage_long", "smollm2", coverage_reward, "concepts present so far (lenient)",
+            _final_coverage,
+            "final coverage (whole words or inflections); fluency under Gemma-3-270M beside it",
+            # Lines i and i + 5: no word twice in a prompt.
+            _chat([f"Write a paragraph of five sentences that uses all of these words: "
+                   f"{concepts[i]}, {concepts[(i + 5) % len(concepts)]}."
+                   for i in range(min(n, len(concepts)))]),
             {"max_tokens": 128}, long_form=True),
         "sentiment_gemma_long": Task(
             "sentiment_gemma_long", "gemma3_270m", vader_compound, "VADER compound",

@@ -62,10 +62,11 @@ def test_the_learned_civility_scorer():
 
 def test_every_task_has_48_prompts_and_scores_its_texts():
     tasks = qt.make_tasks(48)
-    assert sorted(tasks) == ["bullets", "civility", "coverage", "sentiment_gemma",
-                             "sentiment_gemma_long", "sentiment_smollm2", "sentiment_smollm2_long"]
-    assert [n for n, t in tasks.items() if t.long_form] == ["sentiment_smollm2_long",
-                                                            "sentiment_gemma_long"]
+    assert sorted(tasks) == ["bullets", "civility", "coverage", "coverage_long",
+                             "sentiment_gemma", "sentiment_gemma_long", "sentiment_smollm2",
+                             "sentiment_smollm2_long"]
+    assert [n for n, t in tasks.items() if t.long_form] == [
+        "sentiment_smollm2_long", "coverage_long", "sentiment_gemma_long"]
     assert all(t.params["max_tokens"] == 128 for t in tasks.values() if t.long_form)
     for task in tasks.values():
         assert len(task.prompts) == 48, task.name
@@ -76,3 +77,15 @@ def test_every_task_has_48_prompts_and_scores_its_texts():
     assert tasks["sentiment_smollm2"].held_out(["What a wonderful, lovely day."]) == [
         qt.vader_compound([], ["What a wonderful, lovely day."])[0]]
     assert tasks["sentiment_gemma"].held_out(["What a wonderful, lovely day."]) == [7.0]
+
+
+def test_the_long_coverage_task_asks_for_eight_distinct_words():
+    tasks = qt.make_tasks(48)
+    concepts = [qt.concepts_of(u) for u in tasks["coverage_long"].users()]
+    assert all(len(c) == 8 and len(set(c)) == 8 for c in concepts)
+    assert len({tuple(c) for c in concepts}) == 48
+    # dog, frisbee, catch, throw, boat, river, row, bridge: "rowi" counts so far (a word being
+    # written), not in the final check of whole words and inflections.
+    text = "The dog and the river catching a boat, rowi"
+    assert tasks["coverage_long"].reward([tasks["coverage_long"].users()[0]], [text]) == [0.625]
+    assert tasks["coverage_long"].held_out([text]) == [0.5]
