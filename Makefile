@@ -22,7 +22,7 @@ endif
 
 DEMO_PROMPT ?= Give me three tips for staying focused while studying.
 
-.PHONY: generated all install install-test native demo test test-fast test-device vulkan-deps test-cpp googletest lint stubs bench bench-full bench-quick bench-sweep bench-install rebuild-llama clean
+.PHONY: generated all install install-test native demo test test-fast test-device vulkan-deps test-cpp googletest lint stubs bench bench-full bench-quick bench-sweep bench-install profile-lib rebuild-llama clean
 
 all: install
 
@@ -205,6 +205,19 @@ stubs: install
 	rm -rf stars_cpp/_core
 	cd $(VENV) && bin/python -m nanobind.stubgen -r -m stars_cpp._core -O $(CURDIR)/stars_cpp
 	$(BIN)/pip install --no-build-isolation --no-deps .
+
+# llama.cpp's CPU library as the wheel builds it but keeping its symbols (pip's install strips
+# them), so that bench/kernel_profile.py's perf profiles name every kernel; the profiled
+# benches load it in place of the wheel's.
+PROFILE_LIB := build/profile-lib/libggml-cpu.so.0
+profile-lib: $(PROFILE_LIB)
+$(PROFILE_LIB): | $(BIN)/python
+	rm -rf build/profile-lib
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$(NPROC) \
+		$(BIN)/pip wheel --no-deps --no-cache-dir --no-binary llama-cpp-python \
+		-C install.strip=false -w build/profile-lib/wheel "$(LLAMA_CPP_PYTHON)"
+	$(BIN)/python -c "import glob, zipfile; w = zipfile.ZipFile(glob.glob('build/profile-lib/wheel/*.whl')[0]); \
+		open('$@', 'wb').write(w.read('llama_cpp/lib/libggml-cpu.so.0'))"
 
 # Rebuilds llama-cpp-python without pip's cached wheel (after changing LLAMA_CMAKE_ARGS).
 rebuild-llama: | $(BIN)/python

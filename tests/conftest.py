@@ -43,6 +43,7 @@ MODULE_TIERS = {
     "test_docs": "static",
     "test_tiers": "static",
     "test_quality_tasks": "static",
+    "test_kernel_profile": "static",
     "test_cxx_runtime": "unit",
     "test_stubs": "unit",
     "test_backend_sampling": "engine",
