@@ -97,9 +97,14 @@ def _profile(engine: stars_cpp.Engine, calls: list[list[Any]], params: dict[str,
     }
 
 
-def batching(quick: bool) -> dict[str, Any]:
+def _workload(quick: bool) -> tuple[list[Any], dict[str, Any]]:
+    """The 12 instructions (4 in --quick) and the workload's parameters."""
     prompts = [_chat(t) for t in INSTRUCTIONS[: 4 if quick else 12]]
-    base = {**WORKLOAD, "max_tokens": 32 if quick else WORKLOAD["max_tokens"]}
+    return prompts, {**WORKLOAD, "max_tokens": 32 if quick else WORKLOAD["max_tokens"]}
+
+
+def batching(quick: bool) -> dict[str, Any]:
+    prompts, base = _workload(quick)
     path = str(smollm2_path())
     rows = []
 
@@ -148,6 +153,14 @@ def batching(quick: bool) -> dict[str, Any]:
             "rows": rows, "ratios": ratios}
 
 
+def _profiled_child(*args: str) -> tuple[dict[str, Any], str]:
+    """This script run with ``args`` in a fresh process under perf (sampling inside its
+    ``kernel_profile.window()``): the JSON it prints last, and perf's report."""
+    done, report = kernel_profile.run([sys.executable, __file__, *args], windowed=True,
+                                      capture_output=True, text=True, check=True, cwd=HERE)
+    return json.loads(done.stdout.strip().splitlines()[-1]), report
+
+
 def _kernels(report: str, rounds: int | None = None) -> dict[str, Any]:
     """A profiled child's CPU seconds per kernel class, and what the tables show of them."""
     seconds = kernel_profile.cpu_seconds(report)
@@ -162,8 +175,7 @@ def _kernels(report: str, rounds: int | None = None) -> dict[str, Any]:
 
 def profile_one(reward_name: str, how: str, quick: bool) -> dict[str, Any]:
     """One profiled cell of the batching workload (isolated, adaptive width), in this process."""
-    prompts = [_chat(t) for t in INSTRUCTIONS[: 4 if quick else 12]]
-    base = {**WORKLOAD, "max_tokens": 32 if quick else WORKLOAD["max_tokens"]}
+    prompts, base = _workload(quick)
     make, extra = REWARDS[reward_name]
     engine = stars_cpp.Engine(str(smollm2_path()), make(), n_ctx=4096, n_threads=N_THREADS,
                               kv_layout="isolated")
@@ -180,11 +192,8 @@ def profile(quick: bool) -> list[dict[str, Any]]:
     rows = []
     for reward_name in REWARDS:
         for how in ("one_call", "one_by_one"):
-            done, report = kernel_profile.run(
-                [sys.executable, __file__, "--profile-one", reward_name, how,
-                 *(["--quick"] if quick else [])],
-                windowed=True, capture_output=True, text=True, check=True, cwd=HERE)
-            m = json.loads(done.stdout.strip().splitlines()[-1])
+            m, report = _profiled_child("--profile-one", reward_name, how,
+                                        *(["--quick"] if quick else []))
             rows.append({"reward": reward_name, "how": how, **m, **_kernels(report)})
             print(reward_name, how, f"{m['ms_per_accepted_token']:.1f} ms/tok",
                   rows[-1]["cpu_s"], flush=True)
@@ -257,10 +266,7 @@ def matrix(quick: bool) -> list[dict[str, Any]]:
 
 def in_own_process(*config: Any) -> dict[str, Any]:
     """one_config(*config) in a fresh process (its own peak RSS), its generate profiled."""
-    done, report = kernel_profile.run([sys.executable, __file__, "--one", *map(str, config)],
-                                       windowed=True, capture_output=True, text=True,
-                                       check=True, cwd=HERE)
-    row = json.loads(done.stdout.strip().splitlines()[-1])
+    row, report = _profiled_child("--one", *map(str, config))
     row.update(_kernels(report, row["rounds"]))
     print(" ".join(map(str, config)), f"{row['ms_per_accepted_token']:.1f} ms/tok",
           f"{row['peak_rss_mib']:.0f} MiB", f"attention {row['attention_share']:.2f}",
@@ -315,11 +321,8 @@ def attention(quick: bool) -> list[dict[str, Any]]:
     for model in ("smollm2",) if quick else ("smollm2", "gemma"):
         for layout in LAYOUTS:
             for length in ("short", "long"):
-                done, report = kernel_profile.run(
-                    [sys.executable, __file__, "--attention-one", model, layout, length],
-                    windowed=True, capture_output=True, text=True, check=True, cwd=HERE)
-                rows.append({**json.loads(done.stdout.strip().splitlines()[-1]),
-                             **_kernels(report)})
+                row, report = _profiled_child("--attention-one", model, layout, length)
+                rows.append({**row, **_kernels(report)})
                 print({k: v for k, v in rows[-1].items() if k != "cpu_s"}, flush=True)
     return rows
 
