@@ -54,7 +54,8 @@ STARS_AXES: list[tuple[str, Any]] = [
 CARDS_THRESHOLDS = (3.0, 4.0)
 
 
-def methods(sweep: bool) -> list[dict[str, Any]]:
+def methods(sweep: bool, task: quality_tasks.Task | None = None) -> list[dict[str, Any]]:
+    """Every task's methods (more in a sweep), then the task's own (sweep only)."""
     sizes = (4, 16)
     out: list[dict[str, Any]] = [{"name": "plain", "mode": "plain"}]
     out += [{"name": f"best_of_{n}", "mode": "best_of_n", "candidates": n} for n in sizes]
@@ -64,6 +65,7 @@ def methods(sweep: bool) -> list[dict[str, Any]]:
                 for key, value in STARS_AXES]
         out += [{"name": f"cards_entropy_threshold={t}", "mode": "cards",
                  "entropy_threshold": t} for t in CARDS_THRESHOLDS]
+        out += task.methods if task is not None else []
     return out
 
 
@@ -170,7 +172,8 @@ def run_task(name: str, n_prompts: int, sweep: bool, fluency: Fluency | None,
              only: list[str] | None = None, kept: dict[str, Any] | None = None) -> dict[str, Any]:
     task = quality_tasks.make_tasks(n_prompts)[name]
     rows: list[dict[str, Any]] = []
-    wanted = [m for m in methods(sweep) if not only or m["name"] in only or m["name"] == "plain"]
+    wanted = [m for m in methods(sweep, task)
+              if not only or m["name"] in only or m["name"] == "plain"]
     for method in wanted:
         row = spawn({"task": name, "n_prompts": n_prompts, "method": method})
         row["held_out"] = task.held_out(row["texts"])
@@ -183,7 +186,7 @@ def run_task(name: str, n_prompts: int, sweep: bool, fluency: Fluency | None,
     # Runs of other methods kept from an earlier run of this task (same prompts, same seed).
     ran = {r["name"] for r in rows}
     rows += [r for r in (kept or {}).get("runs", []) if r["name"] not in ran]
-    order = [m["name"] for m in methods(True)]
+    order = [m["name"] for m in methods(True, task)]
     rows.sort(key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
     plain = np.array(rows[0]["held_out"])
     return {"task": name, "n_prompts": len(task.prompts),
@@ -338,6 +341,7 @@ def main() -> None:
         return
 
     known = [m["name"] for m in methods(True)]
+    known += [m["name"] for t in quality_tasks.make_tasks(1).values() for m in t.methods]
     for method_name in args.method or []:
         if method_name not in known:
             parser.error(f"--method {method_name!r} is not one of: {', '.join(known)}")

@@ -155,6 +155,8 @@ class Task:
     params: dict[str, Any] = field(default_factory=dict)
     # A long-form variant: scored for the best-of-16 target only, not in the choice of defaults.
     long_form: bool = False
+    # Settings swept on this task only (a threshold in its reward's own units).
+    methods: list[dict[str, Any]] = field(default_factory=list)
 
     def users(self) -> list[str]:
         return [p[0]["content"] if isinstance(p, list) else p for p in self.prompts]
@@ -228,7 +230,16 @@ def make_tasks(n: int) -> dict[str, Task]:
             _chat([f"Write a paragraph of five sentences that uses all of these words: "
                    f"{concepts[i]}, {concepts[(i + 5) % len(concepts)]}."
                    for i in range(min(n, len(concepts)))]),
-            {"max_tokens": 128}, long_form=True),
+            {"max_tokens": 128}, long_form=True,
+            # The paper's fixed threshold at full coverage. Ramped from 0 (alpha 0), a segment
+            # must bring the response's coverage up to its share of the length so far; not
+            # ramped (alpha 1), every segment is the best of its M attempts until all the
+            # words are in, and a response cannot end short of them unless all M end it.
+            methods=[{"name": "stars_threshold=1.0,alpha=0.0,acceptance=hard", "mode": "stars",
+                      "threshold": 1.0, "alpha": 0.0, "acceptance": "hard"},
+                     {"name": "stars_threshold=1.0,alpha=1.0,acceptance=hard,max_attempts=4",
+                      "mode": "stars", "threshold": 1.0, "alpha": 1.0, "acceptance": "hard",
+                      "max_attempts": 4}]),
         "sentiment_gemma_long": Task(
             "sentiment_gemma_long", "gemma3_270m", vader_compound, "VADER compound",
             afinn_score, "AFINN-165 score", _lines("review_openings.txt", n),

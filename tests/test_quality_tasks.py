@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -89,3 +90,11 @@ def test_the_long_coverage_task_asks_for_eight_distinct_words():
     text = "The dog and the river catching a boat, rowi"
     assert tasks["coverage_long"].reward([tasks["coverage_long"].users()[0]], [text]) == [0.625]
     assert tasks["coverage_long"].held_out([text]) == [0.5]
+    # Its own setting names real generation parameters (params.py alone: this tier runs
+    # without the extension built).
+    spec = importlib.util.spec_from_file_location(
+        "stars_params", Path(__file__).resolve().parents[1] / "stars_cpp" / "params.py")
+    params = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(params)
+    for method in tasks["coverage_long"].methods:
+        assert set(method) - {"name", "mode"} <= set(params.GenerationParams.__annotations__)
