@@ -7,7 +7,8 @@ per-chunk loops) are static functions that perf cannot name there. So the comman
 the same library built with its symbols (`make profile-lib`) loaded in its place; samples in
 functions still unnamed are counted apart ("ggml_unnamed") rather than guessed.
 
-    python bench/kernel_profile.py -- python my_script.py   # prints the classes as JSON
+    python bench/kernel_profile.py [--symbols] -- python my_script.py
+    # CPU seconds per class as JSON; --symbols also lists the 30 costliest symbols
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ HZ = 499  # samples per second of each thread's CPU time (cpu-clock works in VMs
 # demangled) and the f32->f16 conversion of their other operand (and of the rows written into
 # the cache) are attention's. The weights' products are the quantized kernels and the
 # quantization of the activations that feed them.
-# Copies: the isolated layout's stream copies at a fork or an adoption are memcpy calls inside
-# llama_decode; other copies (logits, batches) are small beside them.
+# Copies: every memcpy, so the isolated layout's stream copies (applied inside llama_decode at
+# a fork or an adoption) and ggml's copies of operands in matrix products: an upper bound on
+# the stream copies' time.
 CLASSES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("copies", re.compile(r"memmove|memcpy")),
     ("attention", re.compile(r"vec_dot_f16|fp32_to_fp16|soft_max|flash_attn|set_rows|"
