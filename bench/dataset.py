@@ -109,9 +109,11 @@ def main() -> None:
             out = work / f"ray{workers}.jsonl"
             summary = {}
             start = time.perf_counter()
-            for _ in stars_ray.run(records, out, model=model, reward_spec=REWARD, params=params,
-                                   workers=workers, batch=16, quiet=True, summary=summary,
-                                   n_ctx=8192, n_threads=max(1, (os.cpu_count() or 2) // workers)):
+            settings = {"reward": REWARD, "n_ctx": 8192,
+                        "n_threads": max(1, (os.cpu_count() or 2) // workers)}
+            for _ in stars_ray.run(records, out, model=model, engine_settings=settings,
+                                   params=params, workers=workers, batch=16, quiet=True,
+                                   summary=summary):
                 pass
             rows.append(summarize(f"ray, {workers} worker(s)", time.perf_counter() - start,
                                   summary, {"batch": 16, "workers": workers,
