@@ -177,12 +177,14 @@ bench-full: bench
 # The frontier that chooses the STARS defaults by their worst task (one task at a time: each
 # keeps the others' results; a few hours on 2 cores), the judge layouts and width independence.
 QUALITY_TASKS ?= sentiment_smollm2 coverage bullets civility sentiment_gemma
-# On 128-token responses (eight segments), the lever toward best-of-16's score: more attempts.
+# On 128-token responses (eight segments), the lever toward best-of-16's score: more attempts;
+# coverage_long runs every method and its own fixed thresholds at full coverage.
 QUALITY_LONG_METHODS ?= best_of_16 stars_target_attempts=6.0
 bench-sweep: bench-install
 	for task in $(QUALITY_TASKS); do $(BIN)/python bench/quality.py --sweep --task $$task || exit 1; done
 	$(BIN)/python bench/quality.py --sweep --prompts 24 --task sentiment_smollm2_long \
 	  --task sentiment_gemma_long $(foreach m,$(QUALITY_LONG_METHODS),--method $(m))
+	$(BIN)/python bench/quality.py --sweep --prompts 24 --task coverage_long
 	$(BIN)/python bench/confident_errors.py
 	$(BIN)/python bench/judge_layout.py
 	$(BIN)/python bench/width_independence.py

@@ -237,9 +237,12 @@ def make_tasks(n: int) -> dict[str, Task]:
             # words are in, and a response cannot end short of them unless all M end it.
             methods=[{"name": "stars_threshold=1.0,alpha=0.0,acceptance=hard", "mode": "stars",
                       "threshold": 1.0, "alpha": 0.0, "acceptance": "hard"},
-                     {"name": "stars_threshold=1.0,alpha=1.0,acceptance=hard,max_attempts=4",
-                      "mode": "stars", "threshold": 1.0, "alpha": 1.0, "acceptance": "hard",
-                      "max_attempts": 4}]),
+                     *({"name": f"stars_threshold=1.0,alpha=1.0,acceptance=hard,max_attempts={m}",
+                        "mode": "stars", "threshold": 1.0, "alpha": 1.0, "acceptance": "hard",
+                        "max_attempts": m} for m in (4, 8)),
+                     {"name": "stars_threshold=1.0,alpha=1.0,acceptance=hard,max_attempts=8,"
+                              "segment_tokens=8", "mode": "stars", "threshold": 1.0, "alpha": 1.0,
+                      "acceptance": "hard", "max_attempts": 8, "segment_tokens": 8}]),
         "sentiment_gemma_long": Task(
             "sentiment_gemma_long", "gemma3_270m", vader_compound, "VADER compound",
             afinn_score, "AFINN-165 score", _lines("review_openings.txt", n),
