@@ -109,6 +109,11 @@ class Window:
     def stop(self) -> None:
         self._send("disable")
 
+    def close(self) -> None:
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+
 
 @contextlib.contextmanager
 def window():
@@ -119,6 +124,7 @@ def window():
         yield
     finally:
         w.stop()
+        w.close()
 
 
 def _preload() -> list[str]:

@@ -64,6 +64,10 @@ REWARDS = {
 }
 
 
+def _model_path(model: str) -> str:
+    return str(smollm2_path() if model == "smollm2" else gemma3_270m_path())
+
+
 def _chat(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
@@ -224,7 +228,7 @@ def long_prompt(model: Any, n_tokens: int) -> str:
 def one_config(model: str, layout: str, method: str, n_prompts: int, max_tokens: int,
                prompt_tokens: int = 0) -> dict[str, Any]:
     """One matrix cell, run in this (fresh) process so that its peak RSS is its own."""
-    path = str(smollm2_path() if model == "smollm2" else gemma3_270m_path())
+    path = _model_path(model)
     texts = INSTRUCTIONS[:n_prompts]
     prompts = [_chat(t) for t in texts] if model == "smollm2" else [f"{t}\n" for t in texts]
     # n_ctx is the shared layout's whole pool: the default 4096 holds 16 prompts' requests at
@@ -284,7 +288,7 @@ def single(quick: bool) -> list[dict[str, Any]]:
 
 def attention_one(model: str, layout: str, length: str) -> dict[str, Any]:
     """4 sequences step 32 tokens after their prompts; the profile covers only those steps."""
-    path = str(smollm2_path() if model == "smollm2" else gemma3_270m_path())
+    path = _model_path(model)
     # n_ctx is the shared layout's whole pool: 4 long prompts need 4 x ~1,060 cells, or they
     # queue and step fewer at a time (each layout's steps must carry all 4).
     engine = stars_cpp.Engine(path, n_ctx=8192, n_threads=N_THREADS, kv_layout=layout)
@@ -304,6 +308,7 @@ def attention_one(model: str, layout: str, length: str) -> dict[str, Any]:
 
     results = engine.generate(prompts, max_tokens=40, on_segment=stamp, **p)
     window.stop()
+    window.close()
     # A response that ends early sends fewer segments: time per step from each prompt's own
     # count, and the tokens kept to show how wide the steps stayed.
     step_ms = 1e3 * max((t[-1] - t[0]) / (8 * (len(t) - 1)) for t in stamps.values()

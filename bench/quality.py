@@ -61,8 +61,7 @@ def methods(sweep: bool, task: quality_tasks.Task | None = None) -> list[dict[st
     out += [{"name": f"best_of_{n}", "mode": "best_of_n", "candidates": n} for n in sizes]
     out += [{"name": "stars", "mode": "stars"}, {"name": "cards", "mode": "cards"}]
     if sweep:
-        out += [{"name": f"stars_{key}={value}", "mode": "stars", key: value}
-                for key, value in STARS_AXES]
+        out += [quality_tasks.stars_setting(**{key: value}) for key, value in STARS_AXES]
         out += [{"name": f"cards_entropy_threshold={t}", "mode": "cards",
                  "entropy_threshold": t} for t in CARDS_THRESHOLDS]
         out += task.methods if task is not None else []

@@ -185,8 +185,8 @@ def _chat(texts: list[str]) -> list[list[dict[str, str]]]:
     return [[{"role": "user", "content": t}] for t in texts]
 
 
-def _stars(**params: Any) -> dict[str, Any]:
-    """A STARS setting of a task's own, named by its parameters in order."""
+def stars_setting(**params: Any) -> dict[str, Any]:
+    """A STARS method for the quality bench, named by its parameters in order."""
     name = "stars_" + ",".join(f"{k}={v}" for k, v in params.items())
     return {"name": name, "mode": "stars", **params}
 
@@ -241,10 +241,10 @@ def make_tasks(n: int) -> dict[str, Task]:
             # must bring the response's coverage up to its share of the length so far; not
             # ramped (alpha 1), every segment is the best of its M attempts until all the
             # words are in, and a response cannot end short of them unless all M end it.
-            methods=[_stars(threshold=1.0, alpha=0.0, acceptance="hard"),
-                     _stars(threshold=1.0, alpha=1.0, acceptance="hard", max_attempts=4),
-                     _stars(threshold=1.0, alpha=1.0, acceptance="hard", max_attempts=8),
-                     _stars(threshold=1.0, alpha=1.0, acceptance="hard", max_attempts=8,
+            methods=[stars_setting(threshold=1.0, alpha=0.0, acceptance="hard"),
+                     stars_setting(threshold=1.0, alpha=1.0, acceptance="hard", max_attempts=4),
+                     stars_setting(threshold=1.0, alpha=1.0, acceptance="hard", max_attempts=8),
+                     stars_setting(threshold=1.0, alpha=1.0, acceptance="hard", max_attempts=8,
                             segment_tokens=8)]),
         "sentiment_gemma_long": Task(
             "sentiment_gemma_long", "gemma3_270m", vader_compound, "VADER compound",
